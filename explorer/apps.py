@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class ExplorerConfig(AppConfig):
+    name = "explorer"
+    verbose_name = "ASGI consumer explorer"
+
+    def ready(self):
+        from explorer import checks  # noqa: F401 - registers the system checks

@@ -1,0 +1,122 @@
+"""Settings for the explorer.
+
+Local defaults are safe to run as they are: the server binds to 127.0.0.1,
+DEBUG is off unless asked for, and the secret key is made afresh at each start
+unless DJANGO_SECRET_KEY gives one. Every trace option can be set here or
+overridden by an environment variable of the same name.
+"""
+
+import os
+import secrets
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_flag(name, default=False):
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    if value.lower() in {"1", "true", "yes", "on"}:
+        return True
+    if value.lower() in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name}={value!r}: expected 1/0, true/false, yes/no or on/off")
+
+
+def env_int(name, default):
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={value!r}: expected a whole number") from None
+
+
+# A key made at start-up signs nothing that must outlive the process here
+# (sessions are signed cookies); set DJANGO_SECRET_KEY for anything else.
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or secrets.token_urlsafe(50)
+DEBUG = env_flag("DJANGO_DEBUG")
+ALLOWED_HOSTS = os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]").split(",")
+
+INSTALLED_APPS = [
+    "daphne",  # first, so that `manage.py runserver` serves ASGI
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.staticfiles",
+    "channels",
+    "explorer",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+]
+
+ROOT_URLCONF = "explorer.urls"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {"context_processors": ["django.template.context_processors.request"]},
+    }
+]
+WSGI_APPLICATION = None
+ASGI_APPLICATION = "explorer.asgi.application"
+
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": BASE_DIR / "db.sqlite3",
+    }
+}
+# Signed-cookie sessions: AuthMiddlewareStack reads the session on every
+# handshake, and this way that never needs a database table.
+SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+STATIC_URL = "static/"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# The trace. Each key can be overridden by the environment variable beside it.
+EXPLORER_TRACE = {
+    # compact: one line per event; full: pretty-printed dicts; off: nothing.
+    "MODE": os.environ.get("EXPLORER_TRACE", "compact"),
+    # text/bytes (and any other string) longer than this are shortened.
+    "MAX_PAYLOAD": env_int("EXPLORER_TRACE_MAX_PAYLOAD", 200),
+    # Show cookie, authorization, proxy-authorization, sec-websocket-key and
+    # the session instead of <redacted>.
+    "SHOW_CREDENTIALS": env_flag("EXPLORER_TRACE_SHOW_CREDENTIALS"),
+    # Records waiting for the console; beyond this they are dropped and counted.
+    "QUEUE_SIZE": env_int("EXPLORER_TRACE_QUEUE_SIZE", 10_000),
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {
+        "explorer.trace": {
+            # Consumers only enqueue; a listener thread renders with Rich.
+            "()": "explorer.trace.handlers.QueuedTraceHandler",
+            "queue_size": EXPLORER_TRACE["QUEUE_SIZE"],
+        },
+    },
+    "loggers": {
+        "explorer.trace": {
+            "handlers": ["explorer.trace"],
+            "level": "INFO",
+            "propagate": False,
+        },
+    },
+}

@@ -1,0 +1,31 @@
+"""The mixin that puts a consumer under the trace.
+
+It wraps the ``receive`` and ``send`` callables the server hands to the
+consumer, so the trace sees exactly the event dicts that cross the ASGI
+boundary, and traces how the consumer ended: a handler's exception is
+recorded with its traceback and then left to propagate, so the server does
+what it always does (daphne: close 1011, or HTTP 500 before accepting).
+"""
+
+from explorer.trace.connection import ConnectionTrace
+
+
+class TracedConsumer:
+    """Put before ``SyncConsumer`` or ``AsyncConsumer``; set ``endpoint`` ("sc" or "ac").
+
+    Handlers wrap their body in ``with self.trace.handling(event):`` so the
+    trace knows which thread ran them.
+    """
+
+    endpoint = None
+
+    async def __call__(self, scope, receive, send):
+        self.trace = ConnectionTrace(self.endpoint, scope)
+        if not self.trace.enabled:
+            return await super().__call__(scope, receive, send)
+        try:
+            await super().__call__(scope, self.trace.wrap_receive(receive), self.trace.wrap_send(send))
+        except BaseException as error:
+            self.trace.exited(error)
+            raise
+        self.trace.exited()

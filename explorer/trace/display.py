@@ -1,0 +1,162 @@
+"""Turn event dicts and scopes into something safe and short to show.
+
+Runs on the trace's listener thread, never on the event loop. The result is
+made of plain Python values and three small markers whose ``repr`` is what the
+trace prints, so the compact line (``repr``) and the full view
+(``rich.pretty``) show the same thing. A string a client could have chosen
+reaches the console only through ``repr``, which escapes control characters
+and escape sequences; Rich is never asked to read markup.
+"""
+
+from itertools import islice
+
+# Their values are credentials (or, for sec-websocket-key, a nonce that has no
+# business in a log); shown only when EXPLORER_TRACE["SHOW_CREDENTIALS"] is set.
+CREDENTIAL_HEADERS = frozenset(
+    {b"cookie", b"authorization", b"proxy-authorization", b"sec-websocket-key", b"set-cookie"}
+)
+MAX_DEPTH = 8
+MAX_ITEMS = 100
+MAX_INT_BITS = 256  # repr() of a huge int is slow, or refused outright
+
+
+class Redacted:
+    __slots__ = ()
+
+    def __repr__(self):
+        return "<redacted>"
+
+
+REDACTED = Redacted()
+
+
+class Shortened:
+    """The start of a long str or bytes, and how long it really was."""
+
+    __slots__ = ("head", "length")
+
+    def __init__(self, head, length):
+        self.head = head
+        self.length = length
+
+    def __repr__(self):
+        unit = "chars" if isinstance(self.head, str) else "bytes"
+        return f"{self.head!r}…<{self.length:,} {unit}>"
+
+
+class Opaque:
+    """Anything else, shown by a printable text chosen for it."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text):
+        self.text = text
+
+    def __repr__(self):
+        return self.text
+
+
+def printable(text, keep_newlines=False):
+    """``text`` with every non-printable character written as an escape."""
+    if text.isprintable():
+        return text
+    if keep_newlines:
+        return "\n".join(printable(line) for line in text.split("\n"))
+    return "".join(char if char.isprintable() else ascii(char)[1:-1] for char in text)
+
+
+def opaque(value, limit):
+    try:
+        text = repr(value)
+    except Exception as error:  # a broken __repr__ must not break the trace
+        text = f"<{type(value).__name__}, repr failed: {type(error).__name__}>"
+    text = printable(text)
+    if len(text) > limit:
+        text = f"{text[:limit]}…<{len(text):,} chars>"
+    return Opaque(text)
+
+
+def shown(value, limit, depth=0):
+    """``value`` made short and safe: long strings cut, deep or odd things summarised."""
+    if isinstance(value, (str, bytes)):
+        return value if len(value) <= limit else Shortened(value[:limit], len(value))
+    if value is None or isinstance(value, (bool, float)):
+        return value
+    if isinstance(value, int):
+        return value if value.bit_length() <= MAX_INT_BITS else Opaque(f"<int of {value.bit_length()} bits>")
+    if depth >= MAX_DEPTH and isinstance(value, (dict, list, tuple)):
+        return Opaque(f"<{type(value).__name__} nested too deep>")
+    if isinstance(value, dict):
+        items = {
+            shown(key, limit, depth + 1): shown(item, limit, depth + 1)
+            for key, item in islice(value.items(), MAX_ITEMS)
+        }
+        if len(value) > MAX_ITEMS:
+            items[Opaque("…")] = Opaque(f"<{len(value) - MAX_ITEMS:,} more>")
+        return items
+    if isinstance(value, (list, tuple)):
+        items = [shown(item, limit, depth + 1) for item in islice(value, MAX_ITEMS)]
+        if len(value) > MAX_ITEMS:
+            items.append(Opaque(f"<{len(value) - MAX_ITEMS:,} more>"))
+        return tuple(items) if isinstance(value, tuple) else items
+    return opaque(value, limit)
+
+
+def shown_headers(headers, config):
+    """ASGI's list of byte pairs, decoded (latin-1, as HTTP allows), credentials redacted."""
+    if not isinstance(headers, (list, tuple)):
+        return shown(headers, config.max_payload)
+    result = []
+    for pair in islice(headers, MAX_ITEMS):
+        if not (isinstance(pair, (list, tuple)) and len(pair) == 2 and all(isinstance(p, bytes) for p in pair)):
+            result.append(shown(pair, config.max_payload))  # not a byte pair: show it as it is
+            continue
+        name, value = pair
+        if name.lower() in CREDENTIAL_HEADERS and not config.show_credentials:
+            result.append((name.decode("latin-1"), REDACTED))
+        else:
+            result.append((name.decode("latin-1"), shown(value.decode("latin-1"), config.max_payload)))
+    if len(headers) > MAX_ITEMS:
+        result.append(Opaque(f"<{len(headers) - MAX_ITEMS:,} more>"))
+    return result
+
+
+def shown_event(event, config):
+    """An ASGI event dict as the trace shows it."""
+    if not isinstance(event, dict):
+        return shown(event, config.max_payload)
+    return {
+        shown(key, config.max_payload): (
+            shown_headers(value, config) if key == "headers" else shown(value, config.max_payload)
+        )
+        for key, value in islice(event.items(), MAX_ITEMS)
+    }
+
+
+def shown_scope(scope, config):
+    """A connection scope as the trace shows it: headers decoded, credentials redacted."""
+    result = shown_event(scope, config)
+    if "cookies" in scope and isinstance(scope["cookies"], dict) and not config.show_credentials:
+        result["cookies"] = {shown(name, config.max_payload): REDACTED for name in scope["cookies"]}
+    if "session" in scope:
+        result["session"] = shown_session(scope["session"], config)
+    if "user" in scope:
+        result["user"] = shown_user(scope["user"], config)
+    return result
+
+
+def shown_session(session, config):
+    if not config.show_credentials:
+        return REDACTED
+    try:
+        return shown(dict(session.items()), config.max_payload)
+    except Exception as error:  # an unreadable session must not break the trace
+        return Opaque(f"<session unreadable: {type(error).__name__}>")
+
+
+def shown_user(user, config):
+    try:
+        wrapped = getattr(user, "_wrapped", user)  # AuthMiddleware's lazy object
+        return Opaque(f"<{type(wrapped).__name__}: {printable(str(user))[: config.max_payload]}>")
+    except Exception as error:
+        return Opaque(f"<user unreadable: {type(error).__name__}>")

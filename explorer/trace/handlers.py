@@ -1,0 +1,107 @@
+"""Logging handlers that keep the console off the consumers' path.
+
+``QueuedTraceHandler`` is the handler ``LOGGING`` attaches to the
+``explorer.trace`` logger. A consumer's ``emit`` only puts the record on a
+bounded queue and never waits: when the queue is full the record is dropped
+and counted, and the count is shown with the next record that gets through.
+A ``logging.handlers.QueueListener`` thread hands each record to
+``RichTraceHandler``, which renders it. (Rendering a pretty scope takes about
+1.7 ms, far too long to do inline on the event loop.)
+"""
+
+import atexit
+import copy
+import logging
+import queue
+import sys
+import threading
+from logging.handlers import QueueHandler, QueueListener
+
+from rich.console import Console
+from rich.text import Text
+
+from explorer.trace.display import printable
+from explorer.trace.render import dropped, render
+
+
+def trace_console(file=None):
+    # markup and emoji off: nothing printed is ever read as Rich markup.
+    return Console(file=file or sys.stderr, markup=False, emoji=False, highlight=False)
+
+
+class RichTraceHandler(logging.Handler):
+    """Renders trace records on a Rich console. Runs on the listener thread."""
+
+    def __init__(self, console=None, level=logging.NOTSET):
+        super().__init__(level)
+        self.console = console or trace_console()
+
+    def emit(self, record):
+        try:
+            if getattr(record, "trace_dropped", 0):
+                self.console.print(dropped(record.trace_dropped), soft_wrap=True)
+            entry = getattr(record, "trace", None)
+            if entry is None:  # a plain message logged on the trace's logger
+                renderables = [Text(printable(record.getMessage()))]
+            else:
+                renderables = render(entry, record.exc_info)
+            for renderable in renderables:
+                # Lines are never cut: a terminal wraps them, a file keeps one per event.
+                self.console.print(renderable, soft_wrap=isinstance(renderable, Text))
+        except Exception:
+            self.handleError(record)
+
+
+class TraceListener(QueueListener):
+    """A QueueListener whose thread has a name, so the trace's own work is easy to spot."""
+
+    def start(self):
+        self._thread = threading.Thread(target=self._monitor, name="explorer.trace", daemon=True)
+        self._thread.start()
+
+
+class QueuedTraceHandler(QueueHandler):
+    """Enqueues records for a listener thread; drops and counts them when the queue is full."""
+
+    def __init__(self, queue_size=10_000, console=None, level=logging.NOTSET):
+        super().__init__(queue.Queue(maxsize=queue_size))
+        self.setLevel(level)
+        self.target = RichTraceHandler(console)
+        self.dropped = 0  # records lost to a full queue, all told
+        self.reported = 0  # of which the console has been told
+        self.listener = TraceListener(self.queue, self.target, respect_handler_level=True)
+        self.listener.start()
+        self.listening = True
+        atexit.register(self.close)
+
+    def prepare(self, record):
+        # Records stay in this process, so skip QueueHandler's formatting (and
+        # its traceback rendering) on the consumer's thread: the listener does it.
+        if self.dropped > self.reported:
+            record = copy.copy(record)
+            record.trace_dropped = self.dropped - self.reported
+        return record
+
+    def enqueue(self, record):
+        try:
+            self.queue.put_nowait(record)
+        except queue.Full:
+            self.dropped += 1
+        else:
+            self.reported += getattr(record, "trace_dropped", 0)
+
+    def flush(self):
+        """Wait until every queued record has been rendered."""
+        if self.listening:
+            self.queue.join()
+        self.target.flush()
+
+    def close(self):
+        if self.listening:
+            self.listening = False
+            self.listener.stop()  # renders what is queued, then ends the thread
+            if self.dropped > self.reported:
+                self.target.console.print(dropped(self.dropped - self.reported), soft_wrap=True)
+                self.reported = self.dropped
+        atexit.unregister(self.close)
+        super().close()
