@@ -18,6 +18,7 @@ CREDENTIAL_HEADERS = frozenset(
 MAX_DEPTH = 8
 MAX_ITEMS = 100
 MAX_INT_BITS = 256  # repr() of a huge int is slow, or refused outright
+MIN_KEY_LIMIT = 64  # field names stay whole even under a tiny payload limit
 
 
 class Redacted:
@@ -88,7 +89,7 @@ def shown(value, limit, depth=0):
         return Opaque(f"<{type(value).__name__} nested too deep>")
     if isinstance(value, dict):
         items = {
-            shown(key, limit, depth + 1): shown(item, limit, depth + 1)
+            shown(key, max(limit, MIN_KEY_LIMIT), depth + 1): shown(item, limit, depth + 1)
             for key, item in islice(value.items(), MAX_ITEMS)
         }
         if len(value) > MAX_ITEMS:
@@ -126,7 +127,7 @@ def shown_event(event, config):
     if not isinstance(event, dict):
         return shown(event, config.max_payload)
     return {
-        shown(key, config.max_payload): (
+        shown(key, max(config.max_payload, MIN_KEY_LIMIT)): (
             shown_headers(value, config) if key == "headers" else shown(value, config.max_payload)
         )
         for key, value in islice(event.items(), MAX_ITEMS)

@@ -36,11 +36,11 @@ def header(entry):
         (f"{arrow} {entry.kind:<5} ", style),
     )
     if entry.kind in ("in", "out"):
-        line.append(f"{printable(str(event_type)):<20} ", style=f"bold {style}")
+        line.append(f"{printable(str(event_type)):<20}", style=f"bold {style}")
     if entry.thread:
-        line.append(f"[{printable(entry.thread)}] ", style="dim")
+        line.append(f" [{printable(entry.thread)}]", style="dim")
     if entry.note:
-        line.append(printable(entry.note), style=style)
+        line.append(f" {printable(entry.note)}", style=style)
     return line
 
 
@@ -57,6 +57,7 @@ def compact(entry):
         if entry.kind in ("in", "out") and isinstance(body, dict):
             body.pop("type", None)  # already in the header
         if body:
+            line.append(" ")
             line.append_text(highlight(Text(repr(body))))
     return [line]
 

@@ -1,0 +1,151 @@
+"""The trace of real consumer sessions: what appears, in which order, and what never does."""
+
+import logging
+import threading
+
+import pytest
+from channels.testing import WebsocketCommunicator
+from django.test import override_settings
+
+from explorer.asgi import application
+
+TRACE = {"MODE": "compact", "MAX_PAYLOAD": 200, "SHOW_CREDENTIALS": False, "QUEUE_SIZE": 10_000}
+SECRETS = {
+    b"cookie": b"sessionid=s3cr3t-cookie; csrftoken=s3cr3t-csrf",
+    b"authorization": b"Bearer s3cr3t-token",
+    b"proxy-authorization": b"Basic s3cr3t-proxy",
+    b"sec-websocket-key": b"s3cr3t-nonce==",
+}
+
+
+def communicator(endpoint, query="", headers=None, **kwargs):
+    path = f"/ws/{endpoint}/" + (f"?{query}" if query else "")
+    return WebsocketCommunicator(application, path, headers=headers, **kwargs)
+
+
+async def session(endpoint, *texts, query="", headers=None):
+    client = communicator(endpoint, query, headers)
+    await client.connect()
+    for text in texts:
+        await client.send_to(text_data=text)
+        await client.receive_output()
+    await client.disconnect()
+
+
+def connections(trace):
+    return list(dict.fromkeys(m["connection"] for m in trace.parsed()))
+
+
+async def test_scope_then_each_event_in_order_with_direction_and_connection_id(endpoint, trace):
+    await session(endpoint, "hello")
+    [connection] = connections(trace)
+    assert connection.startswith(f"{endpoint}#")
+    lines = [(m["arrow"], m["kind"], m["rest"].split()[0] if m["kind"] in ("in", "out") else "") for m in trace.parsed()]
+    assert lines == [
+        ("●", "scope", ""),
+        ("→", "in", "websocket.connect"),
+        ("←", "out", "websocket.accept"),
+        ("→", "in", "websocket.receive"),
+        ("←", "out", "websocket.send"),
+        ("→", "in", "websocket.disconnect"),
+        ("■", "exit", ""),
+    ]
+    receive, send = trace.parsed()[3:5]
+    assert receive["rest"].endswith("{'text': 'hello'}")
+    assert send["rest"].endswith("{'text': 'hello'}")
+    seconds = [float(m["seconds"]) for m in trace.parsed()]
+    assert seconds == sorted(seconds)
+
+
+async def test_each_connection_has_its_own_id(endpoint, trace):
+    await session(endpoint, "one")
+    await session(endpoint, "two")
+    first, second = connections(trace)
+    assert first != second
+    assert [m["kind"] for m in trace.parsed(second)][0] == "scope"
+
+
+async def test_events_show_the_thread_their_handler_ran_on(endpoint, trace):
+    await session(endpoint, "hello")
+    threads = {m["rest"].split("[")[1].split("]")[0] for m in trace.parsed() if m["kind"] in ("in", "out")}
+    loop_thread = threading.main_thread().name  # pytest-asyncio runs the loop here
+    if endpoint == "ac":
+        assert threads == {loop_thread}
+    else:
+        [worker] = threads
+        assert worker != loop_thread and worker.startswith("ThreadPoolExecutor")
+
+
+async def test_credentials_are_redacted_in_headers_cookies_and_session(endpoint, trace):
+    await session(endpoint, headers=list(SECRETS.items()))
+    text = trace.text()
+    assert "s3cr3t" not in text
+    for name in SECRETS:
+        assert f"('{name.decode()}', <redacted>)" in text
+    assert "'cookies': {'sessionid': <redacted>, 'csrftoken': <redacted>}" in text
+    assert "'session': <redacted>" in text
+
+
+async def test_credentials_are_shown_when_the_setting_says_so(endpoint, trace):
+    with override_settings(EXPLORER_TRACE={**TRACE, "SHOW_CREDENTIALS": True}):
+        await session(endpoint, headers=list(SECRETS.items()))
+    text = trace.text()
+    assert "('authorization', 'Bearer s3cr3t-token')" in text
+    assert "'sessionid': 's3cr3t-cookie'" in text
+    assert "<redacted>" not in text
+
+
+@pytest.mark.parametrize("limit", [10, 200])
+async def test_long_payloads_are_shortened_with_their_full_length(endpoint, trace, limit):
+    payload = "x" * 5000
+    with override_settings(EXPLORER_TRACE={**TRACE, "MAX_PAYLOAD": limit}):
+        client = communicator(endpoint)
+        await client.connect()
+        await client.send_to(text_data=payload)
+        await client.receive_output()
+        await client.send_to(bytes_data=b"\x01" * 3000)
+        await client.receive_output()
+        await client.disconnect()
+    text = trace.text()
+    assert payload not in text
+    assert f"{{'text': '{'x' * limit}'…<5,000 chars>}}" in text
+    head = b"\x01" * limit
+    assert f"{{'bytes': {head!r}…<3,000 bytes>}}" in text
+
+
+async def test_full_mode_pretty_prints_each_dict(endpoint, trace):
+    with override_settings(EXPLORER_TRACE={**TRACE, "MODE": "full"}):
+        await session(endpoint, "hello")
+    lines = trace.lines()
+    receive = next(i for i, line in enumerate(lines) if "→ in    websocket.receive" in line)
+    # The header line, then the whole dict, type and all, indented below it.
+    assert lines[receive + 1].strip() == "{'type': 'websocket.receive', 'text': 'hello'}"
+    # The scope is long enough to be spread over one line per key.
+    assert any(line.strip(" │") == f"'path': '/ws/{endpoint}/'," for line in lines[:receive])
+
+
+async def test_off_mode_traces_nothing(endpoint, trace):
+    with override_settings(EXPLORER_TRACE={**TRACE, "MODE": "off"}):
+        await session(endpoint, "hello")
+    assert trace.text() == ""
+
+
+async def test_logging_configuration_can_silence_it(endpoint, trace):
+    logger = logging.getLogger("explorer.trace")
+    logger.setLevel(logging.WARNING)
+    try:
+        await session(endpoint, "hello")
+    finally:
+        logger.setLevel(logging.INFO)
+    assert trace.text() == ""
+
+
+@pytest.mark.parametrize("mode", ["compact", "full"])
+async def test_client_text_is_shown_literally_never_as_markup_or_escapes(endpoint, trace, mode):
+    hostile = "[bold red]boom[/] [link=http://x]y[/link] \x1b[2J\x1b]8;;http://x\x07z\r\x08"
+    with override_settings(EXPLORER_TRACE={**TRACE, "MODE": mode}):
+        await session(endpoint, hostile, headers=[(b"user-agent", b"\x1b[31mua")])
+    text = trace.text()
+    assert "\x1b" not in text and "\x07" not in text and "\r" not in text and "\x08" not in text
+    assert "[bold red]boom[/] [link=http://x]y[/link] \\x1b[2J\\x1b]8;;http://x\\x07z\\r\\x08" in text
+    assert "\\x1b[31mua" in text
