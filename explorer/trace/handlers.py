@@ -41,6 +41,8 @@ class RichTraceHandler(logging.Handler):
             if getattr(record, "trace_dropped", 0):
                 self.console.print(dropped(record.trace_dropped), soft_wrap=True)
             entry = getattr(record, "trace", None)
+            if entry is None and not record.msg:  # only a drop count
+                return
             if entry is None:  # a plain message logged on the trace's logger
                 renderables = [Text(printable(record.getMessage()))]
             else:
@@ -52,12 +54,20 @@ class RichTraceHandler(logging.Handler):
             self.handleError(record)
 
 
+SENTINEL_TIMEOUT = 10  # seconds a close waits for a stuck console
+
+
 class TraceListener(QueueListener):
     """A QueueListener whose thread has a name, so the trace's own work is easy to spot."""
 
     def start(self):
         self._thread = threading.Thread(target=self._monitor, name="explorer.trace", daemon=True)
         self._thread.start()
+
+    def enqueue_sentinel(self):
+        # Called at close, off every consumer's path: wait for room in a full
+        # queue (the stdlib's put_nowait would fail there), but not forever.
+        self.queue.put(self._sentinel, timeout=SENTINEL_TIMEOUT)
 
 
 class QueuedTraceHandler(QueueHandler):
@@ -99,9 +109,15 @@ class QueuedTraceHandler(QueueHandler):
     def close(self):
         if self.listening:
             self.listening = False
-            self.listener.stop()  # renders what is queued, then ends the thread
             if self.dropped > self.reported:
-                self.target.console.print(dropped(self.dropped - self.reported), soft_wrap=True)
+                # A last record that only carries the count, so the listener says it.
+                notice = logging.makeLogRecord({"name": "explorer.trace", "msg": "", "levelno": logging.INFO})
+                notice.trace_dropped = self.dropped - self.reported
                 self.reported = self.dropped
+                self.queue.put(notice, timeout=SENTINEL_TIMEOUT)
+            try:
+                self.listener.stop()  # renders what is queued, then ends the thread
+            except queue.Full:
+                pass  # the console is stuck; the daemon thread ends with the process
         atexit.unregister(self.close)
         super().close()

@@ -1,0 +1,101 @@
+"""The queue between consumers and the console: it never blocks, counts what it drops, renders elsewhere."""
+
+import io
+import logging
+import threading
+
+from channels.testing import WebsocketCommunicator
+from rich.console import Console
+
+from explorer.asgi import application
+from explorer.trace.handlers import QueuedTraceHandler
+
+
+class GatedFile(io.StringIO):
+    """A console file that holds every write until the gate opens, and notes the writing threads."""
+
+    def __init__(self):
+        super().__init__()
+        self.gate = threading.Event()
+        self.threads = set()
+
+    def write(self, text):
+        self.threads.add(threading.current_thread().name)
+        self.gate.wait(timeout=30)
+        return super().write(text)
+
+
+def gated_handler(queue_size):
+    file = GatedFile()
+    console = Console(file=file, width=200, color_system=None)
+    return QueuedTraceHandler(queue_size=queue_size, console=console), file
+
+
+def record(n):
+    return logging.LogRecord("explorer.trace", logging.INFO, __file__, 0, "record %d", (n,), None)
+
+
+def test_a_full_queue_drops_records_and_says_how_many():
+    handler, file = gated_handler(queue_size=5)
+    for n in range(100):
+        handler.handle(record(n))  # would hang here if a full queue blocked
+    assert handler.dropped > 0
+    file.gate.set()
+    handler.flush()
+    handler.handle(record(100))  # the first record through after the drops carries the count
+    handler.close()
+    lines = file.getvalue().splitlines()
+    shown = [line for line in lines if line.startswith("record ")]
+    [notice] = [line for line in lines if "dropped" in line]
+    assert notice == f"⚠ trace: {handler.dropped:,} records dropped (queue full)"
+    assert len(shown) + handler.dropped == 101
+    assert shown[-1] == "record 100"
+
+
+def test_drops_still_pending_at_close_are_reported():
+    handler, file = gated_handler(queue_size=1)
+    for n in range(10):
+        handler.handle(record(n))
+    file.gate.set()
+    handler.close()
+    assert f"⚠ trace: {handler.dropped:,} records dropped (queue full)" in file.getvalue()
+
+
+def test_rendering_happens_on_the_listener_thread():
+    handler, file = gated_handler(queue_size=100)
+    file.gate.set()
+    handler.handle(record(1))
+    handler.close()
+    assert file.threads == {"explorer.trace"}
+
+
+async def test_a_consumer_never_waits_for_the_console(endpoint):
+    handler, file = gated_handler(queue_size=10)
+    logger = logging.getLogger("explorer.trace")
+    logger.addHandler(handler)
+    try:
+        # The console is stuck for the whole session, yet every echo comes back.
+        client = WebsocketCommunicator(application, f"/ws/{endpoint}/")
+        await client.connect()
+        for n in range(200):
+            await client.send_to(text_data=f"message {n}")
+            assert await client.receive_from() == f"message {n}"
+        await client.disconnect()
+        assert handler.dropped > 0
+    finally:
+        file.gate.set()
+        logger.removeHandler(handler)
+        handler.close()
+    assert "records dropped (queue full)" in file.getvalue()
+    assert file.threads == {"explorer.trace"}
+
+
+def test_a_record_that_fails_to_render_does_not_stop_the_listener(capsys):
+    handler, file = gated_handler(queue_size=100)
+    file.gate.set()
+    broken = record(1)
+    broken.trace = object()  # not a TraceEntry
+    handler.handle(broken)
+    handler.handle(record(2))
+    handler.close()
+    assert "record 2" in file.getvalue()
