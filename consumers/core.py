@@ -33,7 +33,7 @@ class Stop:
     """Stop the consumer (raise ``StopConsumer``): the connection is over."""
 
 
-class RequestedFailure(RuntimeError):
+class DeliberateError(RuntimeError):
     """Raised on purpose (``/raise``, ``?raise=1``) to show what a failing handler does."""
 
 
@@ -61,9 +61,7 @@ def valid_close_code(word):
 def valid_close_reason(reason):
     size = len(reason.encode("utf-8"))
     if size > MAX_CLOSE_REASON_BYTES:
-        raise CommandError(
-            f"close reason is {size} bytes of UTF-8; the limit is {MAX_CLOSE_REASON_BYTES}"
-        )
+        raise CommandError(f"close reason is {size} bytes of UTF-8; the limit is {MAX_CLOSE_REASON_BYTES}")
     return reason
 
 
@@ -114,7 +112,7 @@ class ExplorerCore:
 
     def connect(self):
         if self.options.fail:
-            raise RequestedFailure("?raise=1: an exception before accepting")
+            raise DeliberateError("?raise=1: an exception before accepting")
         if self.options.reject:
             self.closing = True
             return [Send({"type": "websocket.close"})]
@@ -165,7 +163,7 @@ class ExplorerCore:
         return [Send(event)]
 
     def fail(self, args):
-        raise RequestedFailure("/raise: an exception in the handler")
+        raise DeliberateError("/raise: an exception in the handler")
 
 
 def send_text(text):

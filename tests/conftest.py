@@ -83,7 +83,7 @@ class DaphneServer:
         self.reader = threading.Thread(target=self.read, daemon=True)
         self.reader.start()
         listening = self.wait_for(r"Listening on TCP address 127\.0\.0\.1:(\d+)", timeout=30)
-        self.port = int(re.search(r":(\d+)", listening).group(1))
+        self.port = int(re.search(r"127\.0\.0\.1:(\d+)", listening).group(1))
 
     def read(self):
         for line in self.process.stdout:

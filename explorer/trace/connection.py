@@ -96,7 +96,9 @@ class ConnectionTrace:
     def _handling(self, event):
         started = self.seconds()
         self.handler_thread = threading.current_thread().name
-        self.emit("in", dict(event), seconds=self.arrivals.pop(id(event), started), thread=self.handler_thread)
+        self.emit(
+            "in", dict(event), seconds=self.arrivals.pop(id(event), started), thread=self.handler_thread
+        )
         yield
 
     def exited(self, error=None):

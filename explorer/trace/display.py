@@ -109,7 +109,9 @@ def shown_headers(headers, config):
         return shown(headers, config.max_payload)
     result = []
     for pair in islice(headers, MAX_ITEMS):
-        if not (isinstance(pair, (list, tuple)) and len(pair) == 2 and all(isinstance(p, bytes) for p in pair)):
+        if not (
+            isinstance(pair, (list, tuple)) and len(pair) == 2 and all(isinstance(p, bytes) for p in pair)
+        ):
             result.append(shown(pair, config.max_payload))  # not a byte pair: show it as it is
             continue
         name, value = pair

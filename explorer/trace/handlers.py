@@ -10,6 +10,7 @@ A ``logging.handlers.QueueListener`` thread hands each record to
 """
 
 import atexit
+import contextlib
 import copy
 import logging
 import queue
@@ -115,9 +116,9 @@ class QueuedTraceHandler(QueueHandler):
                 notice.trace_dropped = self.dropped - self.reported
                 self.reported = self.dropped
                 self.queue.put(notice, timeout=SENTINEL_TIMEOUT)
-            try:
-                self.listener.stop()  # renders what is queued, then ends the thread
-            except queue.Full:
-                pass  # the console is stuck; the daemon thread ends with the process
+            # The listener renders what is queued, then ends. If the console is
+            # stuck, give up: its daemon thread ends with the process.
+            with contextlib.suppress(queue.Full):
+                self.listener.stop()
         atexit.unregister(self.close)
         super().close()

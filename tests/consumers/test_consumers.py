@@ -6,7 +6,7 @@ import pytest
 from channels.testing import WebsocketCommunicator
 
 from consumers.async_consumer import ExplorerAsyncConsumer
-from consumers.core import RequestedFailure
+from consumers.core import DeliberateError
 from consumers.sync_consumer import ExplorerSyncConsumer
 from explorer.asgi import application
 
@@ -51,7 +51,12 @@ async def test_reject_sends_close_before_accept(endpoint):
 
 @pytest.mark.parametrize(
     ("query", "offered", "chosen"),
-    [("subprotocol=b", ["a", "b"], "b"), ("", ["a", "b"], "a"), ("subprotocol=zzz", ["a", "b"], "a"), ("", [], None)],
+    [
+        ("subprotocol=b", ["a", "b"], "b"),
+        ("", ["a", "b"], "a"),
+        ("subprotocol=zzz", ["a", "b"], "a"),
+        ("", [], None),
+    ],
 )
 async def test_accepts_with_the_asked_subprotocol_if_offered_else_the_first(endpoint, query, offered, chosen):
     client = communicator(endpoint, query, subprotocols=offered)
@@ -74,18 +79,18 @@ async def test_exception_in_a_handler_leaves_the_consumer_and_is_traced(endpoint
     client = communicator(endpoint)
     await client.connect()
     await client.send_to(text_data="/raise")
-    with pytest.raises(RequestedFailure):
+    with pytest.raises(DeliberateError):
         await client.wait()
     text = trace.text()
-    assert "consumer raised RequestedFailure; the server closes the connection with 1011" in text
+    assert "consumer raised DeliberateError; the server closes the connection with 1011" in text
     assert "Traceback (most recent call last)" in text
-    assert 'raise RequestedFailure("/raise: an exception in the handler")' in text
+    assert 'raise DeliberateError("/raise: an exception in the handler")' in text
 
 
 async def test_exception_before_accept_is_traced_as_an_http_500(endpoint, trace):
     client = communicator(endpoint, "raise=1")
     await client.send_input({"type": "websocket.connect"})
-    with pytest.raises(RequestedFailure):
+    with pytest.raises(DeliberateError):
         await client.wait()
     assert "the handshake was not accepted: the server answers HTTP 500" in trace.text()
 
@@ -95,7 +100,7 @@ async def test_a_failing_connection_does_not_disturb_another(endpoint):
     await healthy.connect()
     await failing.connect()
     await failing.send_to(text_data="/raise")
-    with pytest.raises(RequestedFailure):
+    with pytest.raises(DeliberateError):
         await failing.wait()
     await healthy.send_to(text_data="still here")
     assert await healthy.receive_from() == "still here"

@@ -4,8 +4,8 @@ import pytest
 
 from consumers.core import (
     MAX_CLOSE_REASON_BYTES,
+    DeliberateError,
     ExplorerCore,
-    RequestedFailure,
     Send,
     Stop,
     choose_subprotocol,
@@ -47,7 +47,7 @@ def test_reject_closes_before_accepting():
 
 
 def test_raise_option_fails_the_connect_handler():
-    with pytest.raises(RequestedFailure):
+    with pytest.raises(DeliberateError):
         core(b"raise=1").connect()
 
 
@@ -75,7 +75,10 @@ def test_text_that_is_not_a_command_is_echoed(text):
         ("/close 4000", {"type": "websocket.close", "code": 4000}),
         ("/close 3000 bye now", {"type": "websocket.close", "code": 3000, "reason": "bye now"}),
         ("/close 4999\tgone", {"type": "websocket.close", "code": 4999, "reason": "gone"}),
-        ("/close 1000 " + "é" * 61 + "x", {"type": "websocket.close", "code": 1000, "reason": "é" * 61 + "x"}),
+        (
+            "/close 1000 " + "é" * 61 + "x",
+            {"type": "websocket.close", "code": 1000, "reason": "é" * 61 + "x"},
+        ),
     ],
 )
 def test_close_sends_the_code_and_reason(command, event):
@@ -118,7 +121,7 @@ def test_help_lists_every_command():
 
 
 def test_raise_command_raises():
-    with pytest.raises(RequestedFailure):
+    with pytest.raises(DeliberateError):
         core().receive({"type": "websocket.receive", "text": "/raise"})
 
 

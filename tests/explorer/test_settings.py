@@ -12,7 +12,10 @@ from django.test import override_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
-PRINT_TRACE_SETTINGS = "import json, django; django.setup(); from django.conf import settings; print(json.dumps(settings.EXPLORER_TRACE))"
+PRINT_TRACE_SETTINGS = (
+    "import json, django; django.setup(); "
+    "from django.conf import settings; print(json.dumps(settings.EXPLORER_TRACE))"
+)
 
 
 def settings_with(**env):
@@ -45,7 +48,12 @@ def test_environment_overrides_each_setting():
         EXPLORER_TRACE_SHOW_CREDENTIALS="1",
         EXPLORER_TRACE_QUEUE_SIZE="50",
     )
-    assert json.loads(result.stdout) == {"MODE": "full", "MAX_PAYLOAD": 32, "SHOW_CREDENTIALS": True, "QUEUE_SIZE": 50}
+    assert json.loads(result.stdout) == {
+        "MODE": "full",
+        "MAX_PAYLOAD": 32,
+        "SHOW_CREDENTIALS": True,
+        "QUEUE_SIZE": 50,
+    }
 
 
 def test_a_malformed_number_is_a_clear_error():

@@ -40,7 +40,10 @@ async def test_scope_then_each_event_in_order_with_direction_and_connection_id(e
     await session(endpoint, "hello")
     [connection] = connections(trace)
     assert connection.startswith(f"{endpoint}#")
-    lines = [(m["arrow"], m["kind"], m["rest"].split()[0] if m["kind"] in ("in", "out") else "") for m in trace.parsed()]
+    lines = [
+        (m["arrow"], m["kind"], m["rest"].split()[0] if m["kind"] in ("in", "out") else "")
+        for m in trace.parsed()
+    ]
     assert lines == [
         ("●", "scope", ""),
         ("→", "in", "websocket.connect"),
@@ -62,7 +65,7 @@ async def test_each_connection_has_its_own_id(endpoint, trace):
     await session(endpoint, "two")
     first, second = connections(trace)
     assert first != second
-    assert [m["kind"] for m in trace.parsed(second)][0] == "scope"
+    assert trace.parsed(second)[0]["kind"] == "scope"
 
 
 async def test_events_show_the_thread_their_handler_ran_on(endpoint, trace):
