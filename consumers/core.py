@@ -97,16 +97,22 @@ def choose_subprotocol(offered, wanted):
 class ExplorerCore:
     """One connection's state and the explorer's replies to its events."""
 
+    # name: (usage, what it does). The method command_<name> runs it.
+    COMMANDS = {
+        "help": ("/help", "list the commands and connect options"),
+        "close": ("/close [CODE [REASON]]", f"the server closes; CODE is {APPLICATION_CLOSE_CODES}"),
+        "raise": ("/raise", "raise an exception in the handler"),
+    }
+    CONNECT_OPTIONS = {
+        "?reject=1": "close before accepting (HTTP 403)",
+        "?subprotocol=NAME": "accept with NAME if offered, else with the first offered",
+        "?raise=1": "raise in the connect handler (HTTP 500)",
+    }
+
     def __init__(self, scope):
         self.options = ConnectOptions.from_query_string(scope.get("query_string", b""))
         self.offered_subprotocols = list(scope.get("subprotocols") or [])
-        self.accepted = False
         self.closing = False
-        self.commands = {
-            "help": (self.help, "/help", "list the commands"),
-            "close": (self.close, "/close [CODE [REASON]]", f"server closes; CODE {APPLICATION_CLOSE_CODES}"),
-            "raise": (self.fail, "/raise", "raise an exception in the handler"),
-        }
 
     # Events in, actions out.
 
@@ -120,7 +126,6 @@ class ExplorerCore:
         subprotocol = choose_subprotocol(self.offered_subprotocols, self.options.subprotocol)
         if subprotocol is not None:
             accept["subprotocol"] = subprotocol
-        self.accepted = True
         return [Send(accept)]
 
     def receive(self, message):
@@ -134,11 +139,10 @@ class ExplorerCore:
         if match is None:
             return [send_text(text)]
         name, args = match["name"], (match["args"] or "").strip()
-        if name not in self.commands:
+        if name not in self.COMMANDS:
             return [send_text(f"error: unknown command /{name}; try /help")]
-        run = self.commands[name][0]
         try:
-            return run(args)
+            return getattr(self, f"command_{name}")(args)
         except CommandError as error:
             return [send_text(f"error: {error}")]
 
@@ -148,13 +152,16 @@ class ExplorerCore:
 
     # Commands: each takes the text after its name and returns actions.
 
-    def help(self, args):
-        width = max(len(usage) for _, usage, _ in self.commands.values())
-        lines = [f"{usage:<{width}}  {summary}" for _, usage, summary in self.commands.values()]
-        lines.append("anything else is echoed: text as text, bytes as bytes")
+    def command_help(self, args):
+        rows = [*self.COMMANDS.values(), ("anything else", "echoed: text as text, bytes as bytes")]
+        options = list(self.CONNECT_OPTIONS.items())
+        width = max(len(usage) for usage, _ in rows + options)
+        lines = [f"{usage:<{width}}  {summary}" for usage, summary in rows]
+        lines += ["", "when connecting:"]
+        lines += [f"{option:<{width}}  {summary}" for option, summary in options]
         return [send_text("\n".join(lines))]
 
-    def close(self, args):
+    def command_close(self, args):
         words = args.split(maxsplit=1)
         event = {"type": "websocket.close", "code": valid_close_code(words[0]) if words else 1000}
         if len(words) == 2:
@@ -162,7 +169,7 @@ class ExplorerCore:
         self.closing = True
         return [Send(event)]
 
-    def fail(self, args):
+    def command_raise(self, args):
         raise DeliberateError("/raise: an exception in the handler")
 
 

@@ -116,7 +116,7 @@ def test_reason_limit_is_the_close_frame_payload_less_the_code():
 
 def test_help_lists_every_command():
     reply = text_of(core().receive({"type": "websocket.receive", "text": "/help"}))
-    for usage in ("/help", "/close [CODE [REASON]]", "/raise"):
+    for usage in ("/help", "/close [CODE [REASON]]", "/raise", "?reject=1", "?subprotocol=NAME", "?raise=1"):
         assert usage in reply
 
 

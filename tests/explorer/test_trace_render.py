@@ -1,0 +1,114 @@
+"""Display and rendering of single entries: safe and short whatever the input, in and out told apart."""
+
+import io
+import re
+import sys
+
+import pytest
+from rich.console import Console
+
+from explorer.trace.config import TraceConfig
+from explorer.trace.connection import TraceEntry
+from explorer.trace.display import REDACTED, shown_event, shown_scope
+from explorer.trace.render import header, render
+
+COMPACT = TraceConfig(mode="compact", max_payload=50)
+FULL = TraceConfig(mode="full", max_payload=50)
+
+
+def entry(kind, event, config=COMPACT, **kwargs):
+    return TraceEntry(connection="sc#1", kind=kind, seconds=0.5, event=event, config=config, **kwargs)
+
+
+def output(renderables, color=False):
+    file = io.StringIO()
+    console = Console(
+        file=file,
+        width=120,
+        color_system="truecolor" if color else None,
+        force_terminal=color,
+        markup=False,
+        emoji=False,
+    )
+    for renderable in renderables:
+        console.print(renderable)
+    return file.getvalue()
+
+
+def test_incoming_and_outgoing_differ_in_arrow_and_colour():
+    incoming = header(entry("in", {"type": "websocket.receive"}))
+    outgoing = header(entry("out", {"type": "websocket.send"}))
+    assert "→ in" in incoming.plain and "← out" in outgoing.plain
+    colours = {str(span.style) for span in incoming.spans}, {str(span.style) for span in outgoing.spans}
+    assert "green" in colours[0] and "green" not in colours[1]
+    assert "cyan" in colours[1] and "cyan" not in colours[0]
+
+
+def test_accept_headers_are_decoded_and_set_cookie_redacted():
+    event = {"type": "websocket.accept", "headers": [(b"x-server", b"explorer"), (b"set-cookie", b"id=1")]}
+    assert shown_event(event, COMPACT)["headers"] == [("x-server", "explorer"), ("set-cookie", REDACTED)]
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"type": "websocket.send", "text": "\udcff invalid surrogate \x00"},
+        {"type": "websocket.send", "bytes": b"\xff\xfe" * 1_000_000},
+        {"type": "x", "n": 10**5000},
+        {"type": "x", "deep": [[[[[[[[[[[[["bottom"]]]]]]]]]]]]]},
+        {"type": "x", "many": list(range(10_000)), "map": {str(i): i for i in range(10_000)}},
+        {"type": "x", "odd": object(), "set": {1, 2}, "float": float("nan")},
+        {"type": "x", "headers": "not a list"},
+        {"type": "x", "headers": [(b"ok", b"1"), ("str", "pair"), (b"short",), 42]},
+        {("tuple", "key"): 1, 3: "int key", b"bytes": "bytes key"},
+        "not even a dict",
+        None,
+    ],
+)
+@pytest.mark.parametrize("config", [COMPACT, FULL])
+def test_rendering_never_raises_and_stays_short(event, config):
+    text = output(render(entry("out", event, config)))
+    assert len(text) < 50_000  # a million bytes or ten thousand items come out short
+    assert "\x00" not in text
+
+
+def test_a_broken_repr_is_reported_not_raised():
+    class Broken:
+        def __repr__(self):
+            raise RuntimeError("no")
+
+    text = output(render(entry("out", {"type": "x", "value": Broken()})))
+    assert "<Broken, repr failed: RuntimeError>" in text
+
+
+def test_scope_with_odd_user_and_session_objects():
+    class Session:
+        def items(self):
+            raise RuntimeError("database unavailable")
+
+    scope = {"type": "websocket", "user": object(), "session": Session(), "cookies": {"a": "1"}}
+    shown = shown_scope(scope, COMPACT)
+    assert shown["session"] is REDACTED and shown["cookies"] == {"a": REDACTED}
+    revealed = shown_scope(scope, TraceConfig(show_credentials=True))
+    assert repr(revealed["session"]) == "<session unreadable: RuntimeError>"
+
+
+@pytest.mark.parametrize("config", [COMPACT, FULL])
+def test_an_exception_message_from_a_client_is_shown_literally(config):
+    try:
+        raise ValueError("client said [bold red]hi[/] \x1b[2J")
+    except ValueError:
+        exc_info = sys.exc_info()
+    text = output(render(entry("error", None, config, note="consumer raised ValueError"), exc_info))
+    assert "\x1b" not in text
+    assert "[bold red]hi[/] \\x1b[2J" in text
+
+
+def test_colour_output_keeps_client_markup_literal():
+    text = output(
+        render(entry("in", {"type": "websocket.receive", "text": "[bold red]x[/bold red]"})), color=True
+    )
+    # Our own styling is the only escape sequence; the client's markup stays text.
+    assert not re.findall(r"\x1b(?!\[[0-9;]*m)", text)
+    assert "[bold red]x[/bold red]" in re.sub(r"\x1b\[[0-9;]*m", "", text)
+    assert "\x1b[1;31m" not in text
