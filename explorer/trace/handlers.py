@@ -49,10 +49,19 @@ class RichTraceHandler(logging.Handler):
             else:
                 renderables = render(entry, record.exc_info)
             for renderable in renderables:
-                # Lines are never cut: a terminal wraps them, a file keeps one per event.
-                self.console.print(renderable, soft_wrap=isinstance(renderable, Text))
+                self.print(renderable)
         except Exception:
             self.handleError(record)
+
+    def print(self, renderable):
+        if isinstance(renderable, Text) and not self.console.is_terminal:
+            # To a file or a pipe Rich would only strip the styles again, at
+            # several times the cost of the line itself: write the text.
+            self.console.file.write(renderable.plain + "\n")
+            self.console.file.flush()
+        else:
+            # Lines are never cut: a terminal wraps them, a file keeps one per event.
+            self.console.print(renderable, soft_wrap=isinstance(renderable, Text))
 
 
 SENTINEL_TIMEOUT = 10  # seconds a close waits for a stuck console
@@ -110,15 +119,17 @@ class QueuedTraceHandler(QueueHandler):
     def close(self):
         if self.listening:
             self.listening = False
-            if self.dropped > self.reported:
-                # A last record that only carries the count, so the listener says it.
-                notice = logging.makeLogRecord({"name": "explorer.trace", "msg": "", "levelno": logging.INFO})
-                notice.trace_dropped = self.dropped - self.reported
-                self.reported = self.dropped
-                self.queue.put(notice, timeout=SENTINEL_TIMEOUT)
             # The listener renders what is queued, then ends. If the console is
             # stuck, give up: its daemon thread ends with the process.
             with contextlib.suppress(queue.Full):
+                if self.dropped > self.reported:
+                    # A last record that only carries the count, so the listener says it.
+                    notice = logging.makeLogRecord(
+                        {"name": "explorer.trace", "msg": "", "levelno": logging.INFO}
+                    )
+                    notice.trace_dropped = self.dropped - self.reported
+                    self.queue.put(notice, timeout=SENTINEL_TIMEOUT)
+                    self.reported = self.dropped
                 self.listener.stop()
         atexit.unregister(self.close)
         super().close()

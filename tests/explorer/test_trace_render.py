@@ -10,7 +10,7 @@ from rich.console import Console
 from explorer.trace.config import TraceConfig
 from explorer.trace.connection import TraceEntry
 from explorer.trace.display import REDACTED, shown_event, shown_scope
-from explorer.trace.render import header, render
+from explorer.trace.render import header, render, styled
 
 COMPACT = TraceConfig(mode="compact", max_payload=50)
 FULL = TraceConfig(mode="full", max_payload=50)
@@ -36,10 +36,13 @@ def output(renderables, color=False):
 
 
 def test_incoming_and_outgoing_differ_in_arrow_and_colour():
-    incoming = header(entry("in", {"type": "websocket.receive"}))
-    outgoing = header(entry("out", {"type": "websocket.send"}))
+    incoming = styled(header(entry("in", {"type": "websocket.receive"})))
+    outgoing = styled(header(entry("out", {"type": "websocket.send"})))
     assert "→ in" in incoming.plain and "← out" in outgoing.plain
-    colours = {str(span.style) for span in incoming.spans}, {str(span.style) for span in outgoing.spans}
+    colours = (
+        " ".join(str(span.style) for span in incoming.spans),
+        " ".join(str(span.style) for span in outgoing.spans),
+    )
     assert "green" in colours[0] and "green" not in colours[1]
     assert "cyan" in colours[1] and "cyan" not in colours[0]
 
