@@ -48,7 +48,7 @@ def header(entry):
     parts = [
         (f"{entry.seconds:8.3f}s ", DIM),
         (f"{entry.connection:<6} ", BOLD),
-        (f"{arrow} {entry.kind:<5}", style),
+        (f"{arrow} {entry.kind:<6}", style),
     ]
     if entry.kind in ("in", "out"):
         event_type = entry.event.get("type") if isinstance(entry.event, dict) else None

@@ -120,7 +120,7 @@ async def test_full_mode_pretty_prints_each_dict(endpoint, trace):
     with override_settings(EXPLORER_TRACE={**TRACE, "MODE": "full"}):
         await session(endpoint, "hello")
     lines = trace.lines()
-    receive = next(i for i, line in enumerate(lines) if "→ in    websocket.receive" in line)
+    receive = next(i for i, line in enumerate(lines) if "→ in     websocket.receive" in line)
     # The header line, then the whole dict, type and all, indented below it.
     assert lines[receive + 1].strip() == "{'type': 'websocket.receive', 'text': 'hello'}"
     # The scope is long enough to be spread over one line per key.
