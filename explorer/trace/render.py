@@ -5,8 +5,11 @@ text, never from markup, so nothing a client sends can style the console or
 reach it as an escape sequence.
 """
 
+import asyncio
+import concurrent.futures
 import traceback
 
+import asgiref
 from rich.padding import Padding
 from rich.pretty import Pretty
 from rich.style import Style
@@ -28,6 +31,7 @@ KINDS = {
     }.items()
 }
 UNKNOWN_KIND = ("?", Style())
+SUPPRESSED_MODULES = (asgiref, asyncio, concurrent.futures)
 DIM, BOLD = Style(dim=True), Style(bold=True)
 
 
@@ -93,7 +97,8 @@ def exception(exc_info, mode):
         for stack in trace.stacks:
             stack.exc_type = printable(stack.exc_type)
             stack.exc_value = printable(stack.exc_value)
-        return [Traceback(trace)]
+        # Plumbing frames are listed without their source, so the consumer's stand out.
+        return [Traceback(trace, extra_lines=1, suppress=SUPPRESSED_MODULES)]
     text = "".join(traceback.format_exception(exc_type, error, tb)).rstrip("\n")
     return [Text(printable(text, keep_newlines=True), style="red")]
 
