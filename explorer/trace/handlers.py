@@ -40,7 +40,7 @@ class RichTraceHandler(logging.Handler):
     def emit(self, record):
         try:
             if getattr(record, "trace_dropped", 0):
-                self.console.print(dropped(record.trace_dropped), soft_wrap=True)
+                self.print(dropped(record.trace_dropped))
             entry = getattr(record, "trace", None)
             if entry is None and not record.msg:  # only a drop count
                 return

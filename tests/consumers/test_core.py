@@ -3,7 +3,6 @@
 import pytest
 
 from consumers.core import (
-    MAX_CLOSE_REASON_BYTES,
     DeliberateError,
     ExplorerCore,
     Send,
@@ -108,10 +107,6 @@ def test_malformed_command_gets_an_error_and_the_connection_stays_open(command, 
     assert error in reply
     assert not c.closing
     assert text_of(c.receive({"type": "websocket.receive", "text": "still open"})) == "still open"
-
-
-def test_reason_limit_is_the_close_frame_payload_less_the_code():
-    assert MAX_CLOSE_REASON_BYTES == 125 - 2
 
 
 def test_help_lists_every_command():

@@ -90,7 +90,7 @@ async def test_a_consumer_never_waits_for_the_console(endpoint):
     assert file.threads == {"explorer.trace"}
 
 
-def test_a_record_that_fails_to_render_does_not_stop_the_listener(capsys):
+def test_a_record_that_fails_to_render_does_not_stop_the_listener():
     handler, file = gated_handler(queue_size=100)
     file.gate.set()
     broken = record(1)
