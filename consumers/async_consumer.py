@@ -6,10 +6,14 @@ the server's own coroutine. Read beside ``sync_consumer.py``: the two differ
 only in that.
 """
 
+import asyncio
+import time
+
 from channels.consumer import AsyncConsumer
 from channels.exceptions import StopConsumer
 
-from consumers.core import ExplorerCore, Send, Stop
+from consumers.core import Block, ExplorerCore, Send, Sleep, Stop, Whoami
+from consumers.whereabouts import whereabouts
 from explorer.trace.consumer import TracedConsumer
 
 
@@ -18,7 +22,7 @@ class ExplorerAsyncConsumer(TracedConsumer, AsyncConsumer):
 
     async def websocket_connect(self, event):
         with self.trace.handling(event):
-            self.core = ExplorerCore(self.scope)
+            self.core = ExplorerCore(self.scope, self.trace.config.show_credentials)
             await self.perform(self.core.connect())
 
     async def websocket_receive(self, event):
@@ -34,5 +38,11 @@ class ExplorerAsyncConsumer(TracedConsumer, AsyncConsumer):
             match action:
                 case Send(event):
                     await self.send(event)
+                case Sleep(seconds):
+                    await asyncio.sleep(seconds)
+                case Block(seconds):
+                    time.sleep(seconds)  # on purpose: the whole event loop stops
+                case Whoami():
+                    await self.perform([self.core.whoami(whereabouts(self))])
                 case Stop():
                     raise StopConsumer

@@ -7,18 +7,29 @@ consumer modules differ only in how they wait and send: which is the
 difference the explorer exists to show.
 """
 
+import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import parse_qs
+
+from explorer.trace.display import scope_as_json
 
 # websocket.close codes an application may send through daphne: autobahn
 # refuses everything else (1001-2999 are the protocol's own).
 APPLICATION_CLOSE_CODES = "1000 or 3000-4999"
 # A close frame's payload is at most 125 bytes, two of them the code.
 MAX_CLOSE_REASON_BYTES = 123
+MAX_SECONDS = 30
+MAX_BURST_COUNT = 10_000
+MAX_BURST_SIZE = 1024 * 1024
+# daphne buffers what a slow client has not read yet: keep one burst affordable.
+MAX_BURST_TOTAL = 64 * 1024 * 1024
+DEFAULT_BURST_SIZE = 32
 
 COMMAND = re.compile(r"/(?P<name>[a-z]+)(?:\s+(?P<args>.*))?", re.DOTALL)
 TRUE_WORDS = {"1", "true", "yes", "on"}
+# RFC 9110 token characters: what a header name may be made of.
+HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +42,29 @@ class Send:
 @dataclass(frozen=True, slots=True)
 class Stop:
     """Stop the consumer (raise ``StopConsumer``): the connection is over."""
+
+
+@dataclass(frozen=True, slots=True)
+class Sleep:
+    """Wait without holding anything: ``asyncio.sleep`` in an AsyncConsumer.
+
+    A SyncConsumer has no other way to wait than ``time.sleep``, so there it
+    holds its worker thread like ``Block``.
+    """
+
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """``time.sleep`` in both: blocks the event loop (async) or the worker thread (sync)."""
+
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Whoami:
+    """Reply with where the handler runs, which only the consumer can see."""
 
 
 class DeliberateError(RuntimeError):
@@ -65,25 +99,75 @@ def valid_close_reason(reason):
     return reason
 
 
+def valid_seconds(word, what):
+    try:
+        seconds = float(word)
+    except (TypeError, ValueError):
+        seconds = None
+    # float() also takes "nan" and "inf": neither is a time to wait.
+    if seconds is None or not 0 <= seconds <= MAX_SECONDS:
+        raise CommandError(f"{what} takes SECONDS from 0 to {MAX_SECONDS}, got {word!r}")
+    return seconds
+
+
+def valid_count(word, what, low, high):
+    if word is None or not word.isdigit() or not low <= int(word) <= high:
+        raise CommandError(f"{what} must be a whole number from {low:,} to {high:,}, got {word!r}")
+    return int(word)
+
+
+def valid_header(spec):
+    """``NAME:VALUE`` from ``?header=`` as an ASGI byte pair."""
+    name, colon, value = spec.partition(":")
+    name, value = name.strip(), value.strip()
+    if not colon or not HEADER_NAME.fullmatch(name):
+        raise CommandError(f"header must be NAME:VALUE with NAME an HTTP token, got {spec!r}")
+    if name.lower().startswith("sec-websocket-"):
+        raise CommandError(f"header {name} belongs to the handshake itself; use ?subprotocol= to choose one")
+    if not value.isprintable():
+        raise CommandError(f"header {name} has a control character in its value")
+    try:
+        return (name.lower().encode("ascii"), value.encode("latin-1"))
+    except UnicodeEncodeError:
+        raise CommandError(f"header {name} has a value that is not latin-1") from None
+
+
 @dataclass(frozen=True, slots=True)
 class ConnectOptions:
-    """What the query string asks of the handshake."""
+    """What the query string asks of the handshake, and what was wrong with it."""
 
     reject: bool = False
     subprotocol: str | None = None
     fail: bool = False
+    delay: float = 0
+    headers: tuple = ()
+    problems: tuple = field(default=())
 
     @classmethod
     def from_query_string(cls, query_string):
         query = parse_qs(query_string.decode("latin-1"))
+        problems, headers, delay = [], [], 0
 
         def last(name):
             return query.get(name, [None])[-1]
 
+        if last("delay") is not None:
+            try:
+                delay = valid_seconds(last("delay"), "?delay=")
+            except CommandError as error:
+                problems.append(str(error))
+        for spec in query.get("header", []):
+            try:
+                headers.append(valid_header(spec))
+            except CommandError as error:
+                problems.append(str(error))
         return cls(
             reject=(last("reject") or "").lower() in TRUE_WORDS,
             subprotocol=last("subprotocol"),
             fail=(last("raise") or "").lower() in TRUE_WORDS,
+            delay=delay,
+            headers=tuple(headers),
+            problems=tuple(problems),
         )
 
 
@@ -100,16 +184,26 @@ class ExplorerCore:
     # name: (usage, what it does). The method command_<name> runs it.
     COMMANDS = {
         "help": ("/help", "list the commands and connect options"),
-        "close": ("/close [CODE [REASON]]", f"the server closes; CODE is {APPLICATION_CLOSE_CODES}"),
+        "scope": ("/scope", "the connection's scope as JSON, redacted as in the trace"),
+        "whoami": ("/whoami", "consumer class, thread, whether it is the event loop's, channel name"),
+        "bytes": ("/bytes TEXT", "TEXT back as a binary frame"),
+        "burst": ("/burst N [SIZE]", f"N messages of SIZE bytes (default {DEFAULT_BURST_SIZE})"),
+        "sleep": ("/sleep SECONDS", "wait: asyncio.sleep (async), time.sleep (sync), then reply"),
+        "block": ("/block SECONDS", "time.sleep in both: blocks the event loop or the worker thread"),
         "raise": ("/raise", "raise an exception in the handler"),
+        "close": ("/close [CODE [REASON]]", f"the server closes; CODE is {APPLICATION_CLOSE_CODES}"),
     }
     CONNECT_OPTIONS = {
         "?reject=1": "close before accepting (HTTP 403)",
         "?subprotocol=NAME": "accept with NAME if offered, else with the first offered",
+        "?delay=SECONDS": f"wait before accepting (up to {MAX_SECONDS})",
+        "?header=NAME:VALUE": "add a header to the accept event (repeatable)",
         "?raise=1": "raise in the connect handler (HTTP 500)",
     }
 
-    def __init__(self, scope):
+    def __init__(self, scope, show_credentials=False):
+        self.scope = scope
+        self.show_credentials = show_credentials
         self.options = ConnectOptions.from_query_string(scope.get("query_string", b""))
         self.offered_subprotocols = list(scope.get("subprotocols") or [])
         self.closing = False
@@ -117,16 +211,22 @@ class ExplorerCore:
     # Events in, actions out.
 
     def connect(self):
+        actions = [Sleep(self.options.delay)] if self.options.delay else []
         if self.options.fail:
             raise DeliberateError("?raise=1: an exception before accepting")
         if self.options.reject:
             self.closing = True
-            return [Send({"type": "websocket.close"})]
+            return [*actions, Send({"type": "websocket.close"})]
         accept = {"type": "websocket.accept"}
         subprotocol = choose_subprotocol(self.offered_subprotocols, self.options.subprotocol)
         if subprotocol is not None:
             accept["subprotocol"] = subprotocol
-        return [Send(accept)]
+        if self.options.headers:
+            accept["headers"] = [list(pair) for pair in self.options.headers]
+        actions.append(Send(accept))
+        # Nothing can be said before accepting: report bad options just after.
+        actions += [send_text(f"error: {problem}") for problem in self.options.problems]
+        return actions
 
     def receive(self, message):
         if self.closing:
@@ -161,6 +261,44 @@ class ExplorerCore:
         lines += [f"{option:<{width}}  {summary}" for option, summary in options]
         return [send_text("\n".join(lines))]
 
+    def command_scope(self, args):
+        return [send_text(scope_as_json(self.scope, self.show_credentials))]
+
+    def command_whoami(self, args):
+        return [Whoami()]
+
+    def whoami(self, whereabouts):
+        """The reply to ``/whoami``, from what the consumer found out about itself."""
+        return send_text(json.dumps(whereabouts, indent=2))
+
+    def command_bytes(self, args):
+        return [send_bytes(args.encode("utf-8"))]
+
+    def command_burst(self, args):
+        words = args.split()
+        if not 1 <= len(words) <= 2:
+            raise CommandError("usage: /burst N [SIZE]")
+        count = valid_count(words[0], "/burst N", 1, MAX_BURST_COUNT)
+        size = valid_count(words[1], "/burst SIZE", 1, MAX_BURST_SIZE) if len(words) == 2 else None
+        size = size or DEFAULT_BURST_SIZE
+        if count * size > MAX_BURST_TOTAL:
+            raise CommandError(
+                f"/burst {count:,} × {size:,} bytes is {count * size:,} bytes; "
+                f"the limit is {MAX_BURST_TOTAL:,} in one burst"
+            )
+        return burst(count, size)
+
+    def command_sleep(self, args):
+        seconds = valid_seconds(args, "/sleep")
+        return [Sleep(seconds), send_text(f"slept {seconds:g} s")]
+
+    def command_block(self, args):
+        seconds = valid_seconds(args, "/block")
+        return [Block(seconds), send_text(f"blocked {seconds:g} s")]
+
+    def command_raise(self, args):
+        raise DeliberateError("/raise: an exception in the handler")
+
     def command_close(self, args):
         words = args.split(maxsplit=1)
         event = {"type": "websocket.close", "code": valid_close_code(words[0]) if words else 1000}
@@ -169,8 +307,13 @@ class ExplorerCore:
         self.closing = True
         return [Send(event)]
 
-    def command_raise(self, args):
-        raise DeliberateError("/raise: an exception in the handler")
+
+def burst(count, size):
+    """``count`` numbered text messages of exactly ``size`` bytes, made one at a time."""
+    filler = "." * size
+    for number in range(1, count + 1):
+        label = f"{number}/{count} "
+        yield send_text((label + filler)[:size])
 
 
 def send_text(text):

@@ -1,6 +1,8 @@
 """Both consumers, driven through channels' WebsocketCommunicator and the project's ASGI application."""
 
 import asyncio
+import json
+import threading
 
 import pytest
 from channels.testing import WebsocketCommunicator
@@ -64,7 +66,10 @@ async def test_accepts_with_the_asked_subprotocol_if_offered_else_the_first(endp
     await client.disconnect()
 
 
-@pytest.mark.parametrize("command", ["/close abc", "/close 1001", "/close 4000 " + "é" * 62, "/nope"])
+@pytest.mark.parametrize(
+    "command",
+    ["/close abc", "/close 1001", "/close 4000 " + "é" * 62, "/nope", "/sleep 31", "/burst 0", "/block x"],
+)
 async def test_malformed_command_gets_an_error_and_the_connection_stays_open(endpoint, command):
     client = communicator(endpoint)
     await client.connect()
@@ -113,3 +118,102 @@ async def test_disconnect_stops_the_consumer(endpoint):
     await client.send_input({"type": "websocket.disconnect", "code": 1000})
     await asyncio.wait_for(client.future, timeout=2)
     assert client.future.done() and client.future.exception() is None
+
+
+async def test_whoami_tells_the_thread_and_whether_it_is_the_event_loops(endpoint):
+    client = communicator(endpoint)
+    await client.connect()
+    await client.send_to(text_data="/whoami")
+    reply = json.loads(await client.receive_from())
+    consumer_class, kind = {
+        "sc": ("ExplorerSyncConsumer", "SyncConsumer"),
+        "ac": ("ExplorerAsyncConsumer", "AsyncConsumer"),
+    }[endpoint]
+    assert reply["consumer"].endswith(consumer_class)
+    assert reply["kind"] == kind
+    assert reply["event_loop_thread"] is (endpoint == "ac")
+    if endpoint == "ac":
+        assert reply["thread"] == threading.current_thread().name  # the test's own loop thread
+    else:
+        assert reply["thread"] != threading.current_thread().name
+    assert reply["channel_name"] is None  # no CHANNEL_LAYERS configured
+    await client.disconnect()
+
+
+async def test_scope_replies_with_the_redacted_scope(endpoint):
+    client = communicator(endpoint, "a=1", headers=[(b"cookie", b"sessionid=secret"), (b"host", b"x")])
+    await client.connect()
+    await client.send_to(text_data="/scope")
+    text = await client.receive_from()
+    scope = json.loads(text)
+    assert scope["path"] == f"/ws/{endpoint}/"
+    assert scope["query_string"] == "a=1"
+    assert ["cookie", "<redacted>"] in scope["headers"]
+    assert scope["session"] == "<redacted>"
+    assert "secret" not in text
+    await client.disconnect()
+
+
+async def test_bytes_and_burst(endpoint):
+    client = communicator(endpoint)
+    await client.connect()
+    await client.send_to(text_data="/bytes hi")
+    assert await client.receive_from() == b"hi"
+    await client.send_to(text_data="/burst 50 100")
+    received = [await client.receive_from() for _ in range(50)]
+    assert [text.split()[0] for text in received] == [f"{n}/50" for n in range(1, 51)]
+    assert {len(text) for text in received} == {100}
+    assert await client.receive_nothing()
+    await client.disconnect()
+
+
+async def arrival_order(clients_and_texts):
+    """Send each text on its client in turn, then return which replies came back in which order."""
+    order = []
+
+    async def collect(name, client):
+        await client.receive_from(timeout=10)
+        order.append(name)
+
+    tasks = []
+    for name, client, text in clients_and_texts:
+        await client.send_to(text_data=text)
+        tasks.append(asyncio.create_task(collect(name, client)))
+        await asyncio.sleep(0.05)  # let the first handler start before the next message
+    await asyncio.gather(*tasks)
+    return order
+
+
+# Who answers first when one connection sleeps or blocks and another echoes:
+# only an AsyncConsumer's /sleep lets the other connection through.
+@pytest.mark.parametrize(
+    ("command", "first"),
+    [("/sleep 0.5", {"ac": "echo", "sc": "waiter"}), ("/block 0.5", {"ac": "waiter", "sc": "waiter"})],
+)
+async def test_sleep_yields_and_block_holds(endpoint, command, first):
+    waiter, other = communicator(endpoint), communicator(endpoint)
+    await waiter.connect()
+    await other.connect()
+    order = await arrival_order([("waiter", waiter, command), ("echo", other, "hi")])
+    assert order[0] == first[endpoint]
+    await waiter.disconnect()
+    await other.disconnect()
+
+
+async def test_delay_and_headers_shape_the_accept(endpoint):
+    client = communicator(endpoint, "delay=0.1&header=X-Explorer:yes")
+    await client.send_input({"type": "websocket.connect"})
+    assert await client.receive_output(timeout=5) == {
+        "type": "websocket.accept",
+        "headers": [[b"x-explorer", b"yes"]],
+    }
+    await client.disconnect()
+
+
+async def test_bad_connect_option_is_reported_once_open(endpoint):
+    client = communicator(endpoint, "delay=forever")
+    assert await client.connect() == (True, None)
+    assert await client.receive_from() == "error: ?delay= takes SECONDS from 0 to 30, got 'forever'"
+    await client.send_to(text_data="still open")
+    assert await client.receive_from() == "still open"
+    await client.disconnect()

@@ -3,10 +3,14 @@
 import pytest
 
 from consumers.core import (
+    MAX_BURST_TOTAL,
+    Block,
     DeliberateError,
     ExplorerCore,
     Send,
+    Sleep,
     Stop,
+    Whoami,
     choose_subprotocol,
 )
 
@@ -97,6 +101,20 @@ def test_close_sends_the_code_and_reason(command, event):
         ("/close 999", "close code 999 cannot be sent"),
         ("/close 4000 " + "é" * 62, "close reason is 124 bytes of UTF-8; the limit is 123"),
         ("/nope", "unknown command /nope; try /help"),
+        ("/sleep", "/sleep takes SECONDS from 0 to 30, got ''"),
+        ("/sleep 31", "/sleep takes SECONDS from 0 to 30, got '31'"),
+        ("/sleep -1", "from 0 to 30"),
+        ("/sleep nan", "from 0 to 30, got 'nan'"),
+        ("/sleep inf", "from 0 to 30, got 'inf'"),
+        ("/block soon", "/block takes SECONDS from 0 to 30, got 'soon'"),
+        ("/burst", "usage: /burst N [SIZE]"),
+        ("/burst 0", "/burst N must be a whole number from 1 to 10,000, got '0'"),
+        ("/burst 10001", "from 1 to 10,000, got '10001'"),
+        ("/burst 2 0", "/burst SIZE must be a whole number from 1 to 1,048,576, got '0'"),
+        ("/burst 2 1048577", "from 1 to 1,048,576"),
+        ("/burst 1e3", "got '1e3'"),
+        ("/burst 10000 1048576", f"is 10,485,760,000 bytes; the limit is {MAX_BURST_TOTAL:,} in one burst"),
+        ("/burst 1 2 3", "usage: /burst N [SIZE]"),
     ],
 )
 def test_malformed_command_gets_an_error_and_the_connection_stays_open(command, error):
@@ -111,8 +129,11 @@ def test_malformed_command_gets_an_error_and_the_connection_stays_open(command, 
 
 def test_help_lists_every_command():
     reply = text_of(core().receive({"type": "websocket.receive", "text": "/help"}))
-    for usage in ("/help", "/close [CODE [REASON]]", "/raise", "?reject=1", "?subprotocol=NAME", "?raise=1"):
+    for name, (usage, _) in ExplorerCore.COMMANDS.items():
+        assert f"/{name}" in usage
         assert usage in reply
+    for option in ("?reject=1", "?subprotocol=NAME", "?delay=SECONDS", "?header=NAME:VALUE", "?raise=1"):
+        assert option in reply
 
 
 def test_raise_command_raises():
@@ -122,3 +143,99 @@ def test_raise_command_raises():
 
 def test_disconnect_stops_the_consumer():
     assert core().disconnect({"type": "websocket.disconnect", "code": 1000}) == [Stop()]
+
+
+def receive(c, text):
+    return list(c.receive({"type": "websocket.receive", "text": text}))
+
+
+def test_bytes_replies_with_a_binary_frame():
+    assert receive(core(), "/bytes héllo") == [Send({"type": "websocket.send", "bytes": "héllo".encode()})]
+
+
+def test_burst_sends_n_numbered_messages_of_exactly_size_bytes():
+    sent = [action.event["text"] for action in receive(core(), "/burst 3 10")]
+    assert sent == ["1/3 ......", "2/3 ......", "3/3 ......"]
+    assert [len(text.encode()) for text in receive_texts(core(), "/burst 12 2")] == [2] * 12
+    assert len(receive(core(), "/burst 5")) == 5
+
+
+def receive_texts(c, text):
+    return [action.event["text"] for action in receive(c, text)]
+
+
+def test_burst_at_its_bounds_is_made_lazily():
+    actions = core().receive({"type": "websocket.receive", "text": "/burst 10000 6000"})
+    first = next(iter(actions))
+    assert len(first.event["text"]) == 6000
+    assert first.event["text"].startswith("1/10000 ")
+
+
+@pytest.mark.parametrize(
+    ("command", "action", "reply"),
+    [("/sleep 0.5", Sleep(0.5), "slept 0.5 s"), ("/block 2", Block(2.0), "blocked 2 s")],
+)
+def test_sleep_and_block_wait_then_reply(command, action, reply):
+    assert receive(core(), command) == [action, Send({"type": "websocket.send", "text": reply})]
+
+
+def test_sleep_and_block_accept_their_bounds():
+    assert receive(core(), "/sleep 30")[0] == Sleep(30.0)
+    assert receive(core(), "/block 0")[0] == Block(0.0)
+
+
+def test_whoami_asks_the_consumer_and_formats_its_answer():
+    c = core()
+    assert receive(c, "/whoami") == [Whoami()]
+    reply = c.whoami({"thread": "MainThread", "event_loop_thread": True})
+    assert '"thread": "MainThread"' in reply.event["text"]
+
+
+def test_scope_replies_with_the_scope_as_json_with_credentials_redacted():
+    import json
+
+    scope = {
+        "type": "websocket",
+        "path": "/ws/ac/",
+        "query_string": b"a=1",
+        "headers": [(b"host", b"example"), (b"cookie", b"sessionid=secret")],
+        "subprotocols": [],
+    }
+    [reply] = receive(ExplorerCore(scope), "/scope")
+    shown = json.loads(reply.event["text"])
+    assert shown["path"] == "/ws/ac/"
+    assert shown["query_string"] == "a=1"
+    assert ["host", "example"] in shown["headers"]
+    assert ["cookie", "<redacted>"] in shown["headers"]
+    assert "secret" not in reply.event["text"]
+    [revealed] = receive(ExplorerCore(scope, show_credentials=True), "/scope")
+    assert "sessionid=secret" in revealed.event["text"]
+
+
+def test_delay_sleeps_before_accepting():
+    assert core(b"delay=0.25").connect() == [Sleep(0.25), Send({"type": "websocket.accept"})]
+    assert core(b"delay=1&reject=1").connect() == [Sleep(1.0), Send({"type": "websocket.close"})]
+
+
+def test_header_options_become_accept_headers():
+    [accept] = core(b"header=X-Explorer:%20one&header=x-two:2").connect()
+    assert accept.event["headers"] == [[b"x-explorer", b"one"], [b"x-two", b"2"]]
+
+
+@pytest.mark.parametrize(
+    ("query", "error"),
+    [
+        (b"delay=99", "?delay= takes SECONDS from 0 to 30, got '99'"),
+        (b"delay=x", "got 'x'"),
+        (b"header=novalue", "header must be NAME:VALUE with NAME an HTTP token, got 'novalue'"),
+        (b"header=bad%20name:1", "got 'bad name:1'"),
+        (b"header=Sec-WebSocket-Protocol:x", "belongs to the handshake itself"),
+        (b"header=x-a:%01", "header x-a has a control character in its value"),
+        (b"header=x-a:%E2%82%AC", "header x-a has a value that is not latin-1"),
+    ],
+)
+def test_bad_connect_options_are_reported_after_accepting(query, error):
+    accept, reply = core(query).connect()
+    assert accept == Send({"type": "websocket.accept"})
+    assert reply.event["text"].startswith("error: ")
+    assert error in reply.event["text"]
