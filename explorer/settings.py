@@ -98,6 +98,9 @@ EXPLORER_TRACE = {
     # Show cookie, authorization, proxy-authorization, sec-websocket-key and
     # the session instead of <redacted>.
     "SHOW_CREDENTIALS": env_flag("EXPLORER_TRACE_SHOW_CREDENTIALS"),
+    # An event that waits this long for its handler is flagged, with whoever
+    # held the sync thread meanwhile.
+    "SLOW_WAIT_MS": env_int("EXPLORER_TRACE_SLOW_WAIT_MS", 50),
     # Records waiting for the console; beyond this they are dropped and counted.
     "QUEUE_SIZE": env_int("EXPLORER_TRACE_QUEUE_SIZE", 10_000),
 }

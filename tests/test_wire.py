@@ -107,9 +107,12 @@ async def test_trace_shows_a_real_session_in_order(server, endpoint):
         ("●", "scope"),
         ("→", "in"),
         ("←", "out"),
+        ("✓", "done"),
         ("→", "in"),
         ("←", "out"),
+        ("✓", "done"),
         ("→", "in"),
+        ("✓", "done"),
         ("■", "exit"),
     ]
     assert [m["rest"].split()[0] for m in lines if m["kind"] in ("in", "out")] == [

@@ -15,6 +15,7 @@ class TraceConfig:
     mode: str = "compact"
     max_payload: int = 200
     show_credentials: bool = False
+    slow_wait: float = 0.05  # seconds an event may wait for its handler before it is flagged
 
     @property
     def enabled(self):
@@ -27,10 +28,10 @@ def problems(options):
     mode = options.get("MODE", "compact")
     if mode not in MODES:
         found.append(f"MODE is {mode!r}; expected one of {', '.join(MODES)}")
-    for key in ("MAX_PAYLOAD", "QUEUE_SIZE"):
-        value = options.get(key, 1)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            found.append(f"{key} is {value!r}; expected a whole number of at least 1")
+    for key, low in (("MAX_PAYLOAD", 1), ("QUEUE_SIZE", 1), ("SLOW_WAIT_MS", 0)):
+        value = options.get(key, low)
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            found.append(f"{key} is {value!r}; expected a whole number of at least {low}")
     return found
 
 
@@ -42,6 +43,7 @@ def trace_config():
         mode=mode if mode in MODES else "compact",  # the system check reports it
         max_payload=options.get("MAX_PAYLOAD", 200),
         show_credentials=bool(options.get("SHOW_CREDENTIALS", False)),
+        slow_wait=options.get("SLOW_WAIT_MS", 50) / 1000,
     )
 
 

@@ -1,9 +1,9 @@
-"""One connection's trace: what crossed the ASGI boundary, when, and on which thread.
+"""One connection's trace: what crossed the ASGI boundary, when, on which thread, and what it broke.
 
 This is the only part of the trace that runs on a consumer's path, so it does
-as little as it can: a timestamp, a shallow copy of the event and a
-``logging`` record handed to the queue. Making it readable happens later, on
-the listener thread.
+as little as it can: timestamps, the spec's checks (``rules``), daphne's notes
+(``server_notes``), a shallow copy of the event and a ``logging`` record handed
+to the queue. Making it readable happens later, on the listener thread.
 """
 
 import asyncio
@@ -14,7 +14,10 @@ import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
+from explorer.trace import server_notes
 from explorer.trace.config import TraceConfig, trace_config
+from explorer.trace.rules import INCOMING_TYPES, WebSocketRules
+from explorer.trace.timing import Hold, blame, ledger
 
 logger = logging.getLogger("explorer.trace")
 
@@ -24,7 +27,7 @@ connection_numbers = itertools.count(1)
 
 @dataclass(frozen=True, slots=True)
 class TraceEntry:
-    """What one trace line says. ``kind`` is scope, in, out, error or exit."""
+    """What one trace line says. ``kind`` is scope, in, out, done, error or exit."""
 
     connection: str
     kind: str
@@ -33,6 +36,32 @@ class TraceEntry:
     config: TraceConfig
     thread: str | None = None
     note: str | None = None
+    wait: float | None = None  # in: from arrival at the consumer to its handler's start
+    handler: float | None = None  # done: the handler's own time
+    slow: bool = False  # the wait reached config.slow_wait
+    violations: tuple = ()  # rules.Violation, each rule this event broke
+    notes: tuple = ()  # what the server does differently, or why the event waited
+
+    @property
+    def endpoint(self):
+        return self.connection.partition("#")[0]
+
+
+def on_event_loop():
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def summary(event):
+    """A handler's event in a few printable words, for blaming a wait on it."""
+    event_type = event.get("type", "?")
+    text = event.get("text")
+    if isinstance(text, str):
+        return f"{event_type} {text[:40]!r}" + ("…" if len(text) > 40 else "")
+    return str(event_type)
 
 
 class ConnectionTrace:
@@ -44,34 +73,49 @@ class ConnectionTrace:
         self.endpoint = endpoint
         self.connection = f"{endpoint}#{next(connection_numbers)}"
         self.opened = time.perf_counter()
-        self.accepted = False
         self.handler_thread = None
-        self.arrivals = {}  # id(event) -> when receive() returned it
+        self.arrivals = {}  # id(event) -> (seconds since open, violations, notes)
         if self.enabled:
-            self.emit("scope", dict(scope))
+            self.rules = WebSocketRules(scope)
+            self.emit("scope", dict(scope), violations=tuple(self.rules.scope_violations))
+
+    @property
+    def accepted(self):
+        return self.enabled and self.rules.accepted
 
     def seconds(self):
         return time.perf_counter() - self.opened
 
-    def emit(self, kind, event, seconds=None, thread=None, note=None, exc_info=None):
+    def emit(self, kind, event, seconds=None, exc_info=None, **details):
         entry = TraceEntry(
             connection=self.connection,
             kind=kind,
             seconds=self.seconds() if seconds is None else seconds,
             event=event,
             config=self.config,
-            thread=thread,
-            note=note,
+            **details,
         )
         event_type = event.get("type") if isinstance(event, dict) else None
         logger.info(
-            "%s %s %s", self.connection, kind, event_type or note, extra={"trace": entry}, exc_info=exc_info
+            "%s %s %s",
+            self.connection,
+            kind,
+            event_type or details.get("note"),
+            extra={"trace": entry},
+            exc_info=exc_info,
         )
 
     def wrap_receive(self, receive):
         async def traced_receive():
             event = await receive()
-            self.arrivals[id(event)] = self.seconds()
+            arrived = self.seconds()
+            violations = tuple(self.rules.incoming(event))
+            notes = tuple(server_notes.incoming(event))
+            event_type = event.get("type") if isinstance(event, dict) else None
+            if event_type in INCOMING_TYPES:
+                self.arrivals[id(event)] = (arrived, violations, notes)
+            else:  # no handler will run for it: trace it now
+                self.emit("in", shallow_copy(event), seconds=arrived, violations=violations, notes=notes)
             return event
 
         return traced_receive
@@ -79,15 +123,23 @@ class ConnectionTrace:
     def wrap_send(self, send):
         async def traced_send(event):
             # Traced before it is sent, so an event the server refuses still shows.
-            if isinstance(event, dict) and event.get("type") == "websocket.accept":
-                self.accepted = True
-            self.emit("out", dict(event), thread=self.handler_thread)
+            seconds = self.seconds()
+            notes = tuple(server_notes.outgoing(event, self.rules, seconds))
+            violations = tuple(self.rules.outgoing(event))
+            self.emit(
+                "out",
+                shallow_copy(event),
+                seconds=seconds,
+                thread=self.handler_thread,
+                violations=violations,
+                notes=notes,
+            )
             await send(event)
 
         return traced_send
 
     def handling(self, event):
-        """Context for a handler: traces the event with the thread that runs it."""
+        """Context for a handler: traces the event, how long it waited, the thread and the handler's time."""
         if not self.enabled:
             return nullcontext()
         return self._handling(event)
@@ -95,27 +147,58 @@ class ConnectionTrace:
     @contextmanager
     def _handling(self, event):
         started = self.seconds()
-        self.handler_thread = threading.current_thread().name
+        thread = self.handler_thread = threading.current_thread().name
+        looping = on_event_loop()
+        arrived, violations, notes = self.arrivals.pop(id(event), (started, (), ()))
+        waited = started - arrived
+        slow = waited >= self.config.slow_wait
+        if slow:
+            holders = ledger.holders(self.opened + arrived, self.opened + started, self.connection)
+            notes = (blame(holders, waited, looping), *notes)
         self.emit(
-            "in", dict(event), seconds=self.arrivals.pop(id(event), started), thread=self.handler_thread
+            "in",
+            shallow_copy(event),
+            seconds=arrived,
+            thread=thread,
+            wait=waited,
+            slow=slow,
+            violations=violations,
+            notes=notes,
         )
-        yield
+        try:
+            yield
+        finally:
+            ended = self.seconds()
+            if not looping:
+                hold = Hold(
+                    self.connection, summary(event), thread, self.opened + started, self.opened + ended
+                )
+                ledger.record(hold)
+            self.emit(
+                "done", {"type": event.get("type")}, seconds=ended, thread=thread, handler=ended - started
+            )
 
     def exited(self, error=None):
         """The consumer has returned, raised or been cancelled."""
+        broken = self.rules.count
+        tally = (
+            f"{broken} ASGI rule violation{'s' if broken != 1 else ''}" if broken else "no ASGI rule broken"
+        )
         if error is None:
-            self.emit("exit", None, note="consumer returned")
+            self.emit("exit", None, note=f"consumer returned; {tally}")
         elif isinstance(error, asyncio.CancelledError):
-            self.emit("exit", None, note="consumer cancelled")
+            self.emit("exit", None, note=f"consumer cancelled; {tally}")
         else:
-            if self.accepted:
-                outcome = "the server closes the connection with 1011"
-            else:
-                outcome = "the handshake was not accepted: the server answers HTTP 500"
+            outcome = server_notes.exception_outcome(self.rules.accepted)
             self.emit(
                 "error",
                 None,
                 thread=self.handler_thread,
-                note=f"consumer raised {type(error).__name__}; {outcome}",
+                note=f"consumer raised {type(error).__name__}; {outcome}; {tally}",
                 exc_info=(type(error), error, error.__traceback__),
             )
+
+
+def shallow_copy(event):
+    # The consumer may change its dict after sending it; the trace shows it as it crossed.
+    return dict(event) if isinstance(event, dict) else event

@@ -17,6 +17,7 @@ from rich.text import Span, Text
 from rich.traceback import Traceback
 
 from explorer.trace.display import printable, shown_event, shown_scope
+from explorer.trace.timing import duration
 
 # (arrow, style) per kind: incoming and outgoing look different at a glance.
 # Parsed once: a Style object renders faster than a style string.
@@ -26,6 +27,7 @@ KINDS = {
         "scope": ("●", "magenta"),
         "in": ("→", "green"),
         "out": ("←", "cyan"),
+        "done": ("✓", "dim green"),
         "error": ("✖", "bold red"),
         "exit": ("■", "yellow"),
     }.items()
@@ -33,6 +35,11 @@ KINDS = {
 UNKNOWN_KIND = ("?", Style())
 SUPPRESSED_MODULES = (asgiref, asyncio, concurrent.futures)
 DIM, BOLD = Style(dim=True), Style(bold=True)
+SLOW = Style.parse("bold yellow reverse")
+VIOLATION = Style.parse("bold red")
+NOTE = Style.parse("yellow")
+INDENT = " " * 10
+MAX_NOTE = 400  # a rule's problem can quote what the consumer sent
 
 
 def styled(parts):
@@ -54,14 +61,36 @@ def header(entry):
         (f"{entry.connection:<6} ", BOLD),
         (f"{arrow} {entry.kind:<6}", style),
     ]
-    if entry.kind in ("in", "out"):
+    if entry.kind in ("in", "out", "done"):
         event_type = entry.event.get("type") if isinstance(entry.event, dict) else None
         parts.append((f" {printable(str(event_type)):<20}", style + BOLD))
     if entry.thread:
         parts.append((f" [{printable(entry.thread)}]", DIM))
+    if entry.wait is not None:
+        parts.append((f" wait {duration(entry.wait)}", SLOW if entry.slow else DIM))
+    if entry.handler is not None:
+        parts.append((f" handler {duration(entry.handler)}", DIM))
     if entry.note:
         parts.append((f" {printable(entry.note)}", style))
     return parts
+
+
+def remarks(entry):
+    """A line per broken rule and per note, under the event they belong to."""
+    lines = []
+    for violation in entry.violations:
+        problem = printable(violation.problem)[:MAX_NOTE]
+        lines.append(
+            styled(
+                [
+                    (f"{INDENT}⚠ {violation.rule}", VIOLATION),
+                    (f" {problem}", None),
+                    (f" (hint: {violation.hint})", DIM),
+                ]
+            )
+        )
+    lines += [styled([(f"{INDENT}ℹ {printable(note)[:MAX_NOTE]}", NOTE)]) for note in entry.notes]
+    return lines
 
 
 def shown(entry):
@@ -73,20 +102,20 @@ def shown(entry):
 def compact(entry):
     """One line. The dict is plain: syntax colouring costs more than the rest of the line."""
     parts = header(entry)
-    if entry.event is not None:
+    if entry.event is not None and entry.kind != "done":
         body = shown(entry)
         if entry.kind in ("in", "out") and isinstance(body, dict):
             body.pop("type", None)  # already in the header
         if body:
             parts.append((f" {body!r}", None))
-    return [styled(parts)]
+    return [styled(parts), *remarks(entry)] if entry.violations or entry.notes else [styled(parts)]
 
 
 def full(entry):
     renderables = [styled(header(entry))]
-    if entry.event is not None:
+    if entry.event is not None and entry.kind != "done":
         renderables.append(Padding(Pretty(shown(entry), indent_guides=True), (0, 0, 0, 10)))
-    return renderables
+    return renderables + remarks(entry)
 
 
 def exception(exc_info, mode):

@@ -38,6 +38,7 @@ def test_defaults():
         "MAX_PAYLOAD": 200,
         "SHOW_CREDENTIALS": False,
         "QUEUE_SIZE": 10_000,
+        "SLOW_WAIT_MS": 50,
     }
 
 
@@ -47,12 +48,14 @@ def test_environment_overrides_each_setting():
         EXPLORER_TRACE_MAX_PAYLOAD="32",
         EXPLORER_TRACE_SHOW_CREDENTIALS="1",
         EXPLORER_TRACE_QUEUE_SIZE="50",
+        EXPLORER_TRACE_SLOW_WAIT_MS="250",
     )
     assert json.loads(result.stdout) == {
         "MODE": "full",
         "MAX_PAYLOAD": 32,
         "SHOW_CREDENTIALS": True,
         "QUEUE_SIZE": 50,
+        "SLOW_WAIT_MS": 250,
     }
 
 
@@ -68,6 +71,7 @@ def test_a_malformed_number_is_a_clear_error():
         ({"MODE": "loud"}, "MODE is 'loud'; expected one of compact, full, off"),
         ({"MAX_PAYLOAD": 0}, "MAX_PAYLOAD is 0; expected a whole number of at least 1"),
         ({"QUEUE_SIZE": "big"}, "QUEUE_SIZE is 'big'"),
+        ({"SLOW_WAIT_MS": -1}, "SLOW_WAIT_MS is -1; expected a whole number of at least 0"),
     ],
 )
 def test_system_check_reports_bad_trace_settings(options, problem):

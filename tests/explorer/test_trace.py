@@ -41,19 +41,22 @@ async def test_scope_then_each_event_in_order_with_direction_and_connection_id(e
     [connection] = connections(trace)
     assert connection.startswith(f"{endpoint}#")
     lines = [
-        (m["arrow"], m["kind"], m["rest"].split()[0] if m["kind"] in ("in", "out") else "")
+        (m["arrow"], m["kind"], m["rest"].split()[0] if m["kind"] in ("in", "out", "done") else "")
         for m in trace.parsed()
     ]
     assert lines == [
         ("●", "scope", ""),
         ("→", "in", "websocket.connect"),
         ("←", "out", "websocket.accept"),
+        ("✓", "done", "websocket.connect"),
         ("→", "in", "websocket.receive"),
         ("←", "out", "websocket.send"),
+        ("✓", "done", "websocket.receive"),
         ("→", "in", "websocket.disconnect"),
+        ("✓", "done", "websocket.disconnect"),
         ("■", "exit", ""),
     ]
-    receive, send = trace.parsed()[3:5]
+    receive, send = trace.parsed()[4:6]
     assert receive["rest"].endswith("{'text': 'hello'}")
     assert send["rest"].endswith("{'text': 'hello'}")
     seconds = [float(m["seconds"]) for m in trace.parsed()]

@@ -1,0 +1,296 @@
+"""The ASGI WebSocket spec's rules, checked at each event of one connection.
+
+``WebSocketRules`` is sans-I/O: the trace hands it the scope once and each
+event as it crosses, in either direction, and gets back the rules that event
+broke. It checks fields and their types per event type, the scope, and the
+order the spec allows (connect, then accept once, then send, then close).
+Nothing here raises on what it is given, however odd.
+
+Spec: https://asgi.readthedocs.io/en/latest/specs/www.html#websocket
+"""
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+# rule id: (what the rule says, a hint for fixing it)
+RULES = {
+    "scope.type": ("a WebSocket scope has type 'websocket'", "route only websocket scopes to a consumer"),
+    "scope.required": (
+        "a WebSocket scope has path and headers",
+        "the server must fill in every required key",
+    ),
+    "scope.field-type": (
+        "each scope key has the type the spec gives it",
+        "path and root_path are str; raw_path and query_string bytes; headers [bytes, bytes] pairs; "
+        "subprotocols str; client and server [host, port]",
+    ),
+    "event.type": (
+        "an event has a str type that is one of the WebSocket events for its direction",
+        "servers send websocket.connect, receive and disconnect; applications send websocket.accept, "
+        "send and close",
+    ),
+    "receive.payload": (
+        "websocket.receive carries exactly one of bytes (bytes) and text (str)",
+        "the other key is absent or None",
+    ),
+    "disconnect.code": ("websocket.disconnect carries an int code", "1005 when the client gave none"),
+    "accept.subprotocol": (
+        "websocket.accept's subprotocol is None or one the client offered",
+        "pick from scope['subprotocols']; RFC 6455 has the client fail the connection otherwise",
+    ),
+    "accept.headers": (
+        "websocket.accept's headers are [name, value] byte pairs, names lowercase, "
+        "without sec-websocket-protocol",
+        "use the subprotocol key to choose a subprotocol; encode names and values as bytes",
+    ),
+    "send.payload": (
+        "websocket.send carries exactly one of bytes (bytes) and text (str)",
+        "set the other key to None or leave it out",
+    ),
+    "close.code": (
+        "websocket.close's code is an int the WebSocket protocol lets an endpoint send",
+        "1000-1003, 1007-1014 or 3000-4999; 1004-1006 and 1015 are never sent",
+    ),
+    "close.reason": (
+        "websocket.close's reason is a str of at most 123 UTF-8 bytes",
+        "a close frame has room for 125 bytes, two of them the code",
+    ),
+    "state.connect-first": (
+        "websocket.connect comes first and only once",
+        "a server sends it once, before anything else",
+    ),
+    "state.accept-before-connect": (
+        "accept only after websocket.connect has been received",
+        "send accept from the connect handler",
+    ),
+    "state.accept-twice": ("accept once", "a connection is accepted or rejected once"),
+    "state.send-before-accept": (
+        "send only after accepting",
+        "send websocket.accept first; a close before accepting rejects the handshake",
+    ),
+    "state.after-close": (
+        "send nothing after websocket.close",
+        "the connection is closing: stop once close is sent",
+    ),
+    "state.after-disconnect": (
+        "send nothing after websocket.disconnect",
+        "the client has gone: stop the consumer (raise StopConsumer)",
+    ),
+}
+
+INCOMING_TYPES = {"websocket.connect", "websocket.receive", "websocket.disconnect"}
+OUTGOING_TYPES = {"websocket.accept", "websocket.send", "websocket.close"}
+DENIAL_TYPES = {"websocket.http.response.start", "websocket.http.response.body"}
+# RFC 6455 7.4.1: codes that are never put in a close frame.
+NEVER_SENT_CODES = {1004, 1005, 1006, 1015}
+MAX_CLOSE_REASON_BYTES = 123
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """One rule one event broke: its id, what exactly is wrong, and a hint."""
+
+    rule: str
+    problem: str
+
+    @property
+    def hint(self):
+        return RULES[self.rule][1]
+
+
+def type_name(value):
+    return type(value).__name__
+
+
+def is_byte_pair(pair):
+    return (
+        isinstance(pair, (list, tuple)) and len(pair) == 2 and all(isinstance(part, bytes) for part in pair)
+    )
+
+
+def is_close_code(code):
+    return 1000 <= code <= 4999 and code not in NEVER_SENT_CODES and not 1016 <= code <= 2999
+
+
+def payload_problem(event):
+    """What is wrong with a receive or send event's bytes/text, or None."""
+    data, text = event.get("bytes"), event.get("text")
+    if data is not None and not isinstance(data, bytes):
+        return f"bytes is a {type_name(data)}, not bytes"
+    if text is not None and not isinstance(text, str):
+        return f"text is a {type_name(text)}, not str"
+    if data is not None and text is not None:
+        return "both bytes and text are set"
+    if data is None and text is None:
+        return "neither bytes nor text is set"
+    return None
+
+
+def scope_problems(scope):
+    if not isinstance(scope, Mapping):
+        return [Violation("scope.type", f"the scope is a {type_name(scope)}, not a dict")]
+    found = []
+    if scope.get("type") != "websocket":
+        found.append(Violation("scope.type", f"type is {scope.get('type')!r}"))
+    found += [
+        Violation("scope.required", f"{key} is missing") for key in ("path", "headers") if key not in scope
+    ]
+
+    def wrong(key, expected):
+        found.append(Violation("scope.field-type", f"{key} is a {type_name(scope[key])}, not {expected}"))
+
+    for key, kind, expected in [
+        ("path", str, "str"),
+        ("root_path", str, "str"),
+        ("query_string", bytes, "bytes"),
+        ("http_version", str, "str"),
+        ("scheme", str, "str"),
+        ("asgi", Mapping, "a dict"),
+    ]:
+        if key in scope and not isinstance(scope[key], kind):
+            wrong(key, expected)
+    if scope.get("raw_path") is not None and not isinstance(scope["raw_path"], bytes):
+        wrong("raw_path", "bytes")
+    if "headers" in scope and not (
+        isinstance(scope["headers"], Iterable)
+        and not isinstance(scope["headers"], (str, bytes, Mapping))
+        and all(is_byte_pair(pair) for pair in scope["headers"])
+    ):
+        found.append(Violation("scope.field-type", "headers are not all [bytes, bytes] pairs"))
+    subprotocols = scope.get("subprotocols")
+    if subprotocols is not None and (
+        isinstance(subprotocols, (str, bytes)) or not all(isinstance(name, str) for name in subprotocols)
+    ):
+        found.append(Violation("scope.field-type", "subprotocols are not all str"))
+    for key in ("client", "server"):
+        address = scope.get(key)
+        if address is not None and not (
+            isinstance(address, (list, tuple)) and len(address) == 2 and isinstance(address[0], str)
+        ):
+            wrong(key, "a [host, port] pair")
+    return found
+
+
+class WebSocketRules:
+    """One connection's position in the protocol, and the rules each event breaks."""
+
+    def __init__(self, scope):
+        subprotocols = scope.get("subprotocols") if isinstance(scope, Mapping) else None
+        self.offered = list(subprotocols) if isinstance(subprotocols, (list, tuple)) else []
+        extensions = scope.get("extensions") if isinstance(scope, Mapping) else None
+        self.denial_response = isinstance(extensions, Mapping) and "websocket.http.response" in extensions
+        self.connected = False  # websocket.connect received
+        self.accepted = False
+        self.rejected = False  # closed before accepting: the handshake was refused
+        self.close_sent = False
+        self.disconnected = False
+        self.count = 0  # violations so far
+        self.scope_violations = self.counted(scope_problems(scope))
+
+    def counted(self, violations):
+        self.count += len(violations)
+        return violations
+
+    def incoming(self, event):
+        """The rules an event from the server breaks."""
+        event_type = event.get("type") if isinstance(event, Mapping) else None
+        if event_type not in INCOMING_TYPES:
+            return self.counted([Violation("event.type", f"a server does not send {event_type!r}")])
+        found = []
+        if event_type == "websocket.connect":
+            if self.connected:
+                found.append(Violation("state.connect-first", "websocket.connect came twice"))
+            self.connected = True
+        elif not self.connected:
+            found.append(Violation("state.connect-first", f"{event_type} came before websocket.connect"))
+        if event_type == "websocket.receive" and (problem := payload_problem(event)):
+            found.append(Violation("receive.payload", problem))
+        if event_type == "websocket.disconnect":
+            code = event.get("code")
+            if not isinstance(code, int) or isinstance(code, bool):
+                found.append(Violation("disconnect.code", f"code is {code!r}"))
+            self.disconnected = True
+        return self.counted(found)
+
+    def outgoing(self, event):
+        """The rules an event from the application breaks."""
+        event_type = event.get("type") if isinstance(event, Mapping) else None
+        if event_type in DENIAL_TYPES and not self.denial_response:
+            return self.counted(
+                [
+                    Violation(
+                        "event.type", f"{event_type} needs the server's websocket.http.response extension"
+                    )
+                ]
+            )
+        if event_type not in OUTGOING_TYPES and event_type not in DENIAL_TYPES:
+            return self.counted([Violation("event.type", f"an application does not send {event_type!r}")])
+        found = self.order_problems(event_type)
+        if event_type == "websocket.accept":
+            found += self.accept_problems(event)
+            self.accepted = True
+        elif event_type == "websocket.send" and (problem := payload_problem(event)):
+            found.append(Violation("send.payload", problem))
+        elif event_type == "websocket.close":
+            found += close_problems(event)
+            if not self.accepted:
+                self.rejected = True  # a rejection, not an error
+            self.close_sent = True
+        return self.counted(found)
+
+    def order_problems(self, event_type):
+        if self.disconnected:
+            return [Violation("state.after-disconnect", f"{event_type} after websocket.disconnect")]
+        if self.close_sent:
+            return [Violation("state.after-close", f"{event_type} after websocket.close")]
+        if event_type == "websocket.accept":
+            if self.accepted:
+                return [Violation("state.accept-twice", "websocket.accept was already sent")]
+            if not self.connected:
+                return [Violation("state.accept-before-connect", "websocket.connect has not been received")]
+        elif event_type == "websocket.send" and not self.accepted:
+            return [Violation("state.send-before-accept", "the connection has not been accepted")]
+        return []
+
+    def accept_problems(self, event):
+        found = []
+        subprotocol = event.get("subprotocol")
+        if subprotocol is not None and not isinstance(subprotocol, str):
+            found.append(Violation("accept.subprotocol", f"subprotocol is a {type_name(subprotocol)}"))
+        elif subprotocol is not None and subprotocol not in self.offered:
+            offered = ", ".join(map(repr, self.offered)) or "none"
+            found.append(
+                Violation("accept.subprotocol", f"{subprotocol!r} was not offered (offered: {offered})")
+            )
+        headers = event.get("headers")
+        if headers is None:
+            return found
+        if isinstance(headers, (str, bytes, Mapping)) or not isinstance(headers, Iterable):
+            return [
+                *found,
+                Violation("accept.headers", f"headers is a {type_name(headers)}, not a list of pairs"),
+            ]
+        for pair in headers:
+            if not is_byte_pair(pair):
+                found.append(Violation("accept.headers", f"{pair!r} is not a [bytes, bytes] pair"))
+            elif pair[0] != pair[0].lower():
+                found.append(Violation("accept.headers", f"header name {pair[0]!r} is not lowercase"))
+            elif pair[0] == b"sec-websocket-protocol":
+                found.append(Violation("accept.headers", "sec-websocket-protocol is set as a header"))
+        return found
+
+
+def close_problems(event):
+    found = []
+    code = event.get("code", 1000)
+    if not isinstance(code, int) or isinstance(code, bool):
+        found.append(Violation("close.code", f"code is a {type_name(code)}, not int"))
+    elif not is_close_code(code):
+        found.append(Violation("close.code", f"{code} is not a close code an endpoint may send"))
+    reason = event.get("reason")
+    if reason is not None and not isinstance(reason, str):
+        found.append(Violation("close.reason", f"reason is a {type_name(reason)}, not str"))
+    elif reason is not None and len(reason.encode("utf-8", "surrogatepass")) > MAX_CLOSE_REASON_BYTES:
+        size = len(reason.encode("utf-8", "surrogatepass"))
+        found.append(Violation("close.reason", f"reason is {size} bytes of UTF-8"))
+    return found
