@@ -101,6 +101,8 @@ EXPLORER_TRACE = {
     # An event that waits this long for its handler is flagged, with whoever
     # held the sync thread meanwhile.
     "SLOW_WAIT_MS": env_int("EXPLORER_TRACE_SLOW_WAIT_MS", 50),
+    # Also record the trace here as JSON Lines (python manage.py trace FILE reads it).
+    "FILE": os.environ.get("EXPLORER_TRACE_FILE") or None,
     # Records waiting for the console; beyond this they are dropped and counted.
     "QUEUE_SIZE": env_int("EXPLORER_TRACE_QUEUE_SIZE", 10_000),
 }
@@ -113,6 +115,7 @@ LOGGING = {
             # Consumers only enqueue; a listener thread renders with Rich.
             "()": "explorer.trace.handlers.QueuedTraceHandler",
             "queue_size": EXPLORER_TRACE["QUEUE_SIZE"],
+            "file": EXPLORER_TRACE["FILE"],
         },
     },
     "loggers": {

@@ -1,6 +1,7 @@
 """Fixtures shared by the tests: the endpoints, a trace capture, and a real daphne server."""
 
 import io
+import json
 import logging
 import os
 import re
@@ -36,13 +37,36 @@ def parse(lines, connection=None):
     return [m for m in parsed if connection is None or m["connection"] == connection]
 
 
-class TraceCapture:
-    """The trace as rendered, through the real queue and listener, into a string."""
+def read_records(path, connection=None):
+    """The JSON Lines recording at ``path``, optionally for one connection."""
+    if not Path(path).exists():
+        return []
+    with open(path, encoding="utf-8") as file:
+        records = [json.loads(line) for line in file if line.strip()]
+    return [r for r in records if connection is None or r.get("connection") == connection]
 
-    def __init__(self):
+
+def rules_broken(records):
+    """The rule ids of every violation in these records, in order."""
+    return [violation["rule"] for record in records for violation in record.get("violations", ())]
+
+
+def notes_of(records):
+    return [note for record in records for note in record.get("notes", ())]
+
+
+class TraceCapture:
+    """The trace as rendered, through the real queue and listener, into a string and a recording."""
+
+    def __init__(self, recording):
         self.buffer = io.StringIO()
+        self.recording = recording
         console = Console(file=self.buffer, width=200, color_system=None, markup=False, emoji=False)
-        self.handler = QueuedTraceHandler(queue_size=10_000, console=console)
+        self.handler = QueuedTraceHandler(queue_size=10_000, console=console, file=recording)
+
+    def records(self, connection=None):
+        self.handler.flush()
+        return read_records(self.recording, connection)
 
     def text(self):
         self.handler.flush()
@@ -56,8 +80,8 @@ class TraceCapture:
 
 
 @pytest.fixture
-def trace():
-    capture = TraceCapture()
+def trace(tmp_path):
+    capture = TraceCapture(tmp_path / "trace.jsonl")
     logger = logging.getLogger("explorer.trace")
     logger.addHandler(capture.handler)
     yield capture
@@ -68,10 +92,12 @@ def trace():
 class DaphneServer:
     """A real daphne process serving the explorer on a free loopback port."""
 
-    def __init__(self, **env):
+    def __init__(self, recording, application="explorer.asgi:application", **env):
         self.lines = []
+        self.recording = recording
+        env = {"EXPLORER_TRACE_FILE": str(recording), **env}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", "0", "explorer.asgi:application"],
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", "0", application],
             cwd=ROOT,
             env={**os.environ, "DJANGO_SETTINGS_MODULE": "explorer.settings", "PYTHONUNBUFFERED": "1", **env},
             stdout=subprocess.PIPE,
@@ -114,6 +140,16 @@ class DaphneServer:
         self.wait_for(rf"\s{re.escape(connection)}\s+\S {until_kind}\b", timeout=timeout)
         return parse(self.lines, connection)
 
+    def records_of(self, connection, timeout=10):
+        """This connection's recorded trace, once its consumer has exited."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            records = read_records(self.recording, connection)
+            if records and records[-1]["kind"] in ("exit", "error"):
+                return records
+            time.sleep(0.02)
+        raise TimeoutError(f"{connection} has not exited; last lines:\n" + "\n".join(self.lines[-40:]))
+
     def stop(self):
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
@@ -125,8 +161,20 @@ class DaphneServer:
         self.reader.join(timeout=5)
 
 
+WIRE_ENV = {"EXPLORER_TRACE": "compact", "EXPLORER_TRACE_MAX_PAYLOAD": "64", "COLUMNS": "200"}
+
+
 @pytest.fixture(scope="session")
-def server():
-    daphne = DaphneServer(EXPLORER_TRACE="compact", EXPLORER_TRACE_MAX_PAYLOAD="64", COLUMNS="200")
+def server(tmp_path_factory):
+    daphne = DaphneServer(tmp_path_factory.mktemp("explorer") / "trace.jsonl", **WIRE_ENV)
+    yield daphne
+    daphne.stop()
+
+
+@pytest.fixture(scope="session")
+def rule_breaker_server(tmp_path_factory):
+    """daphne serving the test-only consumers that break the rules on purpose."""
+    recording = tmp_path_factory.mktemp("rule-breakers") / "trace.jsonl"
+    daphne = DaphneServer(recording, application="tests.rule_breakers:application", **WIRE_ENV)
     yield daphne
     daphne.stop()

@@ -41,6 +41,7 @@ class TraceEntry:
     slow: bool = False  # the wait reached config.slow_wait
     violations: tuple = ()  # rules.Violation, each rule this event broke
     notes: tuple = ()  # what the server does differently, or why the event waited
+    recorded: bool = False  # read back from a file: the event is already as shown
 
     @property
     def endpoint(self):

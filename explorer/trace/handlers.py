@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.text import Text
 
 from explorer.trace.display import printable
+from explorer.trace.recording import JsonLinesTraceHandler
 from explorer.trace.render import dropped, render
 
 
@@ -83,13 +84,16 @@ class TraceListener(QueueListener):
 class QueuedTraceHandler(QueueHandler):
     """Enqueues records for a listener thread; drops and counts them when the queue is full."""
 
-    def __init__(self, queue_size=10_000, console=None, level=logging.NOTSET):
+    def __init__(self, queue_size=10_000, console=None, file=None, level=logging.NOTSET):
         super().__init__(queue.Queue(maxsize=queue_size))
         self.setLevel(level)
         self.target = RichTraceHandler(console)
+        self.targets = [self.target]
+        if file:
+            self.targets.append(JsonLinesTraceHandler(file))
         self.dropped = 0  # records lost to a full queue, all told
         self.reported = 0  # of which the console has been told
-        self.listener = TraceListener(self.queue, self.target, respect_handler_level=True)
+        self.listener = TraceListener(self.queue, *self.targets, respect_handler_level=True)
         self.listener.start()
         self.listening = True
         atexit.register(self.close)
@@ -114,7 +118,8 @@ class QueuedTraceHandler(QueueHandler):
         """Wait until every queued record has been rendered."""
         if self.listening:
             self.queue.join()
-        self.target.flush()
+        for target in self.targets:
+            target.flush()
 
     def close(self):
         if self.listening:
@@ -132,4 +137,6 @@ class QueuedTraceHandler(QueueHandler):
                     self.reported = self.dropped
                 self.listener.stop()
         atexit.unregister(self.close)
+        for target in self.targets:
+            target.close()
         super().close()

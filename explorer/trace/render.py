@@ -94,6 +94,8 @@ def remarks(entry):
 
 
 def shown(entry):
+    if entry.recorded:
+        return entry.event
     if entry.kind == "scope":
         return shown_scope(entry.event, entry.config)
     return shown_event(entry.event, entry.config)
@@ -105,7 +107,7 @@ def compact(entry):
     if entry.event is not None and entry.kind != "done":
         body = shown(entry)
         if entry.kind in ("in", "out") and isinstance(body, dict):
-            body.pop("type", None)  # already in the header
+            body = {key: value for key, value in body.items() if key != "type"}  # already in the header
         if body:
             parts.append((f" {body!r}", None))
     return [styled(parts), *remarks(entry)] if entry.violations or entry.notes else [styled(parts)]

@@ -31,13 +31,16 @@ def outgoing(event, rules, seconds):
             f"{SERVER} raises autobahn's Disconnected in the consumer's send until the client "
             "answers the close, and drops the event silently after that"
         ]
+    if "type" not in event:
+        outcome = "the client gets 1011" if rules.accepted else "the client gets HTTP 500"
+        return [f"{SERVER} raises ValueError ('Message has no type defined') in send: {outcome}"]
     if event_type == "websocket.accept":
         return accept_notes(event, rules, seconds)
     if event_type == "websocket.send":
         return send_notes(event, rules)
     if event_type == "websocket.close":
         return close_notes(event, rules)
-    return []
+    return [f"{SERVER} ignores event types it does not know: nothing reaches the client"]
 
 
 def accept_notes(event, rules, seconds):

@@ -39,6 +39,7 @@ def test_defaults():
         "SHOW_CREDENTIALS": False,
         "QUEUE_SIZE": 10_000,
         "SLOW_WAIT_MS": 50,
+        "FILE": None,
     }
 
 
@@ -49,6 +50,7 @@ def test_environment_overrides_each_setting():
         EXPLORER_TRACE_SHOW_CREDENTIALS="1",
         EXPLORER_TRACE_QUEUE_SIZE="50",
         EXPLORER_TRACE_SLOW_WAIT_MS="250",
+        EXPLORER_TRACE_FILE="/tmp/trace.jsonl",
     )
     assert json.loads(result.stdout) == {
         "MODE": "full",
@@ -56,6 +58,7 @@ def test_environment_overrides_each_setting():
         "SHOW_CREDENTIALS": True,
         "QUEUE_SIZE": 50,
         "SLOW_WAIT_MS": 250,
+        "FILE": "/tmp/trace.jsonl",
     }
 
 

@@ -1,0 +1,113 @@
+"""Test-only consumers that break the ASGI WebSocket rules on purpose, one script each.
+
+``?script=NAME`` picks what the consumer sends at connect, on each receive and
+at disconnect. A sync and an async twin are served at ``/ws/sc/`` and
+``/ws/ac/`` by ``application``, which a test hands to a WebsocketCommunicator
+or to a real daphne (``python -m daphne tests.rule_breakers:application``).
+"""
+
+from urllib.parse import parse_qs
+
+import django
+
+django.setup()  # daphne imports this module before anything else
+
+from channels.consumer import AsyncConsumer, SyncConsumer  # noqa: E402
+from channels.exceptions import StopConsumer  # noqa: E402
+from channels.routing import URLRouter  # noqa: E402
+from django.urls import path  # noqa: E402
+
+from explorer.trace.consumer import TracedConsumer  # noqa: E402
+
+ACCEPT = {"type": "websocket.accept"}
+CLOSE = {"type": "websocket.close", "code": 4000}
+
+
+def text(value):
+    return {"type": "websocket.send", "text": value}
+
+
+# name: {"connect": [...], "receive": [...], "disconnect": [...]}, the events sent at each.
+SCRIPTS = {
+    "accept": {"connect": [ACCEPT]},
+    "accept-on-receive": {"receive": [ACCEPT]},
+    "accept-twice": {"connect": [ACCEPT, ACCEPT]},
+    "send-before-accept": {"connect": [text("early")]},
+    "both-payloads": {"connect": [ACCEPT, {"type": "websocket.send", "text": "a", "bytes": b"b"}]},
+    "no-payload": {"connect": [ACCEPT, {"type": "websocket.send"}]},
+    "text-not-str": {"connect": [ACCEPT, {"type": "websocket.send", "text": b"oops"}]},
+    "empty-text": {"connect": [ACCEPT, text(""), text("after the empty one")]},
+    "empty-text-and-bytes": {"connect": [ACCEPT, {"type": "websocket.send", "text": "", "bytes": b"b"}]},
+    "unknown-type": {"connect": [ACCEPT, {"type": "websocket.message", "text": "x"}, text("after")]},
+    "no-type": {"connect": [ACCEPT, {"text": "x"}]},
+    "denial-response": {"connect": [{"type": "websocket.http.response.start", "status": 403, "headers": []}]},
+    "subprotocol-not-offered": {"connect": [{"type": "websocket.accept", "subprotocol": "zzz"}]},
+    "subprotocol-not-str": {"connect": [{"type": "websocket.accept", "subprotocol": 5}]},
+    "headers-not-bytes": {"connect": [{"type": "websocket.accept", "headers": [("x-a", "1")]}]},
+    "headers-uppercase": {"connect": [{"type": "websocket.accept", "headers": [(b"X-A", b"1")]}]},
+    "headers-subprotocol": {
+        "connect": [{"type": "websocket.accept", "headers": [(b"sec-websocket-protocol", b"x")]}]
+    },
+    "headers": {"connect": [{"type": "websocket.accept", "headers": [(b"x-explorer", b"yes")]}]},
+    "close-code-str": {"connect": [ACCEPT, {"type": "websocket.close", "code": "4000"}]},
+    "close-code-never-sent": {"connect": [ACCEPT, {"type": "websocket.close", "code": 1006}]},
+    "close-code-1001": {"connect": [ACCEPT, {"type": "websocket.close", "code": 1001}]},
+    "close-reason-long": {"connect": [ACCEPT, {**CLOSE, "reason": "x" * 124}]},
+    "close-reason-bytes": {"connect": [ACCEPT, {**CLOSE, "reason": b"bye"}]},
+    "close-reason": {"connect": [ACCEPT, {**CLOSE, "reason": "bye"}]},
+    "send-after-close": {"connect": [ACCEPT, CLOSE, text("too late")]},
+    "reject": {"connect": [CLOSE]},
+    "send-after-disconnect": {"connect": [ACCEPT], "disconnect": [text("nobody is listening")]},
+}
+
+
+def script_of(scope):
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    return SCRIPTS[query.get("script", ["accept"])[-1]]
+
+
+class RuleBreakerSync(TracedConsumer, SyncConsumer):
+    endpoint = "sc"
+
+    def websocket_connect(self, event):
+        with self.trace.handling(event):
+            self.perform("connect")
+
+    def websocket_receive(self, event):
+        with self.trace.handling(event):
+            self.perform("receive")
+
+    def websocket_disconnect(self, event):
+        with self.trace.handling(event):
+            self.perform("disconnect")
+            raise StopConsumer
+
+    def perform(self, moment):
+        for event in script_of(self.scope).get(moment, []):
+            self.send(event)
+
+
+class RuleBreakerAsync(TracedConsumer, AsyncConsumer):
+    endpoint = "ac"
+
+    async def websocket_connect(self, event):
+        with self.trace.handling(event):
+            await self.perform("connect")
+
+    async def websocket_receive(self, event):
+        with self.trace.handling(event):
+            await self.perform("receive")
+
+    async def websocket_disconnect(self, event):
+        with self.trace.handling(event):
+            await self.perform("disconnect")
+            raise StopConsumer
+
+    async def perform(self, moment):
+        for event in script_of(self.scope).get(moment, []):
+            await self.send(event)
+
+
+application = URLRouter(
+    [path("ws/sc/", RuleBreakerSync.as_asgi()), path("ws/ac/", RuleBreakerAsync.as_asgi())]
+)
