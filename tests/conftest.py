@@ -1,6 +1,7 @@
 """Fixtures shared by the tests: the endpoints, a trace capture, and a real daphne server."""
 
 import io
+import itertools
 import json
 import logging
 import os
@@ -42,7 +43,8 @@ def read_records(path, connection=None):
     if not Path(path).exists():
         return []
     with open(path, encoding="utf-8") as file:
-        records = [json.loads(line) for line in file if line.strip()]
+        # A line still being written has no newline yet.
+        records = [json.loads(line) for line in file if line.endswith("\n")]
     return [r for r in records if connection is None or r.get("connection") == connection]
 
 
@@ -95,6 +97,7 @@ class DaphneServer:
     def __init__(self, recording, application="explorer.asgi:application", **env):
         self.lines = []
         self.recording = recording
+        self.tags = itertools.count(1)
         env = {"EXPLORER_TRACE_FILE": str(recording), **env}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", "0", application],
@@ -139,6 +142,22 @@ class DaphneServer:
         """This connection's parsed trace lines, once its ``until_kind`` line is out."""
         self.wait_for(rf"\s{re.escape(connection)}\s+\S {until_kind}\b", timeout=timeout)
         return parse(self.lines, connection)
+
+    def url_with_tag(self, endpoint, query=""):
+        """A URL with a unique ``tag=`` in its query, and the tag, to find its trace by."""
+        tag = f"t{next(self.tags)}"
+        return self.url(endpoint, f"{query}&tag={tag}" if query else f"tag={tag}"), tag
+
+    def connection_tagged(self, tag, timeout=10):
+        """The connection id whose scope's query string carries ``tag=TAG``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for record in read_records(self.recording):
+                query = (record.get("event") or {}).get("query_string", {})
+                if record["kind"] == "scope" and f"tag={tag}" in str(query):
+                    return record["connection"]
+            time.sleep(0.02)
+        raise TimeoutError(f"no scope tagged {tag}")
 
     def records_of(self, connection, timeout=10):
         """This connection's recorded trace, once its consumer has exited."""

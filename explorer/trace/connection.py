@@ -76,6 +76,7 @@ class ConnectionTrace:
         self.opened = time.perf_counter()
         self.handler_thread = None
         self.arrivals = {}  # id(event) -> (seconds since open, violations, notes)
+        self.delivered = {}  # event type -> True once the server took one without raising
         if self.enabled:
             self.rules = WebSocketRules(scope)
             self.emit("scope", dict(scope), violations=tuple(self.rules.scope_violations))
@@ -136,6 +137,8 @@ class ConnectionTrace:
                 notes=notes,
             )
             await send(event)
+            if isinstance(event, dict):
+                self.delivered[event.get("type")] = True
 
         return traced_send
 
@@ -190,7 +193,8 @@ class ConnectionTrace:
         elif isinstance(error, asyncio.CancelledError):
             self.emit("exit", None, note=f"consumer cancelled; {tally}")
         else:
-            outcome = server_notes.exception_outcome(self.rules.accepted)
+            closing = self.delivered.get("websocket.close") or self.rules.disconnected
+            outcome = server_notes.exception_outcome(self.delivered.get("websocket.accept"), closing)
             self.emit(
                 "error",
                 None,

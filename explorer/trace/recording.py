@@ -144,10 +144,18 @@ def read(lines):
 
 
 class JsonLinesTraceHandler(logging.FileHandler):
-    """Appends each trace record to a file as one JSON line, flushed at once. Runs on the listener thread."""
+    """Appends each trace record to a file as one JSON line. Runs on the listener thread.
 
-    def __init__(self, filename, encoding="utf-8"):
-        super().__init__(filename, mode="a", encoding=encoding)
+    The file is unbuffered and each line goes out in one ``write`` call, so a
+    reader (or a server killed at any moment) never sees a line cut short
+    by a buffer boundary.
+    """
+
+    def __init__(self, filename):
+        super().__init__(filename, mode="ab")
+
+    def _open(self):
+        return open(self.baseFilename, self.mode, buffering=0)
 
     def format(self, record):
         entry = getattr(record, "trace", None)
@@ -163,7 +171,8 @@ class JsonLinesTraceHandler(logging.FileHandler):
         try:
             line = self.format(record)
             if line:
-                self.stream.write(line + "\n")
-                self.flush()
+                data = memoryview((line + "\n").encode("utf-8", "surrogatepass"))
+                while data:
+                    data = data[self.stream.write(data) :]
         except Exception:
             self.handleError(record)

@@ -33,7 +33,7 @@ def outgoing(event, rules, seconds):
         ]
     if "type" not in event:
         outcome = "the client gets 1011" if rules.accepted else "the client gets HTTP 500"
-        return [f"{SERVER} raises ValueError ('Message has no type defined') in send: {outcome}"]
+        return [f"{SERVER} raises KeyError('type') in send: {outcome}"]
     if event_type == "websocket.accept":
         return accept_notes(event, rules, seconds)
     if event_type == "websocket.send":
@@ -107,8 +107,10 @@ def incoming(event):
     return []
 
 
-def exception_outcome(accepted):
-    """What daphne does when a consumer raises."""
+def exception_outcome(accepted, closing):
+    """What daphne does when a consumer raises, given what the server really sent and got."""
+    if closing:
+        return "the connection was already closing or gone, so no 1011 reaches the client"
     if accepted:
         return (
             "the server closes the connection with 1011 when its application checker "
