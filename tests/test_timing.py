@@ -1,0 +1,144 @@
+"""Where each event's time went: its wait before the handler, the handler's own time, the thread.
+
+The wire test reproduces the cross-stall: since channels 4.2,
+``AsyncConsumer.dispatch`` awaits ``aclose_old_connections()``, a hop to the
+one sync thread, so while a SyncConsumer handler sleeps every AsyncConsumer's
+events wait too, and the trace says whose handler they waited for.
+Nothing here asserts how long anything took beyond what a sleep guarantees.
+"""
+
+import asyncio
+
+import pytest
+from channels.testing import WebsocketCommunicator
+from django.test import override_settings
+from websockets.asyncio.client import connect
+
+from explorer.asgi import application
+from tests.conftest import WIRE_ENV, DaphneServer
+
+
+def communicator(endpoint):
+    return WebsocketCommunicator(application, f"/ws/{endpoint}/")
+
+
+def trace_settings(**options):
+    return override_settings(EXPLORER_TRACE={"MODE": "compact", **options})
+
+
+async def test_each_event_has_its_wait_thread_and_handler_time(endpoint, trace):
+    client = communicator(endpoint)
+    await client.connect()
+    await client.send_to(text_data="/sleep 0.2")
+    assert await client.receive_from() == "slept 0.2 s"
+    await client.disconnect()
+    records = trace.records()
+    ins = [r for r in records if r["kind"] == "in"]
+    dones = [r for r in records if r["kind"] == "done"]
+    assert [r["event"]["type"] for r in ins] == [r["event"]["type"] for r in dones]
+    assert all(r["wait"] >= 0 and r["thread"] for r in ins)
+    [sleep] = [d for d, i in zip(dones, ins, strict=True) if i["event"].get("text") == "/sleep 0.2"]
+    assert sleep["handler"] >= 0.2  # a sleep lasts at least that long
+    assert len({r["thread"] for r in ins + dones}) == 1
+    # The console shows the same figures on the event's lines.
+    text = trace.text()
+    assert " wait " in text and " handler " in text
+
+
+async def test_a_wait_over_the_threshold_is_flagged(endpoint, trace):
+    with trace_settings(SLOW_WAIT_MS=0):
+        client = communicator(endpoint)
+        await client.connect()
+        await client.disconnect()
+    records = [r for r in trace.records() if r["kind"] == "in"]
+    assert records and all(r["slow"] for r in records)
+    assert all(r["notes"][0].startswith("waited ") for r in records)
+
+
+async def test_a_wait_under_the_threshold_is_not_flagged(endpoint, trace):
+    with trace_settings(SLOW_WAIT_MS=60_000):
+        client = communicator(endpoint)
+        await client.connect()
+        await client.disconnect()
+    records = [r for r in trace.records() if r["kind"] == "in"]
+    assert records and not any(r.get("slow") for r in records)
+    assert not any(r.get("notes") for r in records if r["event"]["type"] != "websocket.disconnect")
+
+
+async def test_a_wait_is_blamed_on_the_sync_handler_that_held_the_thread(endpoint, trace):
+    """An sc handler sleeps; an event for `endpoint` sent meanwhile waits for it, whichever kind it is."""
+    sleeper, waiter = communicator("sc"), communicator(endpoint)
+    await sleeper.connect()
+    await waiter.connect()
+    await sleeper.send_to(text_data="/sleep 0.5")
+    await asyncio.sleep(0.1)  # the sleeper's handler is running now
+    await waiter.send_to(text_data="hello")
+    assert await waiter.receive_from(timeout=5) == "hello"
+    assert await sleeper.receive_from(timeout=5) == "slept 0.5 s"
+    sleeper_id = next(r["connection"] for r in trace.records() if r["event"].get("text") == "/sleep 0.5")
+    [hello] = [r for r in trace.records() if r["kind"] == "in" and r["event"].get("text") == "hello"]
+    assert hello["slow"]
+    assert hello["wait"] >= 0.3  # it cannot start before the 0.5 s sleep, begun 0.1 s before, ends
+    assert f"held by {sleeper_id} (websocket.receive '/sleep 0.5'" in hello["notes"][0]
+    mechanism = "aclose_old_connections()" if endpoint == "ac" else "take turns on that one thread"
+    assert mechanism in hello["notes"][0]
+    await sleeper.disconnect()
+    await waiter.disconnect()
+
+
+async def test_an_async_sleep_holds_nothing(trace):
+    sleeper, other = communicator("ac"), communicator("ac")
+    await sleeper.connect()
+    await other.connect()
+    await sleeper.send_to(text_data="/sleep 0.5")
+    await asyncio.sleep(0.1)
+    await other.send_to(text_data="hello")
+    assert await other.receive_from(timeout=5) == "hello"
+    [hello] = [r for r in trace.records() if r["kind"] == "in" and r["event"].get("text") == "hello"]
+    assert not hello.get("slow")
+    await sleeper.receive_from(timeout=5)
+    await sleeper.disconnect()
+    await other.disconnect()
+
+
+@pytest.fixture(scope="module")
+def stall_server(tmp_path_factory):
+    recording = tmp_path_factory.mktemp("stall") / "trace.jsonl"
+    daphne = DaphneServer(recording, application="tests.stall_app:application", **WIRE_ENV)
+    yield daphne
+    daphne.stop()
+
+
+async def test_on_the_wire_a_sleeping_sync_consumer_stalls_async_ones_but_not_raw_asgi(stall_server):
+    """The cross-stall, end to end: who answers first while /ws/sc/ sleeps 1 s."""
+    answered = []
+
+    async def echo(ws, name):
+        await ws.send(name)
+        assert await ws.recv() == name
+        answered.append(name)
+
+    async def reply(ws, name, expected):
+        assert await ws.recv() == expected
+        answered.append(name)
+
+    async with (
+        connect(stall_server.url("sc")) as sync_ws,
+        connect(stall_server.url("ac")) as async_ws,
+        connect(f"ws://127.0.0.1:{stall_server.port}/ws/raw/") as raw_ws,
+    ):
+        await sync_ws.send("/sleep 1")
+        stall_server.wait_for(r"sc#\d+\s+→ in .*'/sleep 1'")  # its handler has started
+        await asyncio.gather(
+            reply(sync_ws, "sync", "slept 1 s"), echo(async_ws, "async"), echo(raw_ws, "raw")
+        )
+        async_connection = stall_server.connection_of(async_ws.local_address[1])
+        sync_connection = stall_server.connection_of(sync_ws.local_address[1])
+    # The raw app answered while the sync thread was held; the async consumer only once it was free.
+    assert answered == ["raw", "sync", "async"]
+    records = stall_server.records_of(async_connection)
+    [echoed] = [r for r in records if r["kind"] == "in" and r["event"].get("text") == "async"]
+    assert echoed["slow"]
+    blame = echoed["notes"][0]
+    assert f"for the sync thread, held by {sync_connection} (websocket.receive '/sleep 1'" in blame
+    assert "AsyncConsumer.dispatch awaits aclose_old_connections()" in blame
