@@ -1,0 +1,116 @@
+"""``python manage.py trace FILE``: render a recorded trace, filter it, or diff two connections."""
+
+import os
+import sys
+from collections import Counter
+
+from django.core.management.base import BaseCommand, CommandError
+from rich.console import Console
+from rich.text import Text
+
+from explorer.trace import recording, replay
+from explorer.trace.display import printable
+from explorer.trace.handlers import RichTraceHandler
+from explorer.trace.render import dropped, render
+
+
+class Command(BaseCommand):
+    help = (
+        "Render a JSON Lines trace recorded with EXPLORER_TRACE_FILE: all of it, the records that pass "
+        "the filters, or (--diff A B) two connections' events lined up side by side."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("file", help="the recording; - reads standard input")
+        parser.add_argument(
+            "-c", "--connection", action="append", default=[], help="only this connection (sc#1); repeatable"
+        )
+        parser.add_argument("-e", "--endpoint", action="append", default=[], choices=["sc", "ac"])
+        parser.add_argument(
+            "-t",
+            "--type",
+            action="append",
+            default=[],
+            help="only this event type (websocket.receive, or receive) or kind (scope, in, out, error); "
+            "repeatable",
+        )
+        parser.add_argument("--violations", action="store_true", help="only records that broke an ASGI rule")
+        parser.add_argument("--mode", choices=["compact", "full"], default="compact")
+        parser.add_argument("--diff", nargs=2, metavar=("A", "B"), help="line up connections A and B")
+        parser.add_argument("--width", type=int, help="console width (default: the terminal's)")
+
+    def handle(self, *args, **options):
+        try:
+            self.run(options)
+        except BrokenPipeError:
+            # The reader went away (| head): stop quietly, like other Unix tools.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+    def run(self, options):
+        self.console = Console(
+            file=self.stdout._out, markup=False, emoji=False, highlight=False, width=options["width"]
+        )
+        records, skipped = self.read(options["file"])
+        if options["diff"]:
+            return self.diff(records, *options["diff"])
+        selection = replay.Selection(
+            connections=set(options["connection"]),
+            endpoints=set(options["endpoint"]),
+            types=set(options["type"]),
+            violations_only=options["violations"],
+        )
+        self.show(records, selection, options["mode"], skipped)
+
+    def read(self, path):
+        try:
+            file = sys.stdin if path == "-" else open(path, encoding="utf-8", errors="replace")  # noqa: SIM115
+        except OSError as error:
+            raise CommandError(f"cannot read {path}: {error.strerror}") from None
+        with file:
+            records, skipped = [], []
+            for number, record in recording.read(file):
+                if record is None:
+                    skipped.append(number)
+                else:
+                    records.append(record)
+        return records, skipped
+
+    def show(self, records, selection, mode, skipped):
+        printer = RichTraceHandler(self.console)
+        shown = Counter()
+        for record in records:
+            if record.get("dropped"):
+                printer.print(dropped(record["dropped"]))
+            if not selection.admits(record):
+                continue
+            try:
+                entry = recording.from_record(record, mode)
+            except ValueError:
+                skipped.append(None)
+                continue
+            for renderable in render(entry):
+                printer.print(renderable)
+            if record.get("traceback"):
+                printer.print(Text(printable(str(record["traceback"]), keep_newlines=True), style="red"))
+            shown["records"] += 1
+            shown["violations"] += len(entry.violations)
+        connections = {r.get("connection") for r in records if selection.admits(r)}
+        summary = (
+            f"{shown['records']:,} of {len(records):,} records · {len(connections):,} connections · "
+            f"{shown['violations']:,} ASGI rule violations"
+        )
+        if skipped:
+            summary += f" · {len(skipped):,} lines skipped (not trace records)"
+        self.console.print(Text(summary, style="bold"), soft_wrap=True)
+
+    def diff(self, records, name_a, name_b):
+        picked = {name: [r for r in records if r.get("connection") == name] for name in (name_a, name_b)}
+        for name, found in picked.items():
+            if not found:
+                known = sorted({str(r.get("connection")) for r in records})
+                raise CommandError(
+                    f"no connection {name} in the recording; it has {', '.join(known) or 'none'}"
+                )
+        table, summary = replay.diff(picked[name_a], picked[name_b], name_a, name_b)
+        self.console.print(table)
+        self.console.print(Text(summary, style="bold"), soft_wrap=True)

@@ -1,0 +1,127 @@
+"""Reading a recorded trace back: filters, and lining up two connections side by side.
+
+Used by ``python manage.py trace``. Records come from ``recording.read``;
+entries are rebuilt with ``recording.from_record`` and rendered with the
+same code as the live console.
+"""
+
+import difflib
+import json
+from dataclasses import dataclass, field
+
+from rich.table import Table
+from rich.text import Text
+
+from explorer.trace.display import printable
+from explorer.trace.recording import from_record
+from explorer.trace.render import DIM, KINDS, UNKNOWN_KIND, shown, styled
+from explorer.trace.timing import duration
+
+# What a diff compares: the protocol's events and how the consumer ended,
+# not the scope (its path and client port always differ) nor timings.
+COMPARED_KINDS = ("in", "out", "error", "exit")
+
+
+@dataclass
+class Selection:
+    """Which records to show; an empty set lets everything through."""
+
+    connections: set = field(default_factory=set)
+    endpoints: set = field(default_factory=set)
+    types: set = field(default_factory=set)  # event types or kinds: websocket.receive, receive, scope, error
+    violations_only: bool = False
+
+    def admits(self, record):
+        if self.connections and record.get("connection") not in self.connections:
+            return False
+        if self.endpoints and record.get("endpoint") not in self.endpoints:
+            return False
+        if self.violations_only and not record.get("violations"):
+            return False
+        if self.types:
+            event = record.get("event")
+            event_type = event.get("type") if isinstance(event, dict) else None
+            names = {record.get("kind"), event_type}
+            if isinstance(event_type, str):
+                names.add(event_type.removeprefix("websocket."))
+            return bool(names & self.types)
+        return True
+
+
+def comparable(record):
+    """What must match for two records to count as the same step of a session."""
+    rules = tuple(violation.get("rule") for violation in record.get("violations", ()))
+    if record["kind"] in ("error", "exit"):
+        # "consumer raised X; ..." or "consumer returned; ...": compare the outcome.
+        return (record["kind"], str(record.get("note", "")).split(";")[0], rules)
+    return (record["kind"], json.dumps(record.get("event"), sort_keys=True), rules)
+
+
+def with_handler_times(records):
+    """Each ``in`` record gets the handler time from the ``done`` that follows it."""
+    pending = {}
+    for record in records:
+        if record["kind"] == "in":
+            pending[record["connection"]] = record
+        elif record["kind"] == "done" and record["connection"] in pending:
+            pending.pop(record["connection"])["handler"] = record.get("handler")
+    return records
+
+
+def step(record):
+    """One record as a diff cell: arrow, kind, event type and body, then thread and timings."""
+    entry = from_record(record)
+    arrow, style = KINDS.get(entry.kind, UNKNOWN_KIND)
+    parts = [(f"{arrow} {entry.kind:<5} ", style)]
+    if entry.kind in ("in", "out"):
+        body = shown(entry)
+        event_type = body.get("type") if isinstance(body, dict) else None
+        parts.append((printable(str(event_type)), style))
+        rest = (
+            {key: value for key, value in body.items() if key != "type"} if isinstance(body, dict) else body
+        )
+        if rest:
+            parts.append((f" {rest!r}", None))
+    elif entry.note:
+        parts.append((printable(entry.note.split(";")[0]), style))
+    details = [printable(entry.thread)] if entry.thread else []
+    if entry.wait is not None:
+        details.append(f"wait {duration(entry.wait)}")
+    if record.get("handler") is not None and entry.kind == "in":
+        details.append(f"handler {duration(record['handler'])}")
+    details += [violation.rule for violation in entry.violations]
+    if details:
+        parts.append(("\n" + " · ".join(details), DIM))
+    return styled(parts)
+
+
+def diff(records_a, records_b, name_a, name_b):
+    """A table lining up two connections' steps, and a one-line count of what differs."""
+    steps_a = [r for r in with_handler_times(records_a) if r["kind"] in COMPARED_KINDS]
+    steps_b = [r for r in with_handler_times(records_b) if r["kind"] in COMPARED_KINDS]
+    matcher = difflib.SequenceMatcher(
+        a=[comparable(r) for r in steps_a], b=[comparable(r) for r in steps_b], autojunk=False
+    )
+    table = Table(show_lines=False, expand=True, title=f"{name_a} ↔ {name_b}")
+    table.add_column("", width=1)
+    table.add_column(name_a, ratio=1, overflow="fold")
+    table.add_column(name_b, ratio=1, overflow="fold")
+    counts = {"=": 0, "≠": 0, "−": 0, "+": 0}
+    marks = {
+        "equal": ("=", "dim"),
+        "replace": ("≠", "bold yellow"),
+        "delete": ("−", "red"),
+        "insert": ("+", "green"),
+    }
+    for tag, a_start, a_end, b_start, b_end in matcher.get_opcodes():
+        mark, style = marks[tag]
+        left, right = steps_a[a_start:a_end], steps_b[b_start:b_end]
+        for index in range(max(len(left), len(right))):
+            cells = [step(side[index]) if index < len(side) else Text("") for side in (left, right)]
+            table.add_row(Text(mark, style=style), *cells, style=None if tag == "equal" else style)
+            counts[mark] += 1
+    summary = (
+        f"{name_a} ↔ {name_b}: {counts['=']} alike, {counts['≠']} different, "
+        f"{counts['−']} only in {name_a}, {counts['+']} only in {name_b}"
+    )
+    return table, summary
