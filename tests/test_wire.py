@@ -5,10 +5,14 @@ asked for: daphne 4.2 does not put a websocket.close reason on the wire.
 """
 
 import asyncio
+import json
+import signal
 
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from tests.conftest import WIRE_ENV, DaphneServer, rules_broken
 
 
 def client_port(ws):
@@ -139,3 +143,63 @@ async def test_a_browser_origin_that_is_not_an_allowed_host_is_refused(server, e
     async with connect(server.url(endpoint), origin=f"http://127.0.0.1:{server.port}") as ws:
         await ws.send("allowed")
         assert await ws.recv() == "allowed"
+
+
+async def test_commands_through_a_real_daphne(server, endpoint):
+    async with connect(server.url(endpoint), additional_headers={"Cookie": "sessionid=wire-s3cr3t"}) as ws:
+        await ws.send("/whoami")
+        whoami = json.loads(await ws.recv())
+        assert whoami["event_loop_thread"] is (endpoint == "ac")
+        expected_thread = {"ac": "MainThread", "sc": "ThreadPoolExecutor-0_0"}[endpoint]
+        assert whoami["thread"] == expected_thread
+        await ws.send("/scope")
+        scope = json.loads(await ws.recv())
+        assert scope["client"] == ["127.0.0.1", client_port(ws)]
+        assert ["cookie", "<redacted>"] in scope["headers"]
+        await ws.send("/bytes héllo")
+        assert await ws.recv() == "héllo".encode()
+        await ws.send("/burst 100 1000")
+        burst = [await ws.recv() for _ in range(100)]
+        assert [text.split()[0] for text in burst] == [f"{n}/100" for n in range(1, 101)]
+        assert {len(text) for text in burst} == {1000}
+        await ws.send("/sleep 0.1")
+        assert await ws.recv() == "slept 0.1 s"
+        await ws.send("/block 0.1")
+        assert await ws.recv() == "blocked 0.1 s"
+        await ws.send("/burst 10001")
+        assert await ws.recv() == "error: /burst N must be a whole number from 1 to 10,000, got '10001'"
+        connection = server.connection_of(client_port(ws))
+    records = server.records_of(connection)
+    assert rules_broken(records) == []
+    assert "wire-s3cr3t" not in json.dumps(records)
+
+
+async def test_delay_and_header_options_through_a_real_daphne(server, endpoint):
+    async with connect(server.url(endpoint, "delay=0.2&header=X-Explorer:yes&header=bad")) as ws:
+        assert await ws.recv() == "error: header must be NAME:VALUE with NAME an HTTP token, got 'bad'"
+        connection = server.connection_of(client_port(ws))
+    records = server.records_of(connection)
+    [connect_done] = [r for r in records if r["kind"] == "done" and r["event"]["type"] == "websocket.connect"]
+    assert connect_done["handler"] >= 0.2  # the delay is spent in the connect handler
+
+
+async def test_a_killed_server_leaves_a_recording_of_whole_lines(tmp_path, endpoint):
+    recording = tmp_path / "trace.jsonl"
+    daphne = DaphneServer(recording, **WIRE_ENV)
+    try:
+        async with connect(daphne.url(endpoint)) as ws:
+            await ws.send("/burst 2000 100")
+            for _ in range(2000):
+                await ws.recv()
+            # Killed while the listener is still writing the burst's records.
+            daphne.process.send_signal(signal.SIGKILL)
+            daphne.process.wait(timeout=10)
+    except ConnectionClosed:
+        pass
+    finally:
+        daphne.stop()
+    data = recording.read_bytes()
+    assert data.endswith(b"\n")
+    records = [json.loads(line) for line in data.decode("utf-8").splitlines()]
+    assert records[0]["kind"] == "scope"
+    assert len(records) > 10
