@@ -115,3 +115,34 @@ def test_colour_output_keeps_client_markup_literal():
     assert not re.findall(r"\x1b(?!\[[0-9;]*m)", text)
     assert "[bold red]x[/bold red]" in re.sub(r"\x1b\[[0-9;]*m", "", text)
     assert "\x1b[1;31m" not in text
+
+
+@pytest.mark.parametrize("config", [COMPACT, FULL])
+def test_broken_rules_and_notes_show_under_their_event_with_the_hint(config):
+    from explorer.trace.rules import RULES, Violation
+
+    hostile = "\x1b[31m[bold]X-A[/bold]"
+    event = {"type": "websocket.accept", "headers": [(hostile.encode(), b"1")]}
+    violation = Violation("accept.headers", f"header name {hostile.encode()!r} is not lowercase")
+    text = output(render(entry("out", event, config, violations=(violation,), notes=(f"note {hostile}",))))
+    lines = text.splitlines()
+    [rule_line] = [line for line in lines if "⚠ accept.headers" in line]
+    assert rule_line.startswith(" " * 10)
+    assert f"(hint: {RULES['accept.headers'][1]})" in " ".join(text.split())
+    [note_line] = [line for line in lines if "ℹ note" in line]
+    assert "\\x1b[31m[bold]X-A[/bold]" in note_line
+    assert "\x1b" not in text
+    assert lines.index(rule_line) > 0  # after the event's own line
+
+
+def test_waits_and_handler_times_are_shown_and_a_slow_wait_stands_out():
+    quick = entry("in", {"type": "websocket.receive"}, thread="MainThread", wait=0.00021)
+    slow = entry("in", {"type": "websocket.receive"}, thread="MainThread", wait=1.9, slow=True)
+    done = entry("done", {"type": "websocket.receive"}, thread="MainThread", handler=0.0123)
+    assert "[MainThread] wait 210µs" in output(render(quick))
+    assert "[MainThread] wait 1.900s" in output(render(slow))
+    assert "✓ done   websocket.receive    [MainThread] handler 12.3ms" in output(render(done))
+    plain, highlighted = (output(render(e), color=True) for e in (quick, slow))
+    reverse = re.compile(r"\x1b\[(?:\d+;)*7(?:;\d+)*m wait ")  # reverse video on the wait
+    assert reverse.search(highlighted)
+    assert not reverse.search(plain)
