@@ -1,5 +1,6 @@
 """Fixtures shared by the tests: the endpoints, a trace capture, and a real daphne server."""
 
+import contextlib
 import io
 import itertools
 import json
@@ -183,17 +184,25 @@ class DaphneServer:
 WIRE_ENV = {"EXPLORER_TRACE": "compact", "EXPLORER_TRACE_MAX_PAYLOAD": "64", "COLUMNS": "200"}
 
 
+@contextlib.contextmanager
+def daphne_serving(tmp_path_factory, application="explorer.asgi:application"):
+    """A daphne for a fixture, recording its trace in a fresh directory, stopped at the end."""
+    name = application.partition(":")[0].rpartition(".")[2]
+    daphne = DaphneServer(tmp_path_factory.mktemp(name) / "trace.jsonl", application=application, **WIRE_ENV)
+    try:
+        yield daphne
+    finally:
+        daphne.stop()
+
+
 @pytest.fixture(scope="session")
 def server(tmp_path_factory):
-    daphne = DaphneServer(tmp_path_factory.mktemp("explorer") / "trace.jsonl", **WIRE_ENV)
-    yield daphne
-    daphne.stop()
+    with daphne_serving(tmp_path_factory) as daphne:
+        yield daphne
 
 
 @pytest.fixture(scope="session")
 def rule_breaker_server(tmp_path_factory):
     """daphne serving the test-only consumers that break the rules on purpose."""
-    recording = tmp_path_factory.mktemp("rule-breakers") / "trace.jsonl"
-    daphne = DaphneServer(recording, application="tests.rule_breakers:application", **WIRE_ENV)
-    yield daphne
-    daphne.stop()
+    with daphne_serving(tmp_path_factory, "tests.rule_breakers:application") as daphne:
+        yield daphne

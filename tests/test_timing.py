@@ -15,7 +15,7 @@ from django.test import override_settings
 from websockets.asyncio.client import connect
 
 from explorer.asgi import application
-from tests.conftest import WIRE_ENV, DaphneServer
+from tests.conftest import daphne_serving
 
 
 def communicator(endpoint):
@@ -103,10 +103,8 @@ async def test_an_async_sleep_holds_nothing(trace):
 
 @pytest.fixture(scope="module")
 def stall_server(tmp_path_factory):
-    recording = tmp_path_factory.mktemp("stall") / "trace.jsonl"
-    daphne = DaphneServer(recording, application="tests.stall_app:application", **WIRE_ENV)
-    yield daphne
-    daphne.stop()
+    with daphne_serving(tmp_path_factory, "tests.stall_app:application") as daphne:
+        yield daphne
 
 
 async def test_on_the_wire_a_sleeping_sync_consumer_stalls_async_ones_but_not_raw_asgi(stall_server):
