@@ -12,7 +12,7 @@ import time
 from channels.consumer import AsyncConsumer
 from channels.exceptions import StopConsumer
 
-from consumers.core import Block, ExplorerCore, Send, Sleep, Stop, Whoami
+from consumers.core import Block, ExplorerCore, Join, Leave, Publish, Send, Sleep, Stop, Whoami
 from consumers.whereabouts import whereabouts
 from explorer.trace.consumer import TracedConsumer
 
@@ -22,7 +22,7 @@ class ExplorerAsyncConsumer(TracedConsumer, AsyncConsumer):
 
     async def websocket_connect(self, event):
         with self.trace.handling(event):
-            self.core = ExplorerCore(self.scope, self.trace.config.show_credentials)
+            self.core = ExplorerCore(self.scope, self.trace.config.show_credentials, self.trace.connection)
             await self.perform(self.core.connect())
 
     async def websocket_receive(self, event):
@@ -33,6 +33,10 @@ class ExplorerAsyncConsumer(TracedConsumer, AsyncConsumer):
         with self.trace.handling(event):
             await self.perform(self.core.disconnect(event))
 
+    async def room_message(self, event):
+        with self.trace.handling(event):
+            await self.perform(self.core.room_message(event))
+
     async def perform(self, actions):
         for action in actions:
             match action:
@@ -42,6 +46,15 @@ class ExplorerAsyncConsumer(TracedConsumer, AsyncConsumer):
                     await asyncio.sleep(seconds)
                 case Block(seconds):
                     time.sleep(seconds)  # on purpose: the whole event loop stops
+                case Join(group):
+                    self.trace.layer("group_add", group, self.channel_name)
+                    await self.channel_layer.group_add(group, self.channel_name)
+                case Leave(group):
+                    self.trace.layer("group_discard", group, self.channel_name)
+                    await self.channel_layer.group_discard(group, self.channel_name)
+                case Publish(group, message):
+                    self.trace.layer("group_send", group, message=message)
+                    await self.channel_layer.group_send(group, message)
                 case Whoami():
                     await self.perform([self.core.whoami(whereabouts(self))])
                 case Stop():

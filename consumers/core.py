@@ -28,6 +28,9 @@ DEFAULT_BURST_SIZE = 32
 
 COMMAND = re.compile(r"/(?P<name>[a-z]+)(?:\s+(?P<args>.*))?", re.DOTALL)
 TRUE_WORDS = {"1", "true", "yes", "on"}
+# channels' own rule for group names (channels.layers.BaseChannelLayer).
+ROOM_NAME = re.compile(r"[a-zA-Z\d\-_.]{1,99}")
+ROOM_MESSAGE = "room.message"  # the explorer's own channel-layer event type
 # RFC 9110 token characters: what a header name may be made of.
 HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
@@ -65,6 +68,28 @@ class Block:
 @dataclass(frozen=True, slots=True)
 class Whoami:
     """Reply with where the handler runs, which only the consumer can see."""
+
+
+@dataclass(frozen=True, slots=True)
+class Join:
+    """``group_add`` this consumer's channel to ``group``."""
+
+    group: str
+
+
+@dataclass(frozen=True, slots=True)
+class Leave:
+    """``group_discard`` this consumer's channel from ``group``."""
+
+    group: str
+
+
+@dataclass(frozen=True, slots=True)
+class Publish:
+    """``group_send`` ``message`` to everyone in ``group``."""
+
+    group: str
+    message: dict
 
 
 class DeliberateError(RuntimeError):
@@ -114,6 +139,15 @@ def valid_count(word, what, low, high):
     if word is None or not word.isdigit() or not low <= int(word) <= high:
         raise CommandError(f"{what} must be a whole number from {low:,} to {high:,}, got {word!r}")
     return int(word)
+
+
+def valid_room(word):
+    if not ROOM_NAME.fullmatch(word or ""):
+        raise CommandError(
+            f"room names are ASCII letters, digits, hyphen, underscore and period, "
+            f"under 100 characters; got {word!r}"
+        )
+    return word
 
 
 def valid_header(spec):
@@ -190,6 +224,9 @@ class ExplorerCore:
         "burst": ("/burst N [SIZE]", f"N messages of SIZE bytes (default {DEFAULT_BURST_SIZE})"),
         "sleep": ("/sleep SECONDS", "wait: asyncio.sleep (async), time.sleep (sync), then reply"),
         "block": ("/block SECONDS", "time.sleep in both: blocks the event loop or the worker thread"),
+        "join": ("/join ROOM", "join a room: group_add over the channel layer"),
+        "say": ("/say ROOM TEXT", "send TEXT to everyone in ROOM (you included): group_send"),
+        "leave": ("/leave ROOM", "leave a room: group_discard"),
         "raise": ("/raise", "raise an exception in the handler"),
         "close": ("/close [CODE [REASON]]", f"the server closes; CODE is {APPLICATION_CLOSE_CODES}"),
     }
@@ -201,9 +238,11 @@ class ExplorerCore:
         "?raise=1": "raise in the connect handler (HTTP 500)",
     }
 
-    def __init__(self, scope, show_credentials=False):
+    def __init__(self, scope, show_credentials=False, name="?"):
         self.scope = scope
         self.show_credentials = show_credentials
+        self.name = name  # how room messages from this connection are signed
+        self.rooms = {}  # the rooms joined, in order (a dict as an ordered set)
         self.options = ConnectOptions.from_query_string(scope.get("query_string", b""))
         self.offered_subprotocols = list(scope.get("subprotocols") or [])
         self.closing = False
@@ -248,7 +287,15 @@ class ExplorerCore:
 
     def disconnect(self, message):
         self.closing = True
-        return [Stop()]
+        # Groups outlive connections: leave them, or the layer keeps sending.
+        return [*(Leave(room) for room in self.rooms), Stop()]
+
+    def room_message(self, message):
+        """A ``room.message`` from the channel layer: pass it on to the client."""
+        if self.closing:
+            return []
+        room, sender, text = (str(message.get(key, "?")) for key in ("room", "sender", "text"))
+        return [send_text(f"[{room}] {sender}: {text}")]
 
     # Commands: each takes the text after its name and returns actions.
 
@@ -295,6 +342,28 @@ class ExplorerCore:
     def command_block(self, args):
         seconds = valid_seconds(args, "/block")
         return [Block(seconds), send_text(f"blocked {seconds:g} s")]
+
+    def command_join(self, args):
+        room = valid_room(args)
+        if room in self.rooms:
+            raise CommandError(f"already in room {room}")
+        self.rooms[room] = True
+        return [Join(room), send_text(f"joined {room}")]
+
+    def command_leave(self, args):
+        room = valid_room(args)
+        if self.rooms.pop(room, None) is None:
+            raise CommandError(f"not in room {room}")
+        return [Leave(room), send_text(f"left {room}")]
+
+    def command_say(self, args):
+        room, _, text = args.partition(" ")
+        room = valid_room(room)
+        if room not in self.rooms:
+            raise CommandError(f"join {room} first: /join {room}")
+        if not text.strip():
+            raise CommandError("usage: /say ROOM TEXT")
+        return [Publish(room, {"type": ROOM_MESSAGE, "room": room, "sender": self.name, "text": text})]
 
     def command_raise(self, args):
         raise DeliberateError("/raise: an exception in the handler")

@@ -1,16 +1,18 @@
 """The explorer on a raw ``channels.consumer.SyncConsumer``, served at ``/ws/sc/``.
 
 channels runs each handler in a worker thread (``database_sync_to_async``),
-and ``self.send`` hops back to the event loop with ``async_to_sync``. Read
-beside ``async_consumer.py``: the two differ only in that.
+and ``self.send`` and the channel layer's calls hop back to the event loop
+with ``async_to_sync``. Read beside ``async_consumer.py``: the two differ
+only in that.
 """
 
 import time
 
+from asgiref.sync import async_to_sync
 from channels.consumer import SyncConsumer
 from channels.exceptions import StopConsumer
 
-from consumers.core import Block, ExplorerCore, Send, Sleep, Stop, Whoami
+from consumers.core import Block, ExplorerCore, Join, Leave, Publish, Send, Sleep, Stop, Whoami
 from consumers.whereabouts import whereabouts
 from explorer.trace.consumer import TracedConsumer
 
@@ -20,7 +22,7 @@ class ExplorerSyncConsumer(TracedConsumer, SyncConsumer):
 
     def websocket_connect(self, event):
         with self.trace.handling(event):
-            self.core = ExplorerCore(self.scope, self.trace.config.show_credentials)
+            self.core = ExplorerCore(self.scope, self.trace.config.show_credentials, self.trace.connection)
             self.perform(self.core.connect())
 
     def websocket_receive(self, event):
@@ -31,6 +33,10 @@ class ExplorerSyncConsumer(TracedConsumer, SyncConsumer):
         with self.trace.handling(event):
             self.perform(self.core.disconnect(event))
 
+    def room_message(self, event):
+        with self.trace.handling(event):
+            self.perform(self.core.room_message(event))
+
     def perform(self, actions):
         for action in actions:
             match action:
@@ -40,6 +46,15 @@ class ExplorerSyncConsumer(TracedConsumer, SyncConsumer):
                     time.sleep(seconds)  # a sync consumer has no other way to wait
                 case Block(seconds):
                     time.sleep(seconds)
+                case Join(group):
+                    self.trace.layer("group_add", group, self.channel_name)
+                    async_to_sync(self.channel_layer.group_add)(group, self.channel_name)
+                case Leave(group):
+                    self.trace.layer("group_discard", group, self.channel_name)
+                    async_to_sync(self.channel_layer.group_discard)(group, self.channel_name)
+                case Publish(group, message):
+                    self.trace.layer("group_send", group, message=message)
+                    async_to_sync(self.channel_layer.group_send)(group, message)
                 case Whoami():
                     self.perform([self.core.whoami(whereabouts(self))])
                 case Stop():

@@ -89,6 +89,17 @@ USE_TZ = True
 STATIC_URL = "static/"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Rooms (/join, /say, /leave) are channel-layer groups. In one process the
+# in-memory layer is enough; set REDIS_URL (redis://127.0.0.1:6379/0) to share
+# rooms between several server processes.
+REDIS_URL = os.environ.get("REDIS_URL") or None
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
 # The trace. Each key can be overridden by the environment variable beside it.
 EXPLORER_TRACE = {
     # compact: one line per event; full: pretty-printed dicts; off: nothing.

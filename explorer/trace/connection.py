@@ -27,7 +27,7 @@ connection_numbers = itertools.count(1)
 
 @dataclass(frozen=True, slots=True)
 class TraceEntry:
-    """What one trace line says. ``kind`` is scope, in, out, done, error or exit."""
+    """What one trace line says. ``kind`` is scope, in, out, layer, done, error or exit."""
 
     connection: str
     kind: str
@@ -68,13 +68,14 @@ def summary(event):
 class ConnectionTrace:
     """Traces one connection: its scope, each event in and out, how its consumer ended."""
 
-    def __init__(self, endpoint, scope, config=None):
+    def __init__(self, endpoint, scope, config=None, channel_name=lambda: None):
         self.config = config or trace_config()
         self.enabled = self.config.enabled and logger.isEnabledFor(logging.INFO)
         self.endpoint = endpoint
         self.connection = f"{endpoint}#{next(connection_numbers)}"
         self.opened = time.perf_counter()
         self.handler_thread = None
+        self.channel_name = channel_name  # channels names the consumer's channel once it runs
         self.arrivals = {}  # id(event) -> (seconds since open, violations, notes)
         self.delivered = {}  # event type -> True once the server took one without raising
         if self.enabled:
@@ -158,14 +159,21 @@ class ConnectionTrace:
         started = self.seconds()
         thread = self.handler_thread = threading.current_thread().name
         looping = on_event_loop()
-        arrived, violations, notes = self.arrivals.pop(id(event), (started, (), ()))
-        waited = started - arrived
-        slow = waited >= self.config.slow_wait
+        if id(event) in self.arrivals:
+            kind = "in"
+            arrived, violations, notes = self.arrivals.pop(id(event))
+            waited = started - arrived
+        else:
+            # From the channel layer, whose receive the trace does not wrap:
+            # when it arrived is unknown, so is its wait.
+            kind, arrived, violations, notes, waited = "layer", started, (), (), None
+            event = {**event, "channel": self.channel_name()}
+        slow = waited is not None and waited >= self.config.slow_wait
         if slow:
             holders = ledger.holders(self.opened + arrived, self.opened + started, self.connection)
             notes = (blame(holders, waited, looping), *notes)
         self.emit(
-            "in",
+            kind,
             shallow_copy(event),
             seconds=arrived,
             thread=thread,
@@ -186,6 +194,17 @@ class ConnectionTrace:
             self.emit(
                 "done", {"type": event.get("type")}, seconds=ended, thread=thread, handler=ended - started
             )
+
+    def layer(self, operation, group, channel=None, message=None):
+        """A call the consumer makes on the channel layer: group_add, group_discard, group_send."""
+        if not self.enabled:
+            return
+        event = {"type": operation, "group": group}
+        if channel is not None:
+            event["channel"] = channel
+        if message is not None:
+            event["message"] = dict(message)
+        self.emit("layer", event, thread=threading.current_thread().name)
 
     def exited(self, error=None):
         """The consumer has returned, raised or been cancelled."""

@@ -20,7 +20,9 @@ class TracedConsumer:
     endpoint = None
 
     async def __call__(self, scope, receive, send):
-        self.trace = ConnectionTrace(self.endpoint, scope)
+        self.trace = ConnectionTrace(
+            self.endpoint, scope, channel_name=lambda: getattr(self, "channel_name", None)
+        )
         if not self.trace.enabled:
             return await super().__call__(scope, receive, send)
         try:

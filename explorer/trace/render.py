@@ -27,6 +27,7 @@ KINDS = {
         "scope": ("●", "magenta"),
         "in": ("→", "green"),
         "out": ("←", "cyan"),
+        "layer": ("⇄", "blue"),
         "done": ("✓", "dim green"),
         "error": ("✖", "bold red"),
         "exit": ("■", "yellow"),
@@ -61,7 +62,7 @@ def header(entry):
         (f"{entry.connection:<6} ", BOLD),
         (f"{arrow} {entry.kind:<6}", style),
     ]
-    if entry.kind in ("in", "out", "done"):
+    if entry.kind in ("in", "out", "layer", "done"):
         event_type = entry.event.get("type") if isinstance(entry.event, dict) else None
         parts.append((f" {printable(str(event_type)):<20}", style + BOLD))
     if entry.thread:
@@ -106,7 +107,7 @@ def compact(entry):
     parts = header(entry)
     if entry.event is not None and entry.kind != "done":
         body = shown(entry)
-        if entry.kind in ("in", "out") and isinstance(body, dict):
+        if entry.kind in ("in", "out", "layer") and isinstance(body, dict):
             body = {key: value for key, value in body.items() if key != "type"}  # already in the header
         if body:
             parts.append((f" {body!r}", None))

@@ -19,7 +19,7 @@ from explorer.trace.timing import duration
 
 # What a diff compares: the protocol's events and how the consumer ended,
 # not the scope (its path and client port always differ) nor timings.
-COMPARED_KINDS = ("in", "out", "error", "exit")
+COMPARED_KINDS = ("in", "out", "layer", "error", "exit")
 
 
 @dataclass
@@ -73,7 +73,7 @@ def step(record):
     entry = from_record(record)
     arrow, style = KINDS.get(entry.kind, UNKNOWN_KIND)
     parts = [(f"{arrow} {entry.kind:<5} ", style)]
-    if entry.kind in ("in", "out"):
+    if entry.kind in ("in", "out", "layer"):
         body = shown(entry)
         event_type = body.get("type") if isinstance(body, dict) else None
         parts.append((printable(str(event_type)), style))

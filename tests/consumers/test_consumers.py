@@ -136,7 +136,7 @@ async def test_whoami_tells_the_thread_and_whether_it_is_the_event_loops(endpoin
         assert reply["thread"] == threading.current_thread().name  # the test's own loop thread
     else:
         assert reply["thread"] != threading.current_thread().name
-    assert reply["channel_name"] is None  # no CHANNEL_LAYERS configured
+    assert reply["channel_name"].startswith("specific.")  # the in-memory layer named it
     await client.disconnect()
 
 
@@ -217,3 +217,64 @@ async def test_bad_connect_option_is_reported_once_open(endpoint):
     await client.send_to(text_data="still open")
     assert await client.receive_from() == "still open"
     await client.disconnect()
+
+
+async def test_rooms_cross_between_the_sync_and_async_endpoints(trace):
+    sync, async_ = communicator("sc"), communicator("ac")
+    await sync.connect()
+    await async_.connect()
+    for client in (sync, async_):
+        await client.send_to(text_data="/join lobby")
+        assert await client.receive_from() == "joined lobby"
+    await sync.send_to(text_data="/say lobby hello from sync")
+    [sync_id, async_id] = list(dict.fromkeys(r["connection"] for r in trace.records()))
+    for client in (sync, async_):
+        assert await client.receive_from() == f"[lobby] {sync_id}: hello from sync"
+    await async_.send_to(text_data="/say lobby <b>and</b> from async")
+    for client in (sync, async_):
+        assert await client.receive_from() == f"[lobby] {async_id}: <b>and</b> from async"
+    # Left: the async side hears no more.
+    await async_.send_to(text_data="/leave lobby")
+    assert await async_.receive_from() == "left lobby"
+    await sync.send_to(text_data="/say lobby anyone?")
+    assert await sync.receive_from() == f"[lobby] {sync_id}: anyone?"
+    assert await async_.receive_nothing(timeout=0.2)
+    await sync.disconnect()
+    await async_.disconnect()
+
+
+async def test_the_layer_hop_is_traced_with_group_and_channel(endpoint, trace):
+    client = communicator(endpoint)
+    await client.connect()
+    await client.send_to(text_data="/join lobby")
+    await client.receive_from()
+    await client.send_to(text_data="/say lobby hi")
+    await client.receive_from()
+    await client.disconnect()
+    layer = [r for r in trace.records() if r["kind"] == "layer"]
+    assert [r["event"]["type"] for r in layer] == ["group_add", "group_send", "room.message", "group_discard"]
+    add, send, received, discard = (r["event"] for r in layer)
+    channel = add["channel"]
+    assert channel.startswith("specific.")
+    assert add["group"] == send["group"] == discard["group"] == "lobby"
+    assert send["message"] == {
+        "type": "room.message",
+        "room": "lobby",
+        "sender": layer[0]["connection"],
+        "text": "hi",
+    }
+    assert received["channel"] == channel and received["text"] == "hi"
+    assert "⇄ layer  room.message" in trace.text()
+
+
+async def test_a_consumer_leaves_its_rooms_when_it_disconnects(endpoint):
+    from channels.layers import get_channel_layer
+
+    client = communicator(endpoint)
+    await client.connect()
+    await client.send_to(text_data="/join gone")
+    await client.receive_from()
+    layer = get_channel_layer()
+    assert len(layer.groups.get("gone", {})) == 1
+    await client.disconnect()
+    assert not layer.groups.get("gone")

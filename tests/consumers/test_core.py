@@ -239,3 +239,67 @@ def test_bad_connect_options_are_reported_after_accepting(query, error):
     assert accept == Send({"type": "websocket.accept"})
     assert reply.event["text"].startswith("error: ")
     assert error in reply.event["text"]
+
+
+def test_rooms_join_say_and_leave():
+    from consumers.core import Join, Leave, Publish
+
+    c = ExplorerCore({"type": "websocket"}, name="sc#7")
+    assert receive(c, "/join lobby") == [
+        Join("lobby"),
+        Send({"type": "websocket.send", "text": "joined lobby"}),
+    ]
+    assert receive(c, "/say lobby hello there") == [
+        Publish("lobby", {"type": "room.message", "room": "lobby", "sender": "sc#7", "text": "hello there"})
+    ]
+    assert receive(c, "/leave lobby") == [
+        Leave("lobby"),
+        Send({"type": "websocket.send", "text": "left lobby"}),
+    ]
+
+
+def test_a_room_message_is_passed_on_until_closing():
+    c = core()
+    message = {"type": "room.message", "room": "lobby", "sender": "ac#2", "text": "hi"}
+    assert c.room_message(message) == [Send({"type": "websocket.send", "text": "[lobby] ac#2: hi"})]
+    c.disconnect({"type": "websocket.disconnect", "code": 1000})
+    assert c.room_message(message) == []
+
+
+def test_disconnect_leaves_every_room_then_stops():
+    from consumers.core import Leave
+
+    c = core()
+    receive(c, "/join a")
+    receive(c, "/join b.c")
+    assert c.disconnect({"type": "websocket.disconnect", "code": 1000}) == [Leave("a"), Leave("b.c"), Stop()]
+
+
+@pytest.mark.parametrize(
+    ("command", "error"),
+    [
+        (
+            "/join",
+            "room names are ASCII letters, digits, hyphen, underscore and period, under 100 characters",
+        ),
+        ("/join a b", "got 'a b'"),
+        ("/join café", "got 'café'"),
+        ("/join " + "x" * 100, "under 100 characters"),
+        ("/join lobby", "already in room lobby"),
+        ("/leave other", "not in room other"),
+        ("/say other hi", "join other first: /join other"),
+        ("/say lobby", "usage: /say ROOM TEXT"),
+        ("/say lobby    ", "usage: /say ROOM TEXT"),
+        ("/say bad!room hi", "got 'bad!room'"),
+    ],
+)
+def test_bad_room_commands_get_an_error(command, error):
+    c = core()
+    receive(c, "/join lobby")
+    [reply] = receive(c, command)
+    assert reply.event["text"].startswith("error: ")
+    assert error in reply.event["text"]
+
+
+def test_a_99_character_room_name_is_fine():
+    assert receive(core(), "/join " + "x" * 99)[1].event["text"] == "joined " + "x" * 99
