@@ -1,4 +1,4 @@
-"""ASGI entry point: HTTP goes to Django, WebSockets to the explorer's consumers."""
+"""ASGI entry point: HTTP goes to Django (the page and its static files), WebSockets to the consumers."""
 
 import os
 
@@ -10,13 +10,16 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
 import routing  # noqa: E402
 from explorer.origin import AllowedHostsOriginValidator  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        # The page's CSS and JavaScript, from the app's static folder, under
+        # daphne as under runserver: a local tool needs no collectstatic.
+        "http": ASGIStaticFilesHandler(django_asgi_app),
         "websocket": AllowedHostsOriginValidator(
             AuthMiddlewareStack(URLRouter(routing.websocket_urlpatterns))
         ),

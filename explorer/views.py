@@ -1,17 +1,35 @@
-"""The HTTP side: a short pointer to the two WebSocket endpoints."""
+"""The HTTP side: the page at ``/`` that drives both endpoints from a browser."""
 
-from django.http import HttpResponse
+from django.shortcuts import render
 
-INDEX = """\
-ASGI consumer explorer
+from consumers.core import ExplorerCore
 
-  ws://{host}/ws/sc/   a raw channels.consumer.SyncConsumer
-  ws://{host}/ws/ac/   a raw channels.consumer.AsyncConsumer
-
-Connect with:  python -m websockets ws://{host}/ws/ac/
-Then type text (echoed), /help, or /close 4000 bye. The trace is on the server's console.
-"""
+ENDPOINTS = [
+    {"name": "sc", "path": "/ws/sc/", "consumer": "SyncConsumer", "runs_on": "a worker thread"},
+    {"name": "ac", "path": "/ws/ac/", "consumer": "AsyncConsumer", "runs_on": "the event loop"},
+]
+# What a command's button puts in the message box; commands without
+# arguments (/help, /scope, /whoami, /raise) are sent at once.
+EXAMPLES = {
+    "bytes": "/bytes hello",
+    "burst": "/burst 5 64",
+    "sleep": "/sleep 1",
+    "block": "/block 1",
+    "join": "/join lobby",
+    "say": "/say lobby hello",
+    "leave": "/leave lobby",
+    "close": "/close 4000 bye",
+}
 
 
 def index(request):
-    return HttpResponse(INDEX.format(host=request.get_host()), content_type="text/plain; charset=utf-8")
+    commands = [
+        {"name": name, "usage": usage, "summary": summary, "example": EXAMPLES.get(name)}
+        for name, (usage, summary) in ExplorerCore.COMMANDS.items()
+    ]
+    options = [
+        {"option": option, "summary": summary} for option, summary in ExplorerCore.CONNECT_OPTIONS.items()
+    ]
+    return render(
+        request, "explorer/index.html", {"endpoints": ENDPOINTS, "commands": commands, "options": options}
+    )

@@ -146,13 +146,16 @@ async def test_close_before_accept_is_a_403_without_code_or_reason(server, endpo
     assert note_at(records, "out", "websocket.close", "refuses the handshake with HTTP 403")
 
 
-async def test_the_clients_close_reason_is_not_passed_on(server, endpoint):
+async def test_the_clients_close_reason_is_not_passed_on_nor_echoed(server, endpoint):
     url, tag = server.url_with_tag(endpoint)
     async with connect(url) as ws:
         await ws.close(code=4002, reason="client says bye")
+    # The closing handshake's answer is not an echo of the client's close.
+    assert (ws.close_rcvd.code, ws.close_rcvd.reason) == (1000, "")
     records = server.records_of(server.connection_tagged(tag))
     [disconnect] = note_at(records, "in", "websocket.disconnect", "does not pass on the reason")
     assert disconnect["event"] == {"type": "websocket.disconnect", "code": 4002}
+    assert note_at(records, "in", "websocket.disconnect", "answered the client's close 4002 with 1000")
 
 
 async def test_a_handshake_open_past_daphnes_timeout_is_dropped(rule_breaker_server, server, endpoint):

@@ -117,8 +117,8 @@ class ConnectionTrace:
         async def traced_receive():
             event = await receive()
             arrived = self.seconds()
+            notes = tuple(server_notes.incoming(event, self.rules))
             violations = tuple(self.rules.incoming(event))
-            notes = tuple(server_notes.incoming(event))
             event_type = event.get("type") if isinstance(event, dict) else None
             if event_type in INCOMING_TYPES:
                 self.arrivals[id(event)] = (arrived, violations, notes)

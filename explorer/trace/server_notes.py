@@ -92,6 +92,8 @@ def close_notes(event, rules):
             f"autobahn sends only 1000 or 3000-4999, so {code!r} makes the consumer's send raise: "
             "the client gets 1011"
         )
+    # autobahn's onCloseFrame: a server that closed first aborts the TCP connection.
+    notes.append("autobahn resets the TCP connection once the client answers, so browsers say wasClean false")
     if event.get("reason"):
         notes.append(
             f"{SERVER} sends the code only; the reason is dropped "
@@ -100,11 +102,18 @@ def close_notes(event, rules):
     return notes
 
 
-def incoming(event):
+def incoming(event, rules):
     """Notes for an event the server sent."""
-    if isinstance(event, Mapping) and event.get("type") == "websocket.disconnect" and "reason" not in event:
-        return [f"{SERVER} does not pass on the reason the client closed with"]
-    return []
+    if not isinstance(event, Mapping) or event.get("type") != "websocket.disconnect":
+        return []
+    notes = []
+    if "reason" not in event:
+        notes.append(f"{SERVER} does not pass on the reason the client closed with")
+    code = event.get("code")
+    if rules.accepted and not rules.close_sent and code not in (1000, 1005, 1006):
+        # autobahn's echoCloseCodeReason is off: the closing handshake is not an echo.
+        notes.append(f"autobahn answered the client's close {code!r} with 1000 and no reason, not an echo")
+    return notes
 
 
 def exception_outcome(accepted, closing):
