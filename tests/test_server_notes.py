@@ -151,7 +151,7 @@ async def test_the_clients_close_reason_is_not_passed_on_nor_echoed(server, endp
     async with connect(url) as ws:
         await ws.close(code=4002, reason="client says bye")
     # The closing handshake's answer is not an echo of the client's close.
-    assert (ws.close_rcvd.code, ws.close_rcvd.reason) == (1000, "")
+    assert (ws.protocol.close_rcvd.code, ws.protocol.close_rcvd.reason) == (1000, "")
     records = server.records_of(server.connection_tagged(tag))
     [disconnect] = note_at(records, "in", "websocket.disconnect", "does not pass on the reason")
     assert disconnect["event"] == {"type": "websocket.disconnect", "code": 4002}
