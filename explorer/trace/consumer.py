@@ -7,6 +7,9 @@ recorded with its traceback and then left to propagate, so the server does
 what it always does (daphne: close 1011, or HTTP 500 before accepting).
 """
 
+from dataclasses import replace
+
+from explorer.trace.config import trace_config
 from explorer.trace.connection import ConnectionTrace
 
 
@@ -18,10 +21,12 @@ class TracedConsumer:
     """
 
     endpoint = None
+    trace_mode = None  # None: EXPLORER_TRACE's MODE; the bench serves each mode side by side
 
     async def __call__(self, scope, receive, send):
+        config = replace(trace_config(), mode=self.trace_mode) if self.trace_mode else None
         self.trace = ConnectionTrace(
-            self.endpoint, scope, channel_name=lambda: getattr(self, "channel_name", None)
+            self.endpoint, scope, config, channel_name=lambda: getattr(self, "channel_name", None)
         )
         if not self.trace.enabled:
             return await super().__call__(scope, receive, send)

@@ -1,0 +1,264 @@
+"""The bench's scenarios, run from a websockets client against a daphne serving ``explorer.bench.app``.
+
+Each scenario is bounded in connections, messages and time, and talks only
+to the loopback address. Figures are plain dicts, ready for a table or JSON.
+The server's CPU time, memory, threads and open files are read from
+``/proc/PID`` when the bench knows the server's PID (it does when it
+started the server).
+"""
+
+import asyncio
+import contextlib
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from websockets.asyncio.client import connect
+
+ROOT = Path(__file__).resolve().parents[2]
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+CONNECT_BATCH = 100  # handshakes in flight at once in the scale scenario
+TIMEOUT = 60  # seconds any one step may take before the bench gives up on it
+
+
+@dataclass
+class BenchServer:
+    """The server under test: its URL, and its PID when this process can read /proc for it."""
+
+    base: str
+    pid: int | None = None
+    process: subprocess.Popen | None = None
+    log: Path | None = None
+    lines_seen: int = field(default=0)
+
+    def url(self, subject):
+        return f"{self.base}/bench/{subject}/"
+
+    def proc(self, name):
+        return Path(f"/proc/{self.pid}/{name}") if self.pid else None
+
+    def cpu_seconds(self):
+        if not self.pid:
+            return None
+        # Fields 14 and 15 of /proc/PID/stat: user and system time, in clock ticks.
+        fields = self.proc("stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+    def status(self, key):
+        if not self.pid:
+            return None
+        match = re.search(rf"^{key}:\s+(\d+)", self.proc("status").read_text(), re.MULTILINE)
+        return int(match.group(1)) if match else None
+
+    def rss_bytes(self):
+        kilobytes = self.status("VmRSS")
+        return kilobytes * 1024 if kilobytes is not None else None
+
+    def threads(self):
+        return self.status("Threads")
+
+    def open_files(self):
+        return len(os.listdir(self.proc("fd"))) if self.pid else None
+
+    def dropped_records(self):
+        """Trace records the server's queue dropped, from its log."""
+        if not self.log:
+            return None
+        text = self.log.read_text(errors="replace")
+        return sum(int(n.replace(",", "")) for n in re.findall(r"([\d,]+) records dropped", text))
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_server(log, environment=None):
+    """daphne serving the bench's subjects on a free loopback port; its trace console goes to ``log``."""
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "explorer.settings", "PYTHONUNBUFFERED": "1"}
+    env.update(environment or {})
+    with open(log, "w") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", "0", "explorer.bench.app:application"],
+            cwd=ROOT,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        found = re.search(
+            r"Listening on TCP address 127\.0\.0\.1:(\d+)", Path(log).read_text(errors="replace")
+        )
+        if found:
+            return BenchServer(f"ws://127.0.0.1:{found.group(1)}", process.pid, process, Path(log))
+        if process.poll() is not None:
+            raise RuntimeError("the bench's daphne exited:\n" + Path(log).read_text(errors="replace")[-2000:])
+        time.sleep(0.05)
+    process.kill()
+    raise RuntimeError("the bench's daphne did not start within 30 s")
+
+
+def percentile(values, fraction):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+async def open_connections(url, count):
+    """``count`` connections to ``url``, at most CONNECT_BATCH handshakes at a time."""
+    limit = asyncio.Semaphore(CONNECT_BATCH)
+
+    async def one():
+        async with limit:
+            return await connect(url, compression=None, open_timeout=TIMEOUT, max_size=None)
+
+    return await asyncio.gather(*(one() for _ in range(count)))
+
+
+async def close_all(connections):
+    await asyncio.gather(*(ws.close() for ws in connections), return_exceptions=True)
+
+
+async def echo(server, subject, connections, trips, on_progress=lambda n: None):
+    """``connections`` clients, each sending ``trips`` small messages, one at a time, and awaiting the echo."""
+    clients = await open_connections(server.url(subject), connections)
+    latencies = []
+
+    async def client(ws):
+        for _ in range(trips):
+            sent = time.perf_counter()
+            await ws.send("hello")
+            await ws.recv()
+            latencies.append(time.perf_counter() - sent)
+            on_progress(1)
+
+    cpu = server.cpu_seconds()
+    started = time.perf_counter()
+    await asyncio.wait_for(asyncio.gather(*(client(ws) for ws in clients)), TIMEOUT)
+    elapsed = time.perf_counter() - started
+    cpu = server.cpu_seconds() - cpu if cpu is not None else None
+    await close_all(clients)
+    messages = connections * trips
+    return {
+        "subject": subject,
+        "messages": messages,
+        "seconds": elapsed,
+        "rate": messages / elapsed,
+        "p50_ms": percentile(latencies, 0.50) * 1000,
+        "p95_ms": percentile(latencies, 0.95) * 1000,
+        "p99_ms": percentile(latencies, 0.99) * 1000,
+        "cpu_us_per_message": cpu / messages * 1e6 if cpu is not None else None,
+    }
+
+
+async def sleepers(server, subject, connections, seconds=0.5):
+    """Every connection sends ``/sleep`` at once: how long until all have answered."""
+    clients = await open_connections(server.url(subject), connections)
+    started = time.perf_counter()
+
+    async def client(ws):
+        await ws.send(f"/sleep {seconds}")
+        await ws.recv()
+
+    await asyncio.wait_for(asyncio.gather(*(client(ws) for ws in clients)), TIMEOUT)
+    elapsed = time.perf_counter() - started
+    await close_all(clients)
+    return {"subject": subject, "connections": connections, "sleep": seconds, "all_answered_s": elapsed}
+
+
+async def cross_stall(
+    server, blocker="explorer-sc-off", timed=("explorer-ac-off", "raw", "bare-ac"), block=1.0
+):
+    """``/block`` on a sync consumer, then one echo on each of ``timed``: how long each took."""
+    [blocking] = await open_connections(server.url(blocker), 1)
+    others = {subject: (await open_connections(server.url(subject), 1))[0] for subject in timed}
+    await blocking.send(f"/block {block}")
+    await asyncio.sleep(0.1)  # the sync handler holds its thread now
+
+    async def timed_echo(ws):
+        sent = time.perf_counter()
+        await ws.send("hello")
+        await ws.recv()
+        return time.perf_counter() - sent
+
+    results = await asyncio.wait_for(asyncio.gather(*(timed_echo(ws) for ws in others.values())), TIMEOUT)
+    await blocking.recv()
+    await close_all([blocking, *others.values()])
+    return {"blocker": blocker, "block_s": block, "echo_s": dict(zip(others, results, strict=True))}
+
+
+async def scale(
+    server, total, subjects=("explorer-ac-compact", "explorer-sc-compact"), on_progress=lambda n: None
+):
+    """``total`` connections split across ``subjects``: handshakes, memory, one message each, then all closed."""
+    before = {"rss": server.rss_bytes(), "threads": server.threads(), "open_files": server.open_files()}
+    share = [total // len(subjects) + (i < total % len(subjects)) for i in range(len(subjects))]
+    started = time.perf_counter()
+    opened = []
+    for subject, count in zip(subjects, share, strict=True):
+        for batch in range(0, count, CONNECT_BATCH):
+            opened += await open_connections(server.url(subject), min(CONNECT_BATCH, count - batch))
+            on_progress(min(CONNECT_BATCH, count - batch))
+    handshake_s = time.perf_counter() - started
+    await asyncio.sleep(0.5)  # let the server settle before reading its memory
+    open_state = {"rss": server.rss_bytes(), "threads": server.threads(), "open_files": server.open_files()}
+
+    async def one_message(ws):
+        await ws.send("x")
+        return await ws.recv()
+
+    started = time.perf_counter()
+    replies = await asyncio.wait_for(asyncio.gather(*(one_message(ws) for ws in opened)), TIMEOUT)
+    round_s = time.perf_counter() - started
+    await close_all(opened)
+    await asyncio.sleep(2)  # daphne reaps finished applications once a second
+    after = {"rss": server.rss_bytes(), "threads": server.threads(), "open_files": server.open_files()}
+    rss_per = (open_state["rss"] - before["rss"]) / total if before["rss"] is not None else None
+    return {
+        "connections": total,
+        "subjects": list(subjects),
+        "handshakes_per_s": total / handshake_s,
+        "rss_per_connection_kb": rss_per / 1024 if rss_per is not None else None,
+        "round_s": round_s,
+        "answered": sum(reply == "x" for reply in replies),
+        "before": before,
+        "open": open_state,
+        "after": after,
+    }
+
+
+def median_rows(rows):
+    """One row per subject from several rounds: the median of each figure."""
+    merged = {}
+    for row in rows:
+        merged.setdefault(row["subject"], []).append(row)
+    result = []
+    for subject, runs in merged.items():
+        row = {"subject": subject, "rounds": len(runs), "messages": sum(r["messages"] for r in runs)}
+        for key in ("rate", "p50_ms", "p95_ms", "p99_ms", "cpu_us_per_message"):
+            values = [r[key] for r in runs if r[key] is not None]
+            row[key] = statistics.median(values) if values else None
+        result.append(row)
+    return result
+
+
+@contextlib.contextmanager
+def raised_file_limit():
+    """Use the hard open-file limit: the scale scenario holds thousands of sockets, in both processes."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    try:
+        yield hard
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
