@@ -129,7 +129,7 @@ async def close_all(connections):
 
 
 async def echo(server, subject, connections, trips, on_progress=lambda n: None):
-    """``connections`` clients, each sending ``trips`` small messages, one at a time, and awaiting the echo."""
+    """``connections`` clients, each sending ``trips`` small messages one at a time, awaiting each echo."""
     clients = await open_connections(server.url(subject), connections)
     latencies = []
 
@@ -199,7 +199,7 @@ async def cross_stall(
 async def scale(
     server, total, subjects=("explorer-ac-compact", "explorer-sc-compact"), on_progress=lambda n: None
 ):
-    """``total`` connections split across ``subjects``: handshakes, memory, one message each, then all closed."""
+    """``total`` connections across ``subjects``: handshakes, memory, a message each, then all closed."""
     before = {"rss": server.rss_bytes(), "threads": server.threads(), "open_files": server.open_files()}
     share = [total // len(subjects) + (i < total % len(subjects)) for i in range(len(subjects))]
     started = time.perf_counter()

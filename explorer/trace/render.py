@@ -11,7 +11,7 @@ import traceback
 
 import asgiref
 from rich.padding import Padding
-from rich.pretty import Pretty
+from rich.pretty import Pretty, pretty_repr
 from rich.style import Style
 from rich.text import Span, Text
 from rich.traceback import Traceback
@@ -41,6 +41,7 @@ VIOLATION = Style.parse("bold red")
 NOTE = Style.parse("yellow")
 INDENT = " " * 10
 MAX_NOTE = 400  # a rule's problem can quote what the consumer sent
+PLAIN_WIDTH = 120  # full mode's layout width in a file
 
 
 def styled(parts):
@@ -76,22 +77,24 @@ def header(entry):
     return parts
 
 
-def remarks(entry):
-    """A line per broken rule and per note, under the event they belong to."""
+def remark_parts(entry):
+    """A line per broken rule and per note, under the event they belong to, as (text, style) parts."""
     lines = []
     for violation in entry.violations:
         problem = printable(violation.problem)[:MAX_NOTE]
         lines.append(
-            styled(
-                [
-                    (f"{INDENT}⚠ {violation.rule}", VIOLATION),
-                    (f" {problem}", None),
-                    (f" (hint: {violation.hint})", DIM),
-                ]
-            )
+            [
+                (f"{INDENT}⚠ {violation.rule}", VIOLATION),
+                (f" {problem}", None),
+                (f" (hint: {violation.hint})", DIM),
+            ]
         )
-    lines += [styled([(f"{INDENT}ℹ {printable(note)[:MAX_NOTE]}", NOTE)]) for note in entry.notes]
+    lines += [[(f"{INDENT}ℹ {printable(note)[:MAX_NOTE]}", NOTE)] for note in entry.notes]
     return lines
+
+
+def remarks(entry):
+    return [styled(parts) for parts in remark_parts(entry)]
 
 
 def shown(entry):
@@ -102,8 +105,8 @@ def shown(entry):
     return shown_event(entry.event, entry.config)
 
 
-def compact(entry):
-    """One line. The dict is plain: syntax colouring costs more than the rest of the line."""
+def compact_parts(entry):
+    """The event's line and its remarks, as lists of (text, style) parts."""
     parts = header(entry)
     if entry.event is not None and entry.kind != "done":
         body = shown(entry)
@@ -111,7 +114,12 @@ def compact(entry):
             body = {key: value for key, value in body.items() if key != "type"}  # already in the header
         if body:
             parts.append((f" {body!r}", None))
-    return [styled(parts), *remarks(entry)] if entry.violations or entry.notes else [styled(parts)]
+    return [parts, *remark_parts(entry)]
+
+
+def compact(entry):
+    """One line. The dict is plain: syntax colouring costs more than the rest of the line."""
+    return [styled(parts) for parts in compact_parts(entry)]
 
 
 def full(entry):
@@ -133,6 +141,27 @@ def exception(exc_info, mode):
         return [Traceback(trace, extra_lines=1, suppress=SUPPRESSED_MODULES)]
     text = "".join(traceback.format_exception(exc_type, error, tb)).rstrip("\n")
     return [Text(printable(text, keep_newlines=True), style="red")]
+
+
+def plain(entry, exc_info=None):
+    """The entry as lines of plain text, for a file or a pipe, where styles would only be stripped.
+
+    Every piece is already printable (``printable`` or ``repr``), so no Text
+    is needed to sanitise it; full mode lays the dict out with the same
+    ``pretty_repr`` that ``Pretty`` uses, without the styling.
+    """
+    if entry.config.mode == "full":
+        lines = ["".join(text for text, _ in header(entry))]
+        if entry.event is not None and entry.kind != "done":
+            layout = pretty_repr(shown(entry), max_width=PLAIN_WIDTH - len(INDENT))
+            lines += [INDENT + line for line in layout.splitlines()]
+        lines += ["".join(text for text, _ in parts) for parts in remark_parts(entry)]
+    else:
+        lines = ["".join(text for text, _ in parts) for parts in compact_parts(entry)]
+    if exc_info:
+        text = "".join(traceback.format_exception(*exc_info)).rstrip("\n")
+        lines.append(printable(text, keep_newlines=True))
+    return lines
 
 
 def render(entry, exc_info=None):

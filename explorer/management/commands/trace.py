@@ -94,6 +94,7 @@ class Command(BaseCommand):
                 printer.print(Text(printable(str(record["traceback"]), keep_newlines=True), style="red"))
             shown["records"] += 1
             shown["violations"] += len(entry.violations)
+        printer.flush()
         connections = {r.get("connection") for r in records if selection.admits(r)}
         summary = (
             f"{shown['records']:,} of {len(records):,} records · {len(connections):,} connections · "
