@@ -70,8 +70,12 @@ class TraceCapture:
         self.handler = QueuedTraceHandler(queue_size=10_000, console=console, file=recording)
 
     def records(self, connection=None):
+        return read_records(self.flushed(), connection)
+
+    def flushed(self):
+        """The recording's path, once every queued record is in it."""
         self.handler.flush()
-        return read_records(self.recording, connection)
+        return self.recording
 
     def text(self):
         self.handler.flush()

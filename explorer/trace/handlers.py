@@ -16,6 +16,7 @@ import logging
 import queue
 import sys
 import threading
+import time
 from logging.handlers import QueueHandler, QueueListener
 
 from rich.console import Console
@@ -95,6 +96,7 @@ class RichTraceHandler(logging.Handler):
 
 
 SENTINEL_TIMEOUT = 10  # seconds a close waits for a stuck console
+BATCH_PAUSE = 0.02  # seconds the listener waits when the queue runs dry
 
 
 class TraceListener(QueueListener):
@@ -110,6 +112,10 @@ class TraceListener(QueueListener):
             self.flush_handlers()
 
     def dequeue(self, block):
+        if self.queue.empty():
+            # Let records gather: one wakeup per batch rather than per record
+            # leaves the GIL with the event loop for longer stretches.
+            time.sleep(BATCH_PAUSE)
         record = super().dequeue(block)
         if record is self._sentinel:  # stopping: write out the rest from this thread
             self.flush_handlers()

@@ -36,7 +36,7 @@ async def test_renders_the_recording_like_the_console(trace):
     await session("sc")
     await session("ac")
     sc, ac = connection_ids(trace)
-    output = trace_command(trace.recording)
+    output = trace_command(trace.flushed())
     for connection in (sc, ac):
         assert f"{connection:<6} → in     websocket.receive" in output
         assert f"{connection:<6} ← out    websocket.send" in output
@@ -67,7 +67,7 @@ async def test_filters(trace, options, kept):
     await session("ac")
     sc, ac = connection_ids(trace)
     options = [option.format(sc=sc, ac=ac) for option in options]
-    output = trace_command(trace.recording, *options)
+    output = trace_command(trace.flushed(), *options)
     expected = [r for r in trace.records() if kept(r, sc, ac)]
     assert output.rstrip().splitlines()[-1].startswith(f"{len(expected)} of {len(trace.records())} records")
     shown = [line for line in output.splitlines() if "s sc#" in line or "s ac#" in line]
@@ -89,7 +89,7 @@ async def test_diff_lines_up_the_sync_and_async_run_of_one_session(trace):
     await session("sc")
     await session("ac")
     sc, ac = connection_ids(trace)
-    output = trace_command(trace.recording, "--diff", sc, ac)
+    output = trace_command(trace.flushed(), "--diff", sc, ac)
     # Only /whoami's reply differs (the consumer, its thread, the event loop); no step is missing.
     assert (
         output.rstrip().splitlines()[-1]
@@ -104,7 +104,7 @@ async def test_diff_shows_steps_only_one_side_has(trace):
     await session("sc", ["hello"])
     await session("ac", ["hello", "again"])
     sc, ac = connection_ids(trace)
-    output = trace_command(trace.recording, "--diff", sc, ac)
+    output = trace_command(trace.flushed(), "--diff", sc, ac)
     assert output.rstrip().splitlines()[-1].endswith(f"0 different, 0 only in {sc}, 2 only in {ac}")
     assert "'again'" in output
 
@@ -123,7 +123,7 @@ def test_a_missing_file_is_a_clear_error(tmp_path):
 
 async def test_lines_that_are_not_records_are_skipped_and_counted(trace, tmp_path):
     await session("ac", ["hello"])
-    good = trace.recording.read_text().splitlines()
+    good = trace.flushed().read_text().splitlines()
     path = tmp_path / "damaged.jsonl"
     path.write_text("\n".join(["not json", *good, "[1, 2]", '{"connection": "ac#1"}', good[0][:30]]))
     output = trace_command(path)
@@ -134,7 +134,7 @@ async def test_lines_that_are_not_records_are_skipped_and_counted(trace, tmp_pat
 async def test_client_text_in_a_recording_stays_literal(trace):
     hostile = "[bold red]red[/] [link=http://x]x[/link] \x1b[31mansi\x1b[0m \x07"
     await session("ac", [hostile])
-    output = trace_command(trace.recording)
+    output = trace_command(trace.flushed())
     assert "\x1b" not in output and "\x07" not in output
     assert "[bold red]red[/] [link=http://x]x[/link] \\x1b[31mansi\\x1b[0m \\x07" in output
 
@@ -143,7 +143,7 @@ async def test_credentials_stay_redacted_in_the_recording(endpoint, trace):
     await session(
         endpoint, ["hi"], headers=[(b"cookie", b"sessionid=s3cr3t"), (b"authorization", b"Bearer s3cr3t")]
     )
-    recorded = trace.recording.read_text()
+    recorded = trace.flushed().read_text()
     assert "s3cr3t" not in recorded
     assert '{"$redacted": true}' in recorded
-    assert "s3cr3t" not in trace_command(trace.recording, "--mode", "full")
+    assert "s3cr3t" not in trace_command(trace.flushed(), "--mode", "full")
