@@ -21,6 +21,7 @@ from explorer.trace.timing import Hold, blame, ledger
 
 logger = logging.getLogger("explorer.trace")
 
+NOT_TRACED = nullcontext()  # reusable: entering it does nothing
 # One sequence for both endpoints, so sc#3 and ac#4 tell which came first.
 connection_numbers = itertools.count(1)
 
@@ -151,7 +152,7 @@ class ConnectionTrace:
     def handling(self, event):
         """Context for a handler: traces the event, how long it waited, the thread and the handler's time."""
         if not self.enabled:
-            return nullcontext()
+            return NOT_TRACED
         return self._handling(event)
 
     @contextmanager
