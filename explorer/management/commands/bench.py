@@ -76,7 +76,7 @@ class Command(BaseCommand):
         parser.add_argument("--connections", type=int, default=20, help="echo: connections (default 20)")
         parser.add_argument("--trips", type=int, default=250, help="echo: round trips each (default 250)")
         parser.add_argument(
-            "--rounds", type=int, default=3, help="echo: rounds, medians reported (default 3)"
+            "--rounds", type=int, default=5, help="echo: rounds, medians reported (default 5)"
         )
         parser.add_argument("--sleepers", type=int, default=10, help="concurrency: connections (default 10)")
         parser.add_argument(
