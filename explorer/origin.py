@@ -9,8 +9,43 @@ lets it through and checks every Origin that is sent against ALLOWED_HOSTS
 exactly as channels does.
 """
 
+from urllib.parse import urlparse
+
+from channels.consumer import AsyncConsumer
+from channels.exceptions import StopConsumer
 from channels.security.websocket import OriginValidator
 from django.conf import settings
+
+from explorer.trace.consumer import TracedConsumer
+
+
+class OriginDenier(TracedConsumer, AsyncConsumer):
+    """Refuses the handshake (a close before accepting: HTTP 403), under the trace.
+
+    channels' own ``WebsocketDenier`` does the same unseen; a refused origin
+    is worth seeing when a page on another port or host cannot connect.
+    """
+
+    def __init__(self, origin):
+        self.origin = origin
+        # The endpoint the page asked for, so the trace's id says where it knocked.
+        self.endpoint = None
+
+    async def __call__(self, scope, receive, send):
+        self.endpoint = {"/ws/sc/": "sc", "/ws/ac/": "ac"}.get(scope.get("path"), "ws")
+        return await super().__call__(scope, receive, send)
+
+    async def websocket_connect(self, event):
+        with self.trace.handling(event):
+            self.trace.remark(
+                f"origin {self.origin!r} is not one of ALLOWED_HOSTS ({', '.join(settings.ALLOWED_HOSTS)}): "
+                "refused (set DJANGO_ALLOWED_HOSTS to let it in)"
+            )
+            await self.send({"type": "websocket.close"})
+
+    async def websocket_disconnect(self, event):
+        with self.trace.handling(event):
+            raise StopConsumer
 
 
 class BrowserOriginValidator(OriginValidator):
@@ -18,6 +53,14 @@ class BrowserOriginValidator(OriginValidator):
         if parsed_origin is None:
             return True
         return self.validate_origin(parsed_origin)
+
+    async def __call__(self, scope, receive, send):
+        origin = next((value for name, value in scope.get("headers", []) if name == b"origin"), None)
+        if scope.get("type") == "websocket" and origin is not None:
+            text = origin.decode("latin-1")
+            if not self.valid_origin(urlparse(text)):
+                return await OriginDenier(text)(scope, receive, send)
+        return await super().__call__(scope, receive, send)
 
 
 def AllowedHostsOriginValidator(application):  # noqa: N802 - mirrors channels' factory

@@ -136,10 +136,21 @@ async def test_trace_shows_a_real_session_in_order(server, endpoint):
 
 
 async def test_a_browser_origin_that_is_not_an_allowed_host_is_refused(server, endpoint):
+    url, tag = server.url_with_tag(endpoint)
     with pytest.raises(InvalidStatus) as refused:
-        async with connect(server.url(endpoint), origin="http://evil.example"):
+        async with connect(url, origin="http://evil.example"):
             pass
     assert refused.value.response.status_code == 403
+    # Refused, and traced as such: who knocked, why not, and what the client got.
+    connection = server.connection_tagged(tag)
+    assert connection.startswith(f"{endpoint}#")
+    records = server.records_of(connection)
+    [note] = [r for r in records if r["kind"] == "note"]
+    assert note["note"].startswith("origin 'http://evil.example' is not one of ALLOWED_HOSTS (127.0.0.1")
+    [close] = [r for r in records if r["kind"] == "out"]
+    assert close["event"] == {"type": "websocket.close"}
+    assert any("HTTP 403" in n for n in close["notes"])
+    assert records[-1]["note"] == "consumer returned; no ASGI rule broken"
     async with connect(server.url(endpoint), origin=f"http://127.0.0.1:{server.port}") as ws:
         await ws.send("allowed")
         assert await ws.recv() == "allowed"

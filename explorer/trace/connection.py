@@ -28,7 +28,7 @@ connection_numbers = itertools.count(1)
 
 @dataclass(frozen=True, slots=True)
 class TraceEntry:
-    """What one trace line says. ``kind`` is scope, in, out, layer, done, error or exit."""
+    """What one trace line says. ``kind`` is scope, in, out, layer, done, note, error or exit."""
 
     connection: str
     kind: str
@@ -206,6 +206,11 @@ class ConnectionTrace:
         if message is not None:
             event["message"] = dict(message)
         self.emit("layer", event, thread=threading.current_thread().name)
+
+    def remark(self, note):
+        """Something the consumer wants said in the trace, on a line of its own."""
+        if self.enabled:
+            self.emit("note", None, thread=threading.current_thread().name, note=note)
 
     def exited(self, error=None):
         """The consumer has returned, raised or been cancelled."""

@@ -29,6 +29,7 @@ KINDS = {
         "out": ("←", "cyan"),
         "layer": ("⇄", "blue"),
         "done": ("✓", "dim green"),
+        "note": ("ℹ", "yellow"),
         "error": ("✖", "bold red"),
         "exit": ("■", "yellow"),
     }.items()

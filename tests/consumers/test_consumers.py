@@ -278,3 +278,22 @@ async def test_a_consumer_leaves_its_rooms_when_it_disconnects(endpoint):
     assert len(layer.groups.get("gone", {})) == 1
     await client.disconnect()
     assert not layer.groups.get("gone")
+
+
+async def test_a_refused_origin_is_traced_with_the_reason(endpoint, trace):
+    client = communicator(endpoint, headers=[(b"origin", b"http://evil.example"), (b"host", b"127.0.0.1")])
+    accepted, _ = await client.connect()  # the close before accepting: HTTP 403 under daphne
+    assert not accepted
+    await client.disconnect()
+    [connection] = {r["connection"] for r in trace.records()}
+    assert connection.startswith(f"{endpoint}#")
+    kinds = [r["kind"] for r in trace.records()]
+    assert kinds[:3] == ["scope", "in", "note"]
+    assert "origin 'http://evil.example' is not one of ALLOWED_HOSTS" in trace.text()
+
+
+async def test_an_allowed_origin_and_no_origin_reach_the_consumer(endpoint):
+    for headers in ([(b"origin", b"http://127.0.0.1:8000")], []):
+        client = communicator(endpoint, headers=headers)
+        assert await client.connect() == (True, None)
+        await client.disconnect()
