@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from explorer.trace import server_notes
 from explorer.trace.config import TraceConfig, trace_config
-from explorer.trace.rules import INCOMING_TYPES, WebSocketRules
+from explorer.trace.rules import INCOMING_TYPES, WebSocketRules, event_type_of
 from explorer.trace.timing import Hold, blame, ledger
 
 logger = logging.getLogger("explorer.trace")
@@ -99,7 +99,7 @@ class ConnectionTrace:
             config=self.config,
             **details,
         )
-        event_type = event.get("type") if isinstance(event, dict) else None
+        event_type = event_type_of(event)
         # makeRecord and handle, rather than logger.info: the caller's file and
         # line are always this method, and finding them costs a fifth of a record.
         record = logger.makeRecord(
@@ -120,8 +120,7 @@ class ConnectionTrace:
             arrived = self.seconds()
             notes = tuple(server_notes.incoming(event, self.rules))
             violations = tuple(self.rules.incoming(event))
-            event_type = event.get("type") if isinstance(event, dict) else None
-            if event_type in INCOMING_TYPES:
+            if event_type_of(event) in INCOMING_TYPES:
                 self.arrivals[id(event)] = (arrived, violations, notes)
             else:  # no handler will run for it: trace it now
                 self.emit("in", shallow_copy(event), seconds=arrived, violations=violations, notes=notes)
@@ -144,8 +143,7 @@ class ConnectionTrace:
                 notes=notes,
             )
             await send(event)
-            if isinstance(event, dict):
-                self.delivered[event.get("type")] = True
+            self.delivered[event_type_of(event)] = True
 
         return traced_send
 

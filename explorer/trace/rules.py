@@ -98,6 +98,21 @@ class Violation:
         return RULES[self.rule][1]
 
 
+def event_type_of(event):
+    """An event's type if it is a str, else None: anything else is what ``event.type`` reports."""
+    event_type = event.get("type") if isinstance(event, Mapping) else None
+    return event_type if isinstance(event_type, str) else None
+
+
+def type_repr(value, limit=80):
+    """A short repr for a problem's text: a consumer's odd value can be anything, of any size."""
+    try:
+        text = repr(value)
+    except Exception:
+        text = f"<{type_name(value)}>"
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 def type_name(value):
     return type(value).__name__
 
@@ -131,7 +146,7 @@ def scope_problems(scope):
         return [Violation("scope.type", f"the scope is a {type_name(scope)}, not a dict")]
     found = []
     if scope.get("type") != "websocket":
-        found.append(Violation("scope.type", f"type is {scope.get('type')!r}"))
+        found.append(Violation("scope.type", f"type is {type_repr(scope.get('type'))}"))
     found += [
         Violation("scope.required", f"{key} is missing") for key in ("path", "headers") if key not in scope
     ]
@@ -193,9 +208,10 @@ class WebSocketRules:
 
     def incoming(self, event):
         """The rules an event from the server breaks."""
-        event_type = event.get("type") if isinstance(event, Mapping) else None
+        event_type = event_type_of(event)
         if event_type not in INCOMING_TYPES:
-            return self.counted([Violation("event.type", f"a server does not send {event_type!r}")])
+            shown = event.get("type") if isinstance(event, Mapping) else event
+            return self.counted([Violation("event.type", f"a server does not send {type_repr(shown)}")])
         found = []
         if event_type == "websocket.connect":
             if self.connected:
@@ -208,13 +224,13 @@ class WebSocketRules:
         if event_type == "websocket.disconnect":
             code = event.get("code")
             if not isinstance(code, int) or isinstance(code, bool):
-                found.append(Violation("disconnect.code", f"code is {code!r}"))
+                found.append(Violation("disconnect.code", f"code is {type_repr(code)}"))
             self.disconnected = True
         return self.counted(found)
 
     def outgoing(self, event):
         """The rules an event from the application breaks."""
-        event_type = event.get("type") if isinstance(event, Mapping) else None
+        event_type = event_type_of(event)
         if event_type in DENIAL_TYPES and not self.denial_response:
             return self.counted(
                 [
@@ -224,7 +240,8 @@ class WebSocketRules:
                 ]
             )
         if event_type not in OUTGOING_TYPES and event_type not in DENIAL_TYPES:
-            return self.counted([Violation("event.type", f"an application does not send {event_type!r}")])
+            shown = event.get("type") if isinstance(event, Mapping) else event
+            return self.counted([Violation("event.type", f"an application does not send {type_repr(shown)}")])
         found = self.order_problems(event_type)
         if event_type == "websocket.accept":
             found += self.accept_problems(event)
@@ -258,9 +275,11 @@ class WebSocketRules:
         if subprotocol is not None and not isinstance(subprotocol, str):
             found.append(Violation("accept.subprotocol", f"subprotocol is a {type_name(subprotocol)}"))
         elif subprotocol is not None and subprotocol not in self.offered:
-            offered = ", ".join(map(repr, self.offered)) or "none"
+            offered = type_repr(self.offered, limit=200) if self.offered else "none"
             found.append(
-                Violation("accept.subprotocol", f"{subprotocol!r} was not offered (offered: {offered})")
+                Violation(
+                    "accept.subprotocol", f"{type_repr(subprotocol)} was not offered (offered: {offered})"
+                )
             )
         headers = event.get("headers")
         if headers is None:
@@ -272,9 +291,11 @@ class WebSocketRules:
             ]
         for pair in headers:
             if not is_byte_pair(pair):
-                found.append(Violation("accept.headers", f"{pair!r} is not a [bytes, bytes] pair"))
+                found.append(Violation("accept.headers", f"{type_repr(pair)} is not a [bytes, bytes] pair"))
             elif pair[0] != pair[0].lower():
-                found.append(Violation("accept.headers", f"header name {pair[0]!r} is not lowercase"))
+                found.append(
+                    Violation("accept.headers", f"header name {type_repr(pair[0])} is not lowercase")
+                )
             elif pair[0] == b"sec-websocket-protocol":
                 found.append(Violation("accept.headers", "sec-websocket-protocol is set as a header"))
         return found

@@ -9,6 +9,8 @@ got. The functions look at the connection's state *before* the event.
 
 from collections.abc import Mapping
 
+from explorer.trace.rules import event_type_of
+
 SERVER = "daphne 4.2"
 # daphne's (and runserver's) default websocket_handshake_timeout: autobahn
 # drops a handshake that is still open after this many seconds.
@@ -23,7 +25,7 @@ def outgoing(event, rules, seconds):
     """Notes for an event the application sends, ``seconds`` after the connection opened."""
     if not isinstance(event, Mapping):
         return []
-    event_type = event.get("type")
+    event_type = event_type_of(event)
     if rules.disconnected:
         return [f"{SERVER} drops events sent after the connection ended, without an error"]
     if rules.close_sent:
@@ -31,7 +33,7 @@ def outgoing(event, rules, seconds):
             f"{SERVER} raises autobahn's Disconnected in the consumer's send until the client "
             "answers the close, and drops the event silently after that"
         ]
-    if "type" not in event:
+    if event_type is None and "type" not in event:
         outcome = "the client gets 1011" if rules.accepted else "the client gets HTTP 500"
         return [f"{SERVER} raises KeyError('type') in send: {outcome}"]
     if event_type == "websocket.accept":
