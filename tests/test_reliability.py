@@ -1,0 +1,109 @@
+"""Under churn, faults and shutdown: the server keeps serving, every connection ends traced, nothing leaks.
+
+The heavy tests are marked ``heavy``: ``pytest -m heavy`` runs them apart,
+``pytest -m "not heavy"`` skips them; ``make test`` and CI run everything.
+"""
+
+import asyncio
+import os
+import socket
+import struct
+import time
+
+import pytest
+from websockets.asyncio.client import connect
+
+from tests.conftest import WIRE_ENV, DaphneServer, read_records
+
+CHURN_CYCLES = 5000
+CHURN_AT_ONCE = 50
+
+
+def threads_and_files(pid):
+    with open(f"/proc/{pid}/status") as file:
+        status = file.read()
+    threads = int(next(line.split()[1] for line in status.splitlines() if line.startswith("Threads:")))
+    return threads, len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def reset(ws):
+    """Drop the connection the rude way: a TCP reset, no close frame."""
+    sock = ws.transport.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    ws.transport.abort()
+
+
+def wait_until(condition, timeout=30):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+@pytest.mark.heavy
+async def test_churn_every_cycle_ends_traced_and_nothing_grows(tmp_path):
+    recording = tmp_path / "trace.jsonl"
+    daphne = DaphneServer(recording, **WIRE_ENV)
+    try:
+        pid = daphne.process.pid
+        baseline = threads_and_files(pid)
+        limit = asyncio.Semaphore(CHURN_AT_ONCE)
+
+        async def cycle(n):
+            endpoint = "sc" if n % 2 else "ac"
+            async with limit:
+                ws = await connect(daphne.url(endpoint), open_timeout=30)
+                await ws.send(f"cycle {n}")
+                assert await ws.recv() == f"cycle {n}"
+                if n % 3 == 0:
+                    reset(ws)  # abrupt: no close frame
+                else:
+                    await ws.close()
+
+        await asyncio.wait_for(asyncio.gather(*(cycle(n) for n in range(CHURN_CYCLES))), 600)
+
+        def all_exited():
+            ended = [r for r in read_records(recording) if r["kind"] in ("exit", "error")]
+            return len(ended) >= CHURN_CYCLES
+
+        assert wait_until(all_exited, timeout=60)
+        records = read_records(recording)
+        scopes = {r["connection"] for r in records if r["kind"] == "scope"}
+        disconnects = {
+            r["connection"]
+            for r in records
+            if r["kind"] == "in" and r["event"]["type"] == "websocket.disconnect"
+        }
+        exits = {r["connection"]: r["note"] for r in records if r["kind"] in ("exit", "error")}
+        assert len(scopes) == CHURN_CYCLES
+        assert disconnects == scopes == set(exits)
+        assert all(note == "consumer returned; no ASGI rule broken" for note in exits.values())
+        abrupt = [r for r in records if r["kind"] == "in" and r["event"].get("code") == 1006]
+        assert len(abrupt) == len(range(0, CHURN_CYCLES, 3))  # each reset seen as 1006
+
+        # Nothing grows: threads and open files are back where they were.
+        def back_to_baseline():
+            threads, files = threads_and_files(pid)
+            return threads <= baseline[0] + 1 and files <= baseline[1]
+
+        assert wait_until(back_to_baseline, timeout=30), (baseline, threads_and_files(pid))
+    finally:
+        daphne.stop()
+
+
+@pytest.mark.heavy
+async def test_a_client_that_stops_reading_does_not_stall_the_others(server, endpoint):
+    stuck = await connect(server.url(endpoint), max_queue=1, max_size=None)
+    try:
+        await stuck.send("/burst 1000 65536")  # 64 MiB the client never reads
+        async with connect(server.url(endpoint)) as other:
+            for n in range(50):
+                await other.send(f"still here {n}")
+                assert await asyncio.wait_for(other.recv(), 10) == f"still here {n}"
+        async with connect(server.url("ac" if endpoint == "sc" else "sc")) as across:
+            await across.send("and here")
+            assert await asyncio.wait_for(across.recv(), 10) == "and here"
+    finally:
+        reset(stuck)
