@@ -140,6 +140,8 @@ def shown_event(event, config):
 def shown_scope(scope, config):
     """A connection scope as the trace shows it: headers decoded, credentials redacted."""
     result = shown_event(scope, config)
+    if not isinstance(scope, dict):  # not a scope at all: shown as it is
+        return result
     if "cookies" in scope and isinstance(scope["cookies"], dict) and not config.show_credentials:
         result["cookies"] = {shown(name, config.max_payload): REDACTED for name in scope["cookies"]}
     if "session" in scope:

@@ -112,7 +112,12 @@ def incoming(event, rules):
     if "reason" not in event:
         notes.append(f"{SERVER} does not pass on the reason the client closed with")
     code = event.get("code")
-    if rules.accepted and not rules.close_sent and code not in (1000, 1005, 1006):
+    if code == 1009:
+        notes.append(
+            f"{SERVER} refused a message over its websocket_max_message_size (1 MiB unless set) "
+            "and closed with 1009; the consumer never saw the message"
+        )
+    elif rules.accepted and not rules.close_sent and code not in (1000, 1005, 1006):
         # autobahn's echoCloseCodeReason is off: the closing handshake is not an echo.
         notes.append(f"autobahn answered the client's close {code!r} with 1000 and no reason, not an echo")
     return notes

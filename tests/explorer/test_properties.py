@@ -3,6 +3,7 @@ rule checks or the trace, and client text reaches the console only literally."""
 
 import io
 import json
+import os
 import re
 
 from hypothesis import HealthCheck, example, given, settings
@@ -16,7 +17,13 @@ from explorer.trace.recording import decode, encode
 from explorer.trace.render import compact, plain, render
 from explorer.trace.rules import Violation, WebSocketRules
 
-PROPERTIES = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# CI runs the same examples every time (derandomize); a developer's run explores new ones.
+PROPERTIES = settings(
+    max_examples=int(os.environ.get("HYPOTHESIS_EXAMPLES", 150)),
+    deadline=None,
+    derandomize=bool(os.environ.get("CI")),
+    suppress_health_check=[HealthCheck.too_slow],
+)
 MARKUP = [
     "[bold red]x[/]",
     "[link=http://evil.example]click[/link]",
