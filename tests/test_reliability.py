@@ -5,15 +5,21 @@ The heavy tests are marked ``heavy``: ``pytest -m heavy`` runs them apart,
 """
 
 import asyncio
+import json
 import os
+import signal
 import socket
 import struct
+import subprocess
+import sys
+import threading
 import time
 
 import pytest
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
-from tests.conftest import WIRE_ENV, DaphneServer, read_records
+from tests.conftest import ROOT, WIRE_ENV, DaphneServer, free_port, read_records
 
 CHURN_CYCLES = 5000
 CHURN_AT_ONCE = 50
@@ -107,3 +113,59 @@ async def test_a_client_that_stops_reading_does_not_stall_the_others(server, end
             assert await asyncio.wait_for(across.recv(), 10) == "and here"
     finally:
         reset(stuck)
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+@pytest.mark.parametrize("command", ["daphne", "runserver"])
+async def test_stopping_with_connections_open_is_clean_and_the_recording_complete(tmp_path, stop, command):
+    """Every consumer is cancelled and traced as such, the process exits 0 (explorer/wire.py)."""
+    recording = tmp_path / "trace.jsonl"
+    server = DaphneServer(recording, **WIRE_ENV) if command == "daphne" else RunserverProcess(recording)
+    try:
+        async with connect(server.url("ac")) as first, connect(server.url("sc")) as second:
+            for ws in (first, second):
+                await ws.send("hello")
+                assert await ws.recv() == "hello"
+            server.process.send_signal(stop)
+            assert await asyncio.to_thread(server.process.wait, 30) == 0
+    except ConnectionClosed:
+        pass  # the server went away under the open connections, as it should
+    finally:
+        server.stop()
+    data = recording.read_bytes()
+    assert data.endswith(b"\n")
+    records = [json.loads(line) for line in data.decode().splitlines()]
+    ended = {r["connection"]: r["note"] for r in records if r["kind"] in ("exit", "error")}
+    assert {r["connection"] for r in records} == set(ended)
+    assert len(ended) == 2
+    assert all(note.startswith("consumer ") for note in ended.values())
+
+
+class RunserverProcess(DaphneServer):
+    """``manage.py runserver`` (daphne's), on a free port, as ``make run`` starts it."""
+
+    def __init__(self, recording):
+        self.lines = []
+        self.recording = recording
+        self.port = free_port()
+        self.process = subprocess.Popen(
+            [sys.executable, "manage.py", "runserver", f"127.0.0.1:{self.port}", "--noreload"],
+            cwd=ROOT,
+            env={**os.environ, "EXPLORER_TRACE_FILE": str(recording), "PYTHONUNBUFFERED": "1", **WIRE_ENV},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="backslashreplace",
+        )
+        self.reader = threading.Thread(target=self.read, daemon=True)
+        self.reader.start()
+        self.wait_for(r"Quit the server with CONTROL-C", timeout=30)
+        # runserver says so just before it listens: wait until it does.
+        assert wait_until(self.listening, timeout=30), "\n".join(self.lines[-20:])
+
+    def listening(self):
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+        except OSError:
+            return False
+        return True
