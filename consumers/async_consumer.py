@@ -12,8 +12,8 @@ import time
 from channels.consumer import AsyncConsumer
 from channels.exceptions import StopConsumer
 
-from consumers.core import Block, ExplorerCore, Join, Leave, Publish, Send, Sleep, Stop, Whoami
-from consumers.whereabouts import whereabouts
+from consumers.core import Block, ExplorerCore, Join, Leave, Publish, Send, Sleep, Stats, Stop, Whoami
+from consumers.whereabouts import process_stats, whereabouts
 from explorer.trace.consumer import TracedConsumer
 
 
@@ -57,5 +57,7 @@ class ExplorerAsyncConsumer(TracedConsumer, AsyncConsumer):
                     await self.channel_layer.group_send(group, message)
                 case Whoami():
                     await self.perform([self.core.whoami(whereabouts(self))])
+                case Stats():
+                    await self.perform([self.core.stats(await process_stats())])
                 case Stop():
                     raise StopConsumer

@@ -71,6 +71,11 @@ class Whoami:
 
 
 @dataclass(frozen=True, slots=True)
+class Stats:
+    """Reply with the server process's figures, gathered on its event loop."""
+
+
+@dataclass(frozen=True, slots=True)
 class Join:
     """``group_add`` this consumer's channel to ``group``."""
 
@@ -220,6 +225,7 @@ class ExplorerCore:
         "help": ("/help", "list the commands and connect options"),
         "scope": ("/scope", "the connection's scope as JSON, redacted as in the trace"),
         "whoami": ("/whoami", "consumer class, thread, whether it is the event loop's, channel name"),
+        "stats": ("/stats", "the server process: asyncio tasks, threads, open files, memory"),
         "bytes": ("/bytes TEXT", "TEXT back as a binary frame"),
         "burst": ("/burst N [SIZE]", f"N messages of SIZE bytes (default {DEFAULT_BURST_SIZE})"),
         "sleep": ("/sleep SECONDS", "wait: asyncio.sleep (async), time.sleep (sync), then reply"),
@@ -317,6 +323,13 @@ class ExplorerCore:
     def whoami(self, whereabouts):
         """The reply to ``/whoami``, from what the consumer found out about itself."""
         return send_text(json.dumps(whereabouts, indent=2))
+
+    def command_stats(self, args):
+        return [Stats()]
+
+    def stats(self, figures):
+        """The reply to ``/stats``, from what the consumer gathered."""
+        return send_text(json.dumps(figures, indent=2))
 
     def command_bytes(self, args):
         return [send_bytes(args.encode("utf-8"))]

@@ -12,8 +12,8 @@ from asgiref.sync import async_to_sync
 from channels.consumer import SyncConsumer
 from channels.exceptions import StopConsumer
 
-from consumers.core import Block, ExplorerCore, Join, Leave, Publish, Send, Sleep, Stop, Whoami
-from consumers.whereabouts import whereabouts
+from consumers.core import Block, ExplorerCore, Join, Leave, Publish, Send, Sleep, Stats, Stop, Whoami
+from consumers.whereabouts import process_stats, whereabouts
 from explorer.trace.consumer import TracedConsumer
 
 
@@ -57,5 +57,7 @@ class ExplorerSyncConsumer(TracedConsumer, SyncConsumer):
                     async_to_sync(self.channel_layer.group_send)(group, message)
                 case Whoami():
                     self.perform([self.core.whoami(whereabouts(self))])
+                case Stats():
+                    self.perform([self.core.stats(async_to_sync(process_stats)())])
                 case Stop():
                     raise StopConsumer

@@ -1,11 +1,14 @@
-"""Where a handler is running, as ``/whoami`` reports it.
+"""Where a handler is running, as ``/whoami`` reports it, and the process's figures, for ``/stats``.
 
-The core cannot know this (it does no I/O and has no threads), so the
+The core cannot know these (it does no I/O and has no threads), so the
 consumer asks here from inside its handler and hands the answer to the core.
 """
 
 import asyncio
+import os
+import resource
 import threading
+from pathlib import Path
 
 
 def on_event_loop_thread():
@@ -27,4 +30,19 @@ def whereabouts(consumer):
         "event_loop_thread": on_event_loop_thread(),
         # channels sets channel_name only when a channel layer is configured.
         "channel_name": getattr(consumer, "channel_name", None),
+    }
+
+
+async def process_stats():
+    """The server process's figures, read on its event loop (a sync consumer hops there to ask)."""
+    status = Path("/proc/self/status")
+    lines = status.read_text().splitlines() if status.exists() else []
+    rss_kib = next((int(line.split()[1]) for line in lines if line.startswith("VmRSS:")), None)
+    fd_dir = Path("/proc/self/fd")
+    return {
+        "asyncio_tasks": len(asyncio.all_tasks()),
+        "threads": threading.active_count(),
+        "open_files": len(os.listdir(fd_dir)) if fd_dir.exists() else None,
+        "rss_kib": rss_kib,
+        "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
     }

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from consumers.core import ExplorerCore
+
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 # Where the page's screenshot goes: EXPLORER_SCREENSHOTS=docs refreshes the README's picture.
@@ -125,20 +127,7 @@ def test_a_rejected_handshake_shows_as_an_error_and_a_close(page, endpoint):
 def test_command_buttons_send_what_the_server_offers(page, endpoint):
     box = connect(page, endpoint)
     names = box.locator("[data-command]").evaluate_all("buttons => buttons.map(b => b.dataset.command)")
-    assert names == [
-        "help",
-        "scope",
-        "whoami",
-        "bytes",
-        "burst",
-        "sleep",
-        "block",
-        "join",
-        "say",
-        "leave",
-        "raise",
-        "close",
-    ]
+    assert names == list(ExplorerCore.COMMANDS)
     box.locator('[data-command="whoami"]').click()
     expected = "SyncConsumer" if endpoint == "sc" else "AsyncConsumer"
     from playwright.sync_api import expect
