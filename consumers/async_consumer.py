@@ -13,6 +13,7 @@ from channels.consumer import AsyncConsumer
 from channels.exceptions import StopConsumer
 
 from consumers.core import Block, ExplorerCore, Join, Leave, Publish, Send, Sleep, Stats, Stop, Whoami
+from consumers.layer_errors import LAYER_ERRORS
 from consumers.whereabouts import process_stats, whereabouts
 from explorer.trace.consumer import TracedConsumer
 
@@ -37,6 +38,14 @@ class ExplorerAsyncConsumer(TracedConsumer, AsyncConsumer):
         with self.trace.handling(event):
             await self.perform(self.core.room_message(event))
 
+    async def layer_unavailable(self, event):
+        with self.trace.handling(event):
+            await self.perform(self.core.layer_unavailable(event))
+
+    async def layer_restored(self, event):
+        with self.trace.handling(event):
+            await self.perform(self.core.layer_restored(event))
+
     async def perform(self, actions):
         for action in actions:
             match action:
@@ -48,16 +57,23 @@ class ExplorerAsyncConsumer(TracedConsumer, AsyncConsumer):
                     time.sleep(seconds)  # on purpose: the whole event loop stops
                 case Join(group):
                     self.trace.layer("group_add", group, self.channel_name)
-                    await self.channel_layer.group_add(group, self.channel_name)
+                    await self.call_layer("group_add", group, self.channel_name)
                 case Leave(group):
                     self.trace.layer("group_discard", group, self.channel_name)
-                    await self.channel_layer.group_discard(group, self.channel_name)
+                    await self.call_layer("group_discard", group, self.channel_name)
                 case Publish(group, message):
                     self.trace.layer("group_send", group, message=message)
-                    await self.channel_layer.group_send(group, message)
+                    await self.call_layer("group_send", group, message)
                 case Whoami():
                     await self.perform([self.core.whoami(whereabouts(self))])
                 case Stats():
                     await self.perform([self.core.stats(await process_stats())])
                 case Stop():
                     raise StopConsumer
+
+    async def call_layer(self, operation, *args):
+        try:
+            await getattr(self.channel_layer, operation)(*args)
+        except LAYER_ERRORS as error:  # the client hears why, the connection stays
+            self.trace.remark(f"{operation} failed: {type(error).__name__}: {error}")
+            await self.perform([self.core.layer_failed(operation, error)])

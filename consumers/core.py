@@ -296,6 +296,28 @@ class ExplorerCore:
         # Groups outlive connections: leave them, or the layer keeps sending.
         return [*(Leave(room) for room in self.rooms), Stop()]
 
+    def layer_unavailable(self, message):
+        """The channel layer cannot be reached: the rooms this connection is in are paused."""
+        if self.closing or not self.rooms:
+            return []
+        rooms = ", ".join(self.rooms)
+        return [
+            send_text(f"error: the channel layer is unavailable ({message.get('error')}); {rooms} paused")
+        ]
+
+    def layer_restored(self, message):
+        """The channel layer is back, perhaps empty: join the rooms again."""
+        if self.closing or not self.rooms:
+            return []
+        return [
+            *(Join(room) for room in self.rooms),
+            send_text(f"channel layer back; rejoined {', '.join(self.rooms)}"),
+        ]
+
+    def layer_failed(self, operation, error):
+        """A group_add, group_discard or group_send that the layer refused."""
+        return send_text(f"error: {operation} failed ({type(error).__name__}: {error}); try again later")
+
     def room_message(self, message):
         """A ``room.message`` from the channel layer: pass it on to the client."""
         if self.closing:

@@ -13,6 +13,7 @@ from channels.consumer import SyncConsumer
 from channels.exceptions import StopConsumer
 
 from consumers.core import Block, ExplorerCore, Join, Leave, Publish, Send, Sleep, Stats, Stop, Whoami
+from consumers.layer_errors import LAYER_ERRORS
 from consumers.whereabouts import process_stats, whereabouts
 from explorer.trace.consumer import TracedConsumer
 
@@ -37,6 +38,14 @@ class ExplorerSyncConsumer(TracedConsumer, SyncConsumer):
         with self.trace.handling(event):
             self.perform(self.core.room_message(event))
 
+    def layer_unavailable(self, event):
+        with self.trace.handling(event):
+            self.perform(self.core.layer_unavailable(event))
+
+    def layer_restored(self, event):
+        with self.trace.handling(event):
+            self.perform(self.core.layer_restored(event))
+
     def perform(self, actions):
         for action in actions:
             match action:
@@ -48,16 +57,23 @@ class ExplorerSyncConsumer(TracedConsumer, SyncConsumer):
                     time.sleep(seconds)
                 case Join(group):
                     self.trace.layer("group_add", group, self.channel_name)
-                    async_to_sync(self.channel_layer.group_add)(group, self.channel_name)
+                    self.call_layer("group_add", group, self.channel_name)
                 case Leave(group):
                     self.trace.layer("group_discard", group, self.channel_name)
-                    async_to_sync(self.channel_layer.group_discard)(group, self.channel_name)
+                    self.call_layer("group_discard", group, self.channel_name)
                 case Publish(group, message):
                     self.trace.layer("group_send", group, message=message)
-                    async_to_sync(self.channel_layer.group_send)(group, message)
+                    self.call_layer("group_send", group, message)
                 case Whoami():
                     self.perform([self.core.whoami(whereabouts(self))])
                 case Stats():
                     self.perform([self.core.stats(async_to_sync(process_stats)())])
                 case Stop():
                     raise StopConsumer
+
+    def call_layer(self, operation, *args):
+        try:
+            async_to_sync(getattr(self.channel_layer, operation))(*args)
+        except LAYER_ERRORS as error:  # the client hears why, the connection stays
+            self.trace.remark(f"{operation} failed: {type(error).__name__}: {error}")
+            self.perform([self.core.layer_failed(operation, error)])

@@ -223,8 +223,8 @@ def free_port():
 class RedisServer:
     """A real redis-server on a free loopback port, with nothing saved to disk."""
 
-    def __init__(self, directory):
-        self.port = free_port()
+    def __init__(self, directory, port=None):
+        self.port = port or free_port()
         self.process = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""],
             cwd=directory,

@@ -1,11 +1,13 @@
 """Rooms across processes: two daphne servers sharing a real redis-server through channels_redis."""
 
 import asyncio
+import os
+import shutil
 
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.conftest import WIRE_ENV, DaphneServer
+from tests.conftest import WIRE_ENV, DaphneServer, RedisServer
 
 
 @pytest.fixture(scope="module")
@@ -45,3 +47,59 @@ async def test_a_message_crosses_from_one_process_to_the_other(two_servers, spea
     channel = room_message["event"]["channel"]
     channel = channel.get("$shortened") if isinstance(channel, dict) else channel  # the servers cut at 64
     assert channel.startswith("specific.") and "!" in channel  # channels_redis: specific.PROCESS!CHANNEL
+
+
+def require_redis_server():
+    if shutil.which("redis-server") is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is missing; .ci/run installs it (apt-get install redis-server)")
+        pytest.skip("redis-server is not installed here (Debian: apt-get install redis-server)")
+
+
+async def test_a_redis_outage_pauses_rooms_clearly_and_they_come_back(tmp_path_factory):
+    """Redis stops mid-conversation: both rooms' clients are told, nothing closes, and rooms resume."""
+    require_redis_server()
+    redis = RedisServer(tmp_path_factory.mktemp("redis-outage"))
+    servers = []
+    try:
+        for name in ("first", "second"):
+            recording = tmp_path_factory.mktemp(name) / "trace.jsonl"
+            servers.append(DaphneServer(recording, REDIS_URL=redis.url, **WIRE_ENV))
+        first, second = servers
+        async with connect(first.url("sc")) as sync_ws, connect(second.url("ac")) as async_ws:
+            for ws in (sync_ws, async_ws):
+                await ws.send("/join lobby")
+                assert await ws.recv() == "joined lobby"
+            await sync_ws.send("/say lobby before")
+            for ws in (sync_ws, async_ws):
+                assert (await ws.recv()).endswith(": before")
+
+            redis.stop()
+            for ws in (sync_ws, async_ws):
+                told = await asyncio.wait_for(ws.recv(), 15)
+                assert told.startswith("error: the channel layer is unavailable (ConnectionError")
+                assert told.endswith("lobby paused")
+            await async_ws.send("/say lobby during")
+            assert (await asyncio.wait_for(async_ws.recv(), 15)).startswith("error: group_send failed")
+            await sync_ws.send("still echoing")
+            assert await asyncio.wait_for(sync_ws.recv(), 15) == "still echoing"
+
+            redis = RedisServer(tmp_path_factory.mktemp("redis-back"), port=redis.port)  # back, and empty
+            for ws in (sync_ws, async_ws):
+                assert await asyncio.wait_for(ws.recv(), 15) == "channel layer back; rejoined lobby"
+            await async_ws.send("/say lobby after")
+            for ws in (sync_ws, async_ws):
+                assert (await asyncio.wait_for(ws.recv(), 15)).endswith(": after")
+            sync_id = first.connection_of(sync_ws.local_address[1])
+            async_id = second.connection_of(async_ws.local_address[1])
+        for server, connection in ((first, sync_id), (second, async_id)):
+            records = server.records_of(connection)
+            layer_events = [r["event"]["type"] for r in records if r["kind"] == "layer"]
+            assert "layer.unavailable" in layer_events and "layer.restored" in layer_events
+            assert records[-1]["note"] == "consumer returned; no ASGI rule broken"  # never a 1011
+        async_records = second.records_of(async_id)
+        assert any(r["kind"] == "note" and r["note"].startswith("group_send failed") for r in async_records)
+    finally:
+        for server in servers:
+            server.stop()
+        redis.stop()

@@ -1,0 +1,63 @@
+"""The Redis channel layer, made to ride out a Redis outage.
+
+With channels_redis as it comes, a consumer's layer receive raises when
+Redis goes away, and channels lets that end the consumer: every connection
+closes with 1011, even ones that never used a room, and new ones fail the
+same way until Redis is back. This layer turns an outage into two events
+the consumers handle like any other: ``layer.unavailable`` once, when the
+receive first fails, and ``layer.restored`` once Redis answers again (it
+may have restarted empty, so the consumers join their rooms again).
+"""
+
+import asyncio
+
+import redis.exceptions
+from channels_redis.core import RedisChannelLayer
+
+OUTAGE_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+RETRY_SECONDS = 1.0  # how often a consumer's receive asks whether Redis is back
+# Just after Redis is back, a pooled connection from before the outage can
+# still fail once; within this many seconds that is retried quietly.
+STALE_SECONDS = 5.0
+
+
+def describe(error):
+    return f"{type(error).__name__}: {error}"
+
+
+class ResilientRedisChannelLayer(RedisChannelLayer):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.outages = {}  # channel -> what went wrong, while its receive cannot reach Redis
+        self.restored = {}  # channel -> when its receive last found Redis back
+
+    async def receive(self, channel):
+        loop = asyncio.get_running_loop()
+        while True:
+            if channel in self.outages:
+                await self.wait_for_redis(channel)
+                del self.outages[channel]
+                self.restored[channel] = loop.time()
+                return {"type": "layer.restored"}
+            try:
+                message = await super().receive(channel)
+            except OUTAGE_ERRORS as error:
+                if loop.time() - self.restored.get(channel, float("-inf")) < STALE_SECONDS:
+                    await asyncio.sleep(RETRY_SECONDS / 10)
+                    continue
+                self.outages[channel] = describe(error)
+                return {"type": "layer.unavailable", "error": describe(error)}
+            self.restored.pop(channel, None)
+            return message
+
+    async def wait_for_redis(self, channel):
+        connection = self.connection(self.consistent_hash(channel))
+        while True:
+            await asyncio.sleep(RETRY_SECONDS)
+            try:
+                await connection.ping()
+            except OUTAGE_ERRORS:
+                continue
+            # Connections opened before the outage are dead: let the pool make new ones.
+            await connection.connection_pool.disconnect(inuse_connections=False)
+            return
