@@ -147,13 +147,6 @@ async def test_the_scope_is_checked(endpoint, trace, changes, rule):
     assert rule in rules_broken([scope])
 
 
-async def test_scope_of_another_type_is_reported(endpoint):
-    from explorer.trace.rules import WebSocketRules
-
-    rules = WebSocketRules({"type": "http", "path": "/", "headers": []})
-    assert [v.rule for v in rules.scope_violations] == ["scope.type"]
-
-
 async def test_exit_counts_the_connections_violations(endpoint, trace):
     await run(communicator(endpoint, "accept-twice"))
     [exit_record] = [r for r in the_one_connection(trace) if r["kind"] in ("exit", "error")]

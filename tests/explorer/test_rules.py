@@ -96,6 +96,11 @@ def test_after_disconnect_wins_over_after_close():
     assert [v.rule for v in late] == ["state.after-disconnect"]
 
 
+def test_a_scope_of_another_type_is_reported():
+    rules = WebSocketRules({"type": "http", "path": "/", "headers": []})
+    assert [v.rule for v in rules.scope_violations] == ["scope.type"]
+
+
 def test_odd_scopes_never_raise():
     odd = [None, [], "websocket", {"type": "websocket", "path": 5, "headers": "nope"}, {"headers": [1]}]
     for scope in odd:
