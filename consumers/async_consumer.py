@@ -15,36 +15,29 @@ from channels.exceptions import StopConsumer
 from consumers.core import Block, ExplorerCore, Join, Leave, Publish, Send, Sleep, Stats, Stop, Whoami
 from consumers.layer_errors import LAYER_ERRORS
 from consumers.whereabouts import process_stats, whereabouts
-from explorer.trace.consumer import TracedConsumer
 
 
-class ExplorerAsyncConsumer(TracedConsumer, AsyncConsumer):
-    endpoint = "ac"
+class ExplorerAsyncConsumer(AsyncConsumer):
+    trace_name = "ac"  # the trace calls its connections ac#N
 
     async def websocket_connect(self, event):
-        with self.trace.handling(event):
-            self.core = ExplorerCore(self.scope, self.trace.config.show_credentials, self.trace.connection)
-            await self.perform(self.core.connect())
+        self.core = ExplorerCore(self.scope)
+        await self.perform(self.core.connect())
 
     async def websocket_receive(self, event):
-        with self.trace.handling(event):
-            await self.perform(self.core.receive(event))
+        await self.perform(self.core.receive(event))
 
     async def websocket_disconnect(self, event):
-        with self.trace.handling(event):
-            await self.perform(self.core.disconnect(event))
+        await self.perform(self.core.disconnect(event))
 
     async def room_message(self, event):
-        with self.trace.handling(event):
-            await self.perform(self.core.room_message(event))
+        await self.perform(self.core.room_message(event))
 
     async def layer_unavailable(self, event):
-        with self.trace.handling(event):
-            await self.perform(self.core.layer_unavailable(event))
+        await self.perform(self.core.layer_unavailable(event))
 
     async def layer_restored(self, event):
-        with self.trace.handling(event):
-            await self.perform(self.core.layer_restored(event))
+        await self.perform(self.core.layer_restored(event))
 
     async def perform(self, actions):
         for action in actions:
@@ -56,13 +49,10 @@ class ExplorerAsyncConsumer(TracedConsumer, AsyncConsumer):
                 case Block(seconds):
                     time.sleep(seconds)  # on purpose: the whole event loop stops
                 case Join(group):
-                    self.trace.layer("group_add", group, self.channel_name)
                     await self.call_layer("group_add", group, self.channel_name)
                 case Leave(group):
-                    self.trace.layer("group_discard", group, self.channel_name)
                     await self.call_layer("group_discard", group, self.channel_name)
                 case Publish(group, message):
-                    self.trace.layer("group_send", group, message=message)
                     await self.call_layer("group_send", group, message)
                 case Whoami():
                     await self.perform([self.core.whoami(whereabouts(self))])
@@ -75,5 +65,4 @@ class ExplorerAsyncConsumer(TracedConsumer, AsyncConsumer):
         try:
             await getattr(self.channel_layer, operation)(*args)
         except LAYER_ERRORS as error:  # the client hears why, the connection stays
-            self.trace.remark(f"{operation} failed: {type(error).__name__}: {error}")
             await self.perform([self.core.layer_failed(operation, error)])

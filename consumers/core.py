@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs
 
+from explorer.trace.connection import SCOPE_KEY as CONNECTION_NAME
 from explorer.trace.display import scope_as_json
 
 # websocket.close codes an application may send through daphne: autobahn
@@ -244,10 +245,12 @@ class ExplorerCore:
         "?raise=1": "raise in the connect handler (HTTP 500)",
     }
 
-    def __init__(self, scope, show_credentials=False, name="?"):
+    def __init__(self, scope, show_credentials=None):
         self.scope = scope
-        self.show_credentials = show_credentials
-        self.name = name  # how room messages from this connection are signed
+        self.show_credentials = show_credentials  # None: as the trace's setting says
+        # How room messages from this connection are signed: the name the
+        # trace gives it (sc#3), so what a room says and the trace agree.
+        self.name = scope.get(CONNECTION_NAME) or "?"
         self.rooms = {}  # the rooms joined, in order (a dict as an ordered set)
         self.options = ConnectOptions.from_query_string(scope.get("query_string", b""))
         self.offered_subprotocols = list(scope.get("subprotocols") or [])

@@ -15,36 +15,29 @@ from channels.exceptions import StopConsumer
 from consumers.core import Block, ExplorerCore, Join, Leave, Publish, Send, Sleep, Stats, Stop, Whoami
 from consumers.layer_errors import LAYER_ERRORS
 from consumers.whereabouts import process_stats, whereabouts
-from explorer.trace.consumer import TracedConsumer
 
 
-class ExplorerSyncConsumer(TracedConsumer, SyncConsumer):
-    endpoint = "sc"
+class ExplorerSyncConsumer(SyncConsumer):
+    trace_name = "sc"  # the trace calls its connections sc#N
 
     def websocket_connect(self, event):
-        with self.trace.handling(event):
-            self.core = ExplorerCore(self.scope, self.trace.config.show_credentials, self.trace.connection)
-            self.perform(self.core.connect())
+        self.core = ExplorerCore(self.scope)
+        self.perform(self.core.connect())
 
     def websocket_receive(self, event):
-        with self.trace.handling(event):
-            self.perform(self.core.receive(event))
+        self.perform(self.core.receive(event))
 
     def websocket_disconnect(self, event):
-        with self.trace.handling(event):
-            self.perform(self.core.disconnect(event))
+        self.perform(self.core.disconnect(event))
 
     def room_message(self, event):
-        with self.trace.handling(event):
-            self.perform(self.core.room_message(event))
+        self.perform(self.core.room_message(event))
 
     def layer_unavailable(self, event):
-        with self.trace.handling(event):
-            self.perform(self.core.layer_unavailable(event))
+        self.perform(self.core.layer_unavailable(event))
 
     def layer_restored(self, event):
-        with self.trace.handling(event):
-            self.perform(self.core.layer_restored(event))
+        self.perform(self.core.layer_restored(event))
 
     def perform(self, actions):
         for action in actions:
@@ -56,13 +49,10 @@ class ExplorerSyncConsumer(TracedConsumer, SyncConsumer):
                 case Block(seconds):
                     time.sleep(seconds)
                 case Join(group):
-                    self.trace.layer("group_add", group, self.channel_name)
                     self.call_layer("group_add", group, self.channel_name)
                 case Leave(group):
-                    self.trace.layer("group_discard", group, self.channel_name)
                     self.call_layer("group_discard", group, self.channel_name)
                 case Publish(group, message):
-                    self.trace.layer("group_send", group, message=message)
                     self.call_layer("group_send", group, message)
                 case Whoami():
                     self.perform([self.core.whoami(whereabouts(self))])
@@ -75,5 +65,4 @@ class ExplorerSyncConsumer(TracedConsumer, SyncConsumer):
         try:
             async_to_sync(getattr(self.channel_layer, operation))(*args)
         except LAYER_ERRORS as error:  # the client hears why, the connection stays
-            self.trace.remark(f"{operation} failed: {type(error).__name__}: {error}")
             self.perform([self.core.layer_failed(operation, error)])

@@ -6,6 +6,6 @@ class ExplorerConfig(AppConfig):
     verbose_name = "ASGI consumer explorer"
 
     def ready(self):
-        from explorer import checks, wire  # noqa: F401 - checks registers the system checks
+        from explorer import wire
 
         wire.install()

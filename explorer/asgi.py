@@ -14,14 +14,16 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: 
 
 import routing  # noqa: E402
 from explorer.origin import AllowedHostsOriginValidator  # noqa: E402
+from explorer.trace import TraceMiddleware  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         # The page's CSS and JavaScript, from the app's static folder, under
         # daphne as under runserver: a local tool needs no collectstatic.
         "http": ASGIStaticFilesHandler(django_asgi_app),
-        "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(routing.websocket_urlpatterns))
+        # Outermost, so the trace sees the handshake's whole way in.
+        "websocket": TraceMiddleware(
+            AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(routing.websocket_urlpatterns)))
         ),
     }
 )

@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.staticfiles",
     "channels",
+    "explorer.trace",  # the trace: its dispatch hook, console, recording and commands
     "explorer",
 ]
 
@@ -119,22 +120,5 @@ EXPLORER_TRACE = {
     "QUEUE_SIZE": env_int("EXPLORER_TRACE_QUEUE_SIZE", 10_000),
 }
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "handlers": {
-        "explorer.trace": {
-            # Consumers only enqueue; a listener thread renders with Rich.
-            "()": "explorer.trace.handlers.QueuedTraceHandler",
-            "queue_size": EXPLORER_TRACE["QUEUE_SIZE"],
-            "file": EXPLORER_TRACE["FILE"],
-        },
-    },
-    "loggers": {
-        "explorer.trace": {
-            "handlers": ["explorer.trace"],
-            "level": "INFO",
-            "propagate": False,
-        },
-    },
-}
+# The explorer.trace app gives the "explorer.trace" logger its queued Rich
+# console (and the recording) unless LOGGING configures that logger itself.

@@ -17,7 +17,7 @@ from channels.exceptions import StopConsumer  # noqa: E402
 from channels.routing import URLRouter  # noqa: E402
 from django.urls import path  # noqa: E402
 
-from explorer.trace.consumer import TracedConsumer  # noqa: E402
+from explorer.trace import TraceMiddleware  # noqa: E402
 
 ACCEPT = {"type": "websocket.accept"}
 CLOSE = {"type": "websocket.close", "code": 4000}
@@ -66,48 +66,42 @@ def script_of(scope):
     return SCRIPTS[query.get("script", ["accept"])[-1]]
 
 
-class RuleBreakerSync(TracedConsumer, SyncConsumer):
-    endpoint = "sc"
+class RuleBreakerSync(SyncConsumer):
+    trace_name = "sc"
 
     def websocket_connect(self, event):
-        with self.trace.handling(event):
-            self.perform("connect")
+        self.perform("connect")
 
     def websocket_receive(self, event):
-        with self.trace.handling(event):
-            self.perform("receive")
+        self.perform("receive")
 
     def websocket_disconnect(self, event):
-        with self.trace.handling(event):
-            self.perform("disconnect")
-            raise StopConsumer
+        self.perform("disconnect")
+        raise StopConsumer
 
     def perform(self, moment):
         for event in script_of(self.scope).get(moment, []):
             self.send(event)
 
 
-class RuleBreakerAsync(TracedConsumer, AsyncConsumer):
-    endpoint = "ac"
+class RuleBreakerAsync(AsyncConsumer):
+    trace_name = "ac"
 
     async def websocket_connect(self, event):
-        with self.trace.handling(event):
-            await self.perform("connect")
+        await self.perform("connect")
 
     async def websocket_receive(self, event):
-        with self.trace.handling(event):
-            await self.perform("receive")
+        await self.perform("receive")
 
     async def websocket_disconnect(self, event):
-        with self.trace.handling(event):
-            await self.perform("disconnect")
-            raise StopConsumer
+        await self.perform("disconnect")
+        raise StopConsumer
 
     async def perform(self, moment):
         for event in script_of(self.scope).get(moment, []):
             await self.send(event)
 
 
-application = URLRouter(
-    [path("ws/sc/", RuleBreakerSync.as_asgi()), path("ws/ac/", RuleBreakerAsync.as_asgi())]
+application = TraceMiddleware(
+    URLRouter([path("ws/sc/", RuleBreakerSync.as_asgi()), path("ws/ac/", RuleBreakerAsync.as_asgi())])
 )

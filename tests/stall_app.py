@@ -10,6 +10,7 @@ from channels.routing import URLRouter
 from django.urls import path
 
 from explorer.bench.app import raw_echo  # sets Django up, as daphne needs
+from explorer.trace import TraceMiddleware
 from routing import websocket_urlpatterns
 
-application = URLRouter([*websocket_urlpatterns, path("ws/raw/", raw_echo)])
+application = TraceMiddleware(URLRouter([*websocket_urlpatterns, path("ws/raw/", raw_echo)]))

@@ -143,8 +143,9 @@ async def test_a_browser_origin_that_is_not_an_allowed_host_is_refused(server, e
     assert refused.value.response.status_code == 403
     # Refused, and traced as such: who knocked, why not, and what the client got.
     connection = server.connection_tagged(tag)
-    assert connection.startswith(f"{endpoint}#")
+    assert connection.startswith("WebsocketDenier#")  # channels' own denier, traced
     records = server.records_of(connection)
+    assert records[0]["event"]["path"] == f"/ws/{endpoint}/"
     [note] = [r for r in records if r["kind"] == "note"]
     assert note["note"].startswith("origin 'http://evil.example' is not one of ALLOWED_HOSTS (127.0.0.1")
     [close] = [r for r in records if r["kind"] == "out"]

@@ -19,6 +19,7 @@ from django.urls import path  # noqa: E402
 
 from consumers.async_consumer import ExplorerAsyncConsumer  # noqa: E402
 from consumers.sync_consumer import ExplorerSyncConsumer  # noqa: E402
+from explorer.trace import TraceMiddleware  # noqa: E402
 
 TRACE_MODES = ("off", "compact", "full")
 
@@ -58,15 +59,15 @@ class BareSyncEcho(SyncConsumer):
 
 
 def with_trace(consumer, mode):
-    return type(f"{consumer.__name__}{mode.title()}", (consumer,), {"trace_mode": mode})
+    return TraceMiddleware(consumer.as_asgi(), mode=mode)
 
 
 SUBJECTS = {
     "raw": raw_echo,
     "bare-ac": BareAsyncEcho.as_asgi(),
     "bare-sc": BareSyncEcho.as_asgi(),
-    **{f"explorer-ac-{mode}": with_trace(ExplorerAsyncConsumer, mode).as_asgi() for mode in TRACE_MODES},
-    **{f"explorer-sc-{mode}": with_trace(ExplorerSyncConsumer, mode).as_asgi() for mode in TRACE_MODES},
+    **{f"explorer-ac-{mode}": with_trace(ExplorerAsyncConsumer, mode) for mode in TRACE_MODES},
+    **{f"explorer-sc-{mode}": with_trace(ExplorerSyncConsumer, mode) for mode in TRACE_MODES},
 }
 
 application = URLRouter([path(f"bench/{name}/", subject) for name, subject in SUBJECTS.items()])

@@ -1,7 +1,24 @@
-"""The trace: every ASGI event dict and scope, as it crosses, on the console.
+"""The trace: every ASGI WebSocket event dict and scope, as it crosses, on the console and in a file.
 
-Consumers build a ``logging`` record per event on the ``explorer.trace``
-logger (``connection``); a queue hands it to a listener thread (``handlers``)
-that turns it into something safe to show (``display``) and renders it with
-Rich (``render``). ``LOGGING`` routes or silences it like any other logger.
+Two lines put a Channels project under it: ``"explorer.trace"`` in
+``INSTALLED_APPS``, and ``TraceMiddleware`` around the WebSocket application
+in ``asgi.py``. The middleware traces the ASGI boundary (``connection``); a
+hook in channels' dispatch (``dispatch``) adds each handler's thread, wait
+and time; each line is a ``logging`` record on the ``explorer.trace``
+logger, which a queue hands to a listener thread (``handlers``) that makes
+it safe to show (``display``) and renders it with Rich (``render``) or
+records it as JSON Lines (``recording``). ``LOGGING`` routes or silences it
+like any other logger.
 """
+
+from explorer.trace.connection import current
+from explorer.trace.middleware import TraceMiddleware
+
+__all__ = ["TraceMiddleware", "note"]
+
+
+def note(text: str) -> None:
+    """Say something on the current connection's trace, on a line of its own (nothing if untraced)."""
+    trace = current.get()
+    if trace is not None and trace.enabled:
+        trace.remark(text)

@@ -1,9 +1,13 @@
 """One connection's trace: what crossed the ASGI boundary, when, on which thread, and what it broke.
 
-This is the only part of the trace that runs on a consumer's path, so it does
-as little as it can: timestamps, the spec's checks (``rules``), daphne's notes
-(``server_notes``), a shallow copy of the event and a ``logging`` record handed
-to the queue. Making it readable happens later, on the listener thread.
+``TraceMiddleware`` makes one ``ConnectionTrace`` per WebSocket connection
+and wraps the server's ``receive`` and ``send`` with it; the hook in channels'
+dispatch (``dispatch``) tells it which consumer serves the connection and
+when each handler starts and ends, on which thread. This is the part of the
+trace on a consumer's path, so it does as little as it can: timestamps, the
+spec's checks (``rules``), the server's notes (``server_notes``), a shallow
+copy of the event and a ``logging`` record for the queue. Making it readable
+happens later, on the listener thread.
 """
 
 import asyncio
@@ -11,42 +15,52 @@ import itertools
 import logging
 import threading
 import time
-from contextlib import contextmanager, nullcontext
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from explorer.trace import server_notes
-from explorer.trace.config import TraceConfig, trace_config
-from explorer.trace.rules import INCOMING_TYPES, WebSocketRules, event_type_of
+from explorer.trace.config import TraceConfig
+from explorer.trace.display import printable
+from explorer.trace.entry import TraceEntry
+from explorer.trace.rules import WebSocketRules, event_type_of
 from explorer.trace.timing import Hold, blame, ledger
 
 logger = logging.getLogger("explorer.trace")
 
-NOT_TRACED = nullcontext()  # reusable: entering it does nothing
-# One sequence for both endpoints, so sc#3 and ac#4 tell which came first.
+# The connection whose ASGI call this is: set by TraceMiddleware, read by the
+# dispatch hook and by ``explorer.trace.note``. Tasks and asgiref's thread
+# hops carry it along.
+current: ContextVar["ConnectionTrace | None"] = ContextVar("explorer.trace.current", default=None)
+# One sequence for every connection, so #3 and #4 tell which came first.
 connection_numbers = itertools.count(1)
+MAX_NAME = 40  # a path used as a name is cut to this many characters
+MAX_PENDING = 20  # lines held until the scope is out; more are not kept
+# The scope key through which a consumer learns its connection's name (sc#3),
+# for instance to sign what it says in a room.
+SCOPE_KEY = "trace_connection"
 
 
-@dataclass(frozen=True, slots=True)
-class TraceEntry:
-    """What one trace line says. ``kind`` is scope, in, out, layer, done, note, error or exit."""
+@dataclass(slots=True)
+class Arrival:
+    """An event the consumer has received but not yet handled."""
 
-    connection: str
-    kind: str
-    seconds: float  # since the connection opened
-    event: dict | None
-    config: TraceConfig
-    thread: str | None = None
-    note: str | None = None
-    wait: float | None = None  # in: from arrival at the consumer to its handler's start
-    handler: float | None = None  # done: the handler's own time
-    slow: bool = False  # the wait reached config.slow_wait
-    violations: tuple = ()  # rules.Violation, each rule this event broke
-    notes: tuple = ()  # what the server does differently, or why the event waited
-    recorded: bool = False  # read back from a file: the event is already as shown
+    seconds: float
+    kind: str  # "in" from the server, "layer" from the channel layer
+    violations: tuple = ()
+    notes: tuple = ()
+    channel: str | None = None  # the consumer's channel, for a layer message
+    event: object = None  # the event itself, in case no handler ever takes it
 
-    @property
-    def endpoint(self):
-        return self.connection.partition("#")[0]
+
+@dataclass(slots=True)
+class Handling:
+    """A handler that is running: what it handles, since when, on which thread."""
+
+    event_type: str
+    summary: str
+    started: float
+    thread: str
+    looping: bool
 
 
 def on_event_loop():
@@ -59,47 +73,71 @@ def on_event_loop():
 
 def summary(event):
     """A handler's event in a few printable words, for blaming a wait on it."""
-    event_type = event.get("type", "?")
+    event_type = printable(str(event.get("type", "?")))
     text = event.get("text")
     if isinstance(text, str):
         return f"{event_type} {text[:40]!r}" + ("…" if len(text) > 40 else "")
-    return str(event_type)
+    return event_type
+
+
+def consumer_name(consumer_class):
+    """What the trace calls a consumer's connections: its ``trace_name``, else its class name."""
+    return getattr(consumer_class, "trace_name", None) or consumer_class.__name__
+
+
+def path_name(scope):
+    path = scope.get("path") if isinstance(scope, dict) else None
+    return printable(path)[:MAX_NAME] if isinstance(path, str) and path else "websocket"
+
+
+def shallow_copy(event):
+    # The consumer may change its dict after sending it; the trace shows it as it crossed.
+    return dict(event) if isinstance(event, dict) else event
 
 
 class ConnectionTrace:
-    """Traces one connection: its scope, each event in and out, how its consumer ended."""
+    """Traces one connection: its scope, each event in and out, its handlers, how it ended."""
 
-    def __init__(self, endpoint, scope, config=None, channel_name=lambda: None):
-        self.config = config or trace_config()
-        self.enabled = self.config.enabled and logger.isEnabledFor(logging.INFO)
-        self.endpoint = endpoint
-        self.connection = f"{endpoint}#{next(connection_numbers)}"
+    def __init__(self, scope, config: TraceConfig):
+        self.config = config
+        self.enabled = config.enabled and logger.isEnabledFor(logging.INFO)
+        self.number = next(connection_numbers)
+        self.name = f"{path_name(scope)}#{self.number}"  # until a consumer gives it its own
+        self.server_scope = scope
         self.opened = time.perf_counter()
-        self.handler_thread = None
-        self.channel_name = channel_name  # channels names the consumer's channel once it runs
-        self.arrivals = {}  # id(event) -> (seconds since open, violations, notes)
+        self.consumer = None  # the channels consumer class serving it, once one starts
+        self.scope_shown = False
+        self.pending = []  # what was said before the scope was out
+        self.consumer_seconds = 0.0  # when the application first touched the connection
+        self.running = None  # the Handling under way
+        self.arrivals = {}  # id(event) -> Arrival, until a handler takes it
         self.delivered = {}  # event type -> True once the server took one without raising
         if self.enabled:
             self.rules = WebSocketRules(scope)
-            self.emit("scope", dict(scope), violations=tuple(self.rules.scope_violations))
-
-    @property
-    def accepted(self):
-        return self.enabled and self.rules.accepted
 
     def seconds(self):
         return time.perf_counter() - self.opened
 
+    def thread(self):
+        """The thread to credit with what happens now: the running handler's, else this one."""
+        return self.running.thread if self.running else threading.current_thread().name
+
     def emit(self, kind, event, seconds=None, exc_info=None, **details):
+        seconds = self.seconds() if seconds is None else seconds
+        if not self.scope_shown and kind != "scope":
+            # Said before the application took the connection (by middleware):
+            # held until the scope is out, so the line has the connection's name.
+            if len(self.pending) < MAX_PENDING:
+                self.pending.append((kind, event, seconds, exc_info, details))
+            return
         entry = TraceEntry(
-            connection=self.connection,
+            connection=self.name,
             kind=kind,
-            seconds=self.seconds() if seconds is None else seconds,
+            seconds=seconds,
             event=event,
             config=self.config,
             **details,
         )
-        event_type = event_type_of(event)
         # makeRecord and handle, rather than logger.info: the caller's file and
         # line are always this method, and finding them costs a fifth of a record.
         record = logger.makeRecord(
@@ -108,11 +146,42 @@ class ConnectionTrace:
             __file__,
             0,
             "%s %s %s",
-            (self.connection, kind, event_type or details.get("note")),
+            (self.name, kind, event_type_of(event) or details.get("note")),
             exc_info,
             extra={"trace": entry},
         )
         logger.handle(record)
+
+    # The consumer.
+
+    def consumer_started(self, consumer, scope):
+        """A channels consumer takes the connection: it names it. Returns the scope to give it."""
+        self.consumer = type(consumer)
+        self.name = f"{printable(consumer_name(self.consumer))[:MAX_NAME]}#{self.number}"
+        if self.enabled:
+            self.show_scope(scope)
+        return {**scope, SCOPE_KEY: self.name}
+
+    def show_scope(self, scope=None):
+        """The scope, once: as the consumer got it (middleware adds keys), else as the server sent it."""
+        if self.scope_shown:
+            return
+        self.scope_shown = True
+        shown = {key: value for key, value in (scope or self.server_scope).items() if key != SCOPE_KEY}
+        consumer = self.consumer and f"{self.consumer.__module__}.{self.consumer.__qualname__}"
+        self.consumer_seconds = self.seconds()
+        self.emit(
+            "scope",
+            shown,
+            seconds=0.0,  # it came with the connection
+            violations=tuple(self.rules.scope_violations),
+            consumer=consumer,
+        )
+        for kind, event, seconds, exc_info, details in self.pending:
+            self.emit(kind, event, seconds, exc_info, **details)
+        self.pending = []
+
+    # The ASGI boundary.
 
     def wrap_receive(self, receive):
         async def traced_receive():
@@ -120,16 +189,25 @@ class ConnectionTrace:
             arrived = self.seconds()
             notes = tuple(server_notes.incoming(event, self.rules))
             violations = tuple(self.rules.incoming(event))
-            if event_type_of(event) in INCOMING_TYPES:
-                self.arrivals[id(event)] = (arrived, violations, notes)
-            else:  # no handler will run for it: trace it now
-                self.emit("in", shallow_copy(event), seconds=arrived, violations=violations, notes=notes)
+            if self.consumer is not None:  # its dispatch traces it, when a handler takes it
+                self.arrivals[id(event)] = Arrival(arrived, "in", violations, notes, event=event)
+            else:  # a plain ASGI application: it has it now
+                self.show_scope()
+                self.emit(
+                    "in",
+                    shallow_copy(event),
+                    seconds=arrived,
+                    thread=threading.current_thread().name,
+                    violations=violations,
+                    notes=notes,
+                )
             return event
 
         return traced_receive
 
     def wrap_send(self, send):
         async def traced_send(event):
+            self.show_scope()
             # Traced before it is sent, so an event the server refuses still shows.
             seconds = self.seconds()
             notes = tuple(server_notes.outgoing(event, self.rules, seconds))
@@ -138,7 +216,7 @@ class ConnectionTrace:
                 "out",
                 shallow_copy(event),
                 seconds=seconds,
-                thread=self.handler_thread,
+                thread=self.thread(),
                 violations=violations,
                 notes=notes,
             )
@@ -147,91 +225,132 @@ class ConnectionTrace:
 
         return traced_send
 
-    def handling(self, event):
-        """Context for a handler: traces the event, how long it waited, the thread and the handler's time."""
-        if not self.enabled:
-            return NOT_TRACED
-        return self._handling(event)
+    # Channels' dispatch.
 
-    @contextmanager
-    def _handling(self, event):
+    def handler_started(self, event):
+        """A handler is about to run for ``event``: trace the event, its wait and the thread."""
         started = self.seconds()
-        thread = self.handler_thread = threading.current_thread().name
+        thread = threading.current_thread().name
         looping = on_event_loop()
-        if id(event) in self.arrivals:
-            kind = "in"
-            arrived, violations, notes = self.arrivals.pop(id(event))
-            waited = started - arrived
-        else:
-            # From the channel layer, whose receive the trace does not wrap:
-            # when it arrived is unknown, so is its wait.
-            kind, arrived, violations, notes, waited = "layer", started, (), (), None
-            event = {**event, "channel": self.channel_name()}
-        slow = waited is not None and waited >= self.config.slow_wait
+        arrival = self.arrivals.pop(id(event), None)
+        event_type = event_type_of(event) or "?"
+        if arrival is None:  # dispatched by hand, or from a layer the trace does not wrap
+            kind = "in" if event_type.startswith("websocket.") else "layer"
+            arrival = Arrival(started, kind)
+        if event_type == "websocket.connect":
+            arrival.seconds = 0.0  # it was there when the connection arrived
+        waited = started - arrival.seconds
+        notes = arrival.notes
+        slow = waited >= self.config.slow_wait
         if slow:
-            holders = ledger.holders(self.opened + arrived, self.opened + started, self.connection)
-            notes = (blame(holders, waited, looping), *notes)
+            holders = ledger.holders(self.opened + arrival.seconds, self.opened + started, self.name)
+            before = self.consumer_seconds if event_type == "websocket.connect" else 0.0
+            notes = (blame(holders, waited, looping, before_consumer=before), *notes)
+        shown = shallow_copy(event)
+        if arrival.kind == "layer":
+            shown = {**event, "channel": arrival.channel}
         self.emit(
-            kind,
-            shallow_copy(event),
-            seconds=arrived,
+            arrival.kind,
+            shown,
+            seconds=arrival.seconds,
             thread=thread,
             wait=waited,
             slow=slow,
-            violations=violations,
+            violations=arrival.violations,
             notes=notes,
         )
-        try:
-            yield
-        finally:
-            ended = self.seconds()
-            if not looping:
-                hold = Hold(
-                    self.connection, summary(event), thread, self.opened + started, self.opened + ended
-                )
-                ledger.record(hold)
-            self.emit(
-                "done", {"type": event.get("type")}, seconds=ended, thread=thread, handler=ended - started
-            )
+        self.running = Handling(event_type, summary(event), started, thread, looping)
+        return self.running
 
-    def layer(self, operation, group, channel=None, message=None):
-        """A call the consumer makes on the channel layer: group_add, group_discard, group_send."""
-        if not self.enabled:
-            return
-        event = {"type": operation, "group": group}
-        if channel is not None:
-            event["channel"] = channel
-        if message is not None:
-            event["message"] = dict(message)
-        self.emit("layer", event, thread=threading.current_thread().name)
+    def handler_ended(self, handling, error=None):
+        """The handler has returned or raised."""
+        ended = self.seconds()
+        self.running = None
+        if not handling.looping:
+            ledger.record(
+                Hold(
+                    self.name,
+                    handling.summary,
+                    handling.thread,
+                    self.opened + handling.started,
+                    self.opened + ended,
+                )
+            )
+        self.emit(
+            "done",
+            {"type": handling.event_type},
+            seconds=ended,
+            thread=handling.thread,
+            handler=ended - handling.started,
+            note=handler_outcome(error),
+        )
+
+    def unhandled(self, event, problem):
+        """channels found no handler for ``event``: it raises ValueError, ending the consumer."""
+        arrival = self.arrivals.pop(id(event), None) or Arrival(self.seconds(), "in")
+        self.emit(
+            arrival.kind,
+            shallow_copy(event),
+            seconds=arrival.seconds,
+            thread=threading.current_thread().name,
+            violations=arrival.violations,
+            notes=(*arrival.notes, problem),
+        )
+
+    # The channel layer.
+
+    def layer_arrived(self, message, channel):
+        self.arrivals[id(message)] = Arrival(self.seconds(), "layer", channel=channel, event=message)
+
+    def layer_call(self, operation, fields):
+        """A call the consumer makes on the channel layer: group_add, group_discard, group_send, send."""
+        self.emit("layer", {"type": operation, **fields}, thread=self.thread())
 
     def remark(self, note):
-        """Something the consumer wants said in the trace, on a line of its own."""
-        if self.enabled:
-            self.emit("note", None, thread=threading.current_thread().name, note=note)
+        """Something worth saying about the connection, on a line of its own."""
+        self.emit("note", None, thread=self.thread(), note=note)
+
+    # The end.
 
     def exited(self, error=None):
-        """The consumer has returned, raised or been cancelled."""
+        """The application has returned, raised or been cancelled."""
+        self.show_scope()
+        for arrival in self.arrivals.values():
+            self.emit(
+                arrival.kind,
+                shallow_copy(arrival.event),
+                seconds=arrival.seconds,
+                violations=arrival.violations,
+                note="received but never handled: the consumer had stopped",
+            )
+        self.arrivals.clear()
+        who = "consumer" if self.consumer else "application"
         broken = self.rules.count
         tally = (
             f"{broken} ASGI rule violation{'s' if broken != 1 else ''}" if broken else "no ASGI rule broken"
         )
         if error is None:
-            self.emit("exit", None, note=f"consumer returned; {tally}")
+            self.emit("exit", None, note=f"{who} returned; {tally}")
         elif isinstance(error, asyncio.CancelledError):
-            self.emit("exit", None, note=f"consumer cancelled; {tally}")
+            self.emit("exit", None, note=f"{who} cancelled; {tally}")
         else:
             closing = self.delivered.get("websocket.close") or self.rules.disconnected
             outcome = server_notes.exception_outcome(self.delivered.get("websocket.accept"), closing)
             self.emit(
                 "error",
                 None,
-                thread=self.handler_thread,
-                note=f"consumer raised {type(error).__name__}; {outcome}; {tally}",
+                thread=self.thread(),
+                note=f"{who} raised {type(error).__name__}; {outcome}; {tally}",
                 exc_info=(type(error), error, error.__traceback__),
             )
 
 
-def shallow_copy(event):
-    # The consumer may change its dict after sending it; the trace shows it as it crossed.
-    return dict(event) if isinstance(event, dict) else event
+def handler_outcome(error):
+    """How a handler ended, when it did not simply return."""
+    if error is None:
+        return None
+    if type(error).__name__ == "StopConsumer":
+        return "raised StopConsumer: the consumer stops"
+    if isinstance(error, asyncio.CancelledError):
+        return "cancelled"
+    return f"raised {type(error).__name__}"

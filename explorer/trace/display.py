@@ -194,7 +194,11 @@ def jsonable(value):
     return value
 
 
-def scope_as_json(scope, show_credentials=False):
-    """The scope as the ``/scope`` command answers it: redacted like the trace."""
+def scope_as_json(scope, show_credentials=None):
+    """The scope as ``/scope`` answers it: redacted like the trace (``None``: as its setting says)."""
+    if show_credentials is None:
+        from explorer.trace.config import trace_config
+
+        show_credentials = trace_config().show_credentials
     config = ShownConfig(SCOPE_REPLY_LIMIT, show_credentials)
     return json.dumps(jsonable(shown_scope(scope, config)), indent=2, ensure_ascii=False)

@@ -143,10 +143,23 @@ class QueuedTraceHandler(QueueHandler):
             self.targets.append(JsonLinesTraceHandler(file))
         self.dropped = 0  # records lost to a full queue, all told
         self.reported = 0  # of which the console has been told
+        self.exiting = False
+        self.listen()
+        atexit.register(self.exit)
+
+    def listen(self):
         self.listener = TraceListener(self.queue, *self.targets, respect_handler_level=True)
         self.listener.start()
         self.listening = True
-        atexit.register(self.close)
+
+    def emit(self, record):
+        # logging.config.dictConfig closes every handler it finds, and
+        # django.setup() runs it again each time it is called (asgi.py's
+        # get_asgi_application does): a handler the explorer.trace app
+        # attached is still on its logger, so it listens again.
+        if not self.listening and not self.exiting:
+            self.listen()
+        super().emit(record)
 
     def prepare(self, record):
         # Records stay in this process, so skip QueueHandler's formatting (and
@@ -171,6 +184,10 @@ class QueuedTraceHandler(QueueHandler):
         for target in self.targets:
             target.flush()
 
+    def exit(self):
+        self.exiting = True
+        self.close()
+
     def close(self):
         if self.listening:
             self.listening = False
@@ -186,7 +203,6 @@ class QueuedTraceHandler(QueueHandler):
                     self.queue.put(notice, timeout=SENTINEL_TIMEOUT)
                     self.reported = self.dropped
                 self.listener.stop()
-        atexit.unregister(self.close)
         for target in self.targets:
             target.close()
         super().close()

@@ -17,10 +17,9 @@ import logging
 import traceback
 
 from explorer.trace.config import TraceConfig
-from explorer.trace.connection import TraceEntry
 from explorer.trace.display import REDACTED, Opaque, Redacted, Shortened
+from explorer.trace.entry import TraceEntry, Violation
 from explorer.trace.render import shown
-from explorer.trace.rules import Violation
 
 TAGS = ("$bytes", "$tuple", "$dict", "$redacted", "$shortened", "$repr")
 
@@ -88,7 +87,7 @@ def as_record(entry, shown_event, created=None, exc_info=None):
         "seconds": round(entry.seconds, 6),
         "event": encode(shown_event),
     }
-    for key in ("thread", "note", "wait", "handler"):
+    for key in ("thread", "note", "wait", "handler", "consumer"):
         value = getattr(entry, key)
         if value is not None:
             record[key] = round(value, 6) if isinstance(value, float) else value
@@ -118,9 +117,10 @@ def from_record(record, mode="compact"):
             note=record.get("note"),
             wait=record.get("wait"),
             handler=record.get("handler"),
+            consumer=record.get("consumer"),
             slow=bool(record.get("slow")),
             violations=tuple(
-                Violation(str(violation["rule"]), str(violation["problem"]))
+                Violation(str(violation["rule"]), str(violation["problem"]), str(violation.get("hint", "")))
                 for violation in record.get("violations", ())
             ),
             notes=tuple(map(str, record.get("notes", ()))),
@@ -171,6 +171,8 @@ class JsonLinesTraceHandler(logging.FileHandler):
         try:
             line = self.format(record)
             if line:
+                if self.stream is None:  # closed by a logging reconfiguration: open it again
+                    self.stream = self._open()
                 data = memoryview((line + "\n").encode("utf-8", "surrogatepass"))
                 while data:
                     data = data[self.stream.write(data) :]

@@ -17,7 +17,7 @@ from rich.text import Span, Text
 from rich.traceback import Traceback
 
 from explorer.trace.display import printable, shown_event, shown_scope
-from explorer.trace.timing import duration
+from explorer.trace.entry import duration
 
 # (arrow, style) per kind: incoming and outgoing look different at a glance.
 # Parsed once: a Style object renders faster than a style string.
@@ -61,7 +61,7 @@ def header(entry):
     arrow, style = KINDS.get(entry.kind, UNKNOWN_KIND)
     parts = [
         (f"{entry.seconds:8.3f}s ", DIM),
-        (f"{entry.connection:<6} ", BOLD),
+        (f"{printable(entry.connection):<6} ", BOLD),
         (f"{arrow} {entry.kind:<6}", style),
     ]
     if entry.kind in ("in", "out", "layer", "done"):
@@ -82,14 +82,13 @@ def remark_parts(entry):
     """A line per broken rule and per note, under the event they belong to, as (text, style) parts."""
     lines = []
     for violation in entry.violations:
-        problem = printable(violation.problem)[:MAX_NOTE]
-        lines.append(
-            [
-                (f"{INDENT}⚠ {violation.rule}", VIOLATION),
-                (f" {problem}", None),
-                (f" (hint: {violation.hint})", DIM),
-            ]
-        )
+        parts = [
+            (f"{INDENT}⚠ {printable(violation.rule)[:MAX_NOTE]}", VIOLATION),
+            (f" {printable(violation.problem)[:MAX_NOTE]}", None),
+        ]
+        if violation.hint:
+            parts.append((f" (hint: {printable(violation.hint)[:MAX_NOTE]})", DIM))
+        lines.append(parts)
     lines += [[(f"{INDENT}ℹ {printable(note)[:MAX_NOTE]}", NOTE)] for note in entry.notes]
     return lines
 

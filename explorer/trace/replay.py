@@ -13,9 +13,9 @@ from rich.table import Table
 from rich.text import Text
 
 from explorer.trace.display import printable
+from explorer.trace.entry import duration
 from explorer.trace.recording import from_record
 from explorer.trace.render import DIM, KINDS, UNKNOWN_KIND, shown, styled
-from explorer.trace.timing import duration
 
 # What a diff compares: the protocol's events and how the consumer ended,
 # not the scope (its path and client port always differ) nor timings.

@@ -10,7 +10,8 @@ Spec: https://asgi.readthedocs.io/en/latest/specs/www.html#websocket
 """
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+
+from explorer.trace.entry import Violation
 
 # rule id: (what the rule says, a hint for fixing it)
 RULES = {
@@ -86,16 +87,9 @@ NEVER_SENT_CODES = {1004, 1005, 1006, 1015}
 MAX_CLOSE_REASON_BYTES = 123
 
 
-@dataclass(frozen=True, slots=True)
-class Violation:
-    """One rule one event broke: its id, what exactly is wrong, and a hint."""
-
-    rule: str
-    problem: str
-
-    @property
-    def hint(self):
-        return RULES[self.rule][1]
+def broke(rule, problem):
+    """The violation of ``rule``, with what exactly is wrong and the rule's hint."""
+    return Violation(rule, problem, RULES[rule][1])
 
 
 def event_type_of(event):
@@ -143,16 +137,14 @@ def payload_problem(event):
 
 def scope_problems(scope):
     if not isinstance(scope, Mapping):
-        return [Violation("scope.type", f"the scope is a {type_name(scope)}, not a dict")]
+        return [broke("scope.type", f"the scope is a {type_name(scope)}, not a dict")]
     found = []
     if scope.get("type") != "websocket":
-        found.append(Violation("scope.type", f"type is {type_repr(scope.get('type'))}"))
-    found += [
-        Violation("scope.required", f"{key} is missing") for key in ("path", "headers") if key not in scope
-    ]
+        found.append(broke("scope.type", f"type is {type_repr(scope.get('type'))}"))
+    found += [broke("scope.required", f"{key} is missing") for key in ("path", "headers") if key not in scope]
 
     def wrong(key, expected):
-        found.append(Violation("scope.field-type", f"{key} is a {type_name(scope[key])}, not {expected}"))
+        found.append(broke("scope.field-type", f"{key} is a {type_name(scope[key])}, not {expected}"))
 
     for key, kind, expected in [
         ("path", str, "str"),
@@ -171,12 +163,12 @@ def scope_problems(scope):
         and not isinstance(scope["headers"], (str, bytes, Mapping))
         and all(is_byte_pair(pair) for pair in scope["headers"])
     ):
-        found.append(Violation("scope.field-type", "headers are not all [bytes, bytes] pairs"))
+        found.append(broke("scope.field-type", "headers are not all [bytes, bytes] pairs"))
     subprotocols = scope.get("subprotocols")
     if subprotocols is not None and (
         isinstance(subprotocols, (str, bytes)) or not all(isinstance(name, str) for name in subprotocols)
     ):
-        found.append(Violation("scope.field-type", "subprotocols are not all str"))
+        found.append(broke("scope.field-type", "subprotocols are not all str"))
     for key in ("client", "server"):
         address = scope.get(key)
         if address is not None and not (
@@ -211,20 +203,20 @@ class WebSocketRules:
         event_type = event_type_of(event)
         if event_type not in INCOMING_TYPES:
             shown = event.get("type") if isinstance(event, Mapping) else event
-            return self.counted([Violation("event.type", f"a server does not send {type_repr(shown)}")])
+            return self.counted([broke("event.type", f"a server does not send {type_repr(shown)}")])
         found = []
         if event_type == "websocket.connect":
             if self.connected:
-                found.append(Violation("state.connect-first", "websocket.connect came twice"))
+                found.append(broke("state.connect-first", "websocket.connect came twice"))
             self.connected = True
         elif not self.connected:
-            found.append(Violation("state.connect-first", f"{event_type} came before websocket.connect"))
+            found.append(broke("state.connect-first", f"{event_type} came before websocket.connect"))
         if event_type == "websocket.receive" and (problem := payload_problem(event)):
-            found.append(Violation("receive.payload", problem))
+            found.append(broke("receive.payload", problem))
         if event_type == "websocket.disconnect":
             code = event.get("code")
             if not isinstance(code, int) or isinstance(code, bool):
-                found.append(Violation("disconnect.code", f"code is {type_repr(code)}"))
+                found.append(broke("disconnect.code", f"code is {type_repr(code)}"))
             self.disconnected = True
         return self.counted(found)
 
@@ -233,21 +225,17 @@ class WebSocketRules:
         event_type = event_type_of(event)
         if event_type in DENIAL_TYPES and not self.denial_response:
             return self.counted(
-                [
-                    Violation(
-                        "event.type", f"{event_type} needs the server's websocket.http.response extension"
-                    )
-                ]
+                [broke("event.type", f"{event_type} needs the server's websocket.http.response extension")]
             )
         if event_type not in OUTGOING_TYPES and event_type not in DENIAL_TYPES:
             shown = event.get("type") if isinstance(event, Mapping) else event
-            return self.counted([Violation("event.type", f"an application does not send {type_repr(shown)}")])
+            return self.counted([broke("event.type", f"an application does not send {type_repr(shown)}")])
         found = self.order_problems(event_type)
         if event_type == "websocket.accept":
             found += self.accept_problems(event)
             self.accepted = True
         elif event_type == "websocket.send" and (problem := payload_problem(event)):
-            found.append(Violation("send.payload", problem))
+            found.append(broke("send.payload", problem))
         elif event_type == "websocket.close":
             found += close_problems(event)
             if not self.accepted:
@@ -257,29 +245,27 @@ class WebSocketRules:
 
     def order_problems(self, event_type):
         if self.disconnected:
-            return [Violation("state.after-disconnect", f"{event_type} after websocket.disconnect")]
+            return [broke("state.after-disconnect", f"{event_type} after websocket.disconnect")]
         if self.close_sent:
-            return [Violation("state.after-close", f"{event_type} after websocket.close")]
+            return [broke("state.after-close", f"{event_type} after websocket.close")]
         if event_type == "websocket.accept":
             if self.accepted:
-                return [Violation("state.accept-twice", "websocket.accept was already sent")]
+                return [broke("state.accept-twice", "websocket.accept was already sent")]
             if not self.connected:
-                return [Violation("state.accept-before-connect", "websocket.connect has not been received")]
+                return [broke("state.accept-before-connect", "websocket.connect has not been received")]
         elif event_type == "websocket.send" and not self.accepted:
-            return [Violation("state.send-before-accept", "the connection has not been accepted")]
+            return [broke("state.send-before-accept", "the connection has not been accepted")]
         return []
 
     def accept_problems(self, event):
         found = []
         subprotocol = event.get("subprotocol")
         if subprotocol is not None and not isinstance(subprotocol, str):
-            found.append(Violation("accept.subprotocol", f"subprotocol is a {type_name(subprotocol)}"))
+            found.append(broke("accept.subprotocol", f"subprotocol is a {type_name(subprotocol)}"))
         elif subprotocol is not None and subprotocol not in self.offered:
             offered = type_repr(self.offered, limit=200) if self.offered else "none"
             found.append(
-                Violation(
-                    "accept.subprotocol", f"{type_repr(subprotocol)} was not offered (offered: {offered})"
-                )
+                broke("accept.subprotocol", f"{type_repr(subprotocol)} was not offered (offered: {offered})")
             )
         headers = event.get("headers")
         if headers is None:
@@ -287,17 +273,15 @@ class WebSocketRules:
         if isinstance(headers, (str, bytes, Mapping)) or not isinstance(headers, Iterable):
             return [
                 *found,
-                Violation("accept.headers", f"headers is a {type_name(headers)}, not a list of pairs"),
+                broke("accept.headers", f"headers is a {type_name(headers)}, not a list of pairs"),
             ]
         for pair in headers:
             if not is_byte_pair(pair):
-                found.append(Violation("accept.headers", f"{type_repr(pair)} is not a [bytes, bytes] pair"))
+                found.append(broke("accept.headers", f"{type_repr(pair)} is not a [bytes, bytes] pair"))
             elif pair[0] != pair[0].lower():
-                found.append(
-                    Violation("accept.headers", f"header name {type_repr(pair[0])} is not lowercase")
-                )
+                found.append(broke("accept.headers", f"header name {type_repr(pair[0])} is not lowercase"))
             elif pair[0] == b"sec-websocket-protocol":
-                found.append(Violation("accept.headers", "sec-websocket-protocol is set as a header"))
+                found.append(broke("accept.headers", "sec-websocket-protocol is set as a header"))
         return found
 
 
@@ -305,13 +289,13 @@ def close_problems(event):
     found = []
     code = event.get("code", 1000)
     if not isinstance(code, int) or isinstance(code, bool):
-        found.append(Violation("close.code", f"code is a {type_name(code)}, not int"))
+        found.append(broke("close.code", f"code is a {type_name(code)}, not int"))
     elif not is_close_code(code):
-        found.append(Violation("close.code", f"{code} is not a close code an endpoint may send"))
+        found.append(broke("close.code", f"{code} is not a close code an endpoint may send"))
     reason = event.get("reason")
     if reason is not None and not isinstance(reason, str):
-        found.append(Violation("close.reason", f"reason is a {type_name(reason)}, not str"))
+        found.append(broke("close.reason", f"reason is a {type_name(reason)}, not str"))
     elif reason is not None and len(reason.encode("utf-8", "surrogatepass")) > MAX_CLOSE_REASON_BYTES:
         size = len(reason.encode("utf-8", "surrogatepass"))
-        found.append(Violation("close.reason", f"reason is {size} bytes of UTF-8"))
+        found.append(broke("close.reason", f"reason is {size} bytes of UTF-8"))
     return found

@@ -12,6 +12,8 @@ import threading
 from collections import deque
 from dataclasses import dataclass
 
+from explorer.trace.entry import duration
+
 
 @dataclass(frozen=True, slots=True)
 class Hold:
@@ -45,19 +47,20 @@ class SyncThreadLedger:
 ledger = SyncThreadLedger()
 
 
-def duration(seconds):
-    """A short human reading of a duration: 1.902s, 12.3ms, 210µs."""
-    if seconds >= 1:
-        return f"{seconds:.3f}s"
-    if seconds >= 0.001:
-        return f"{seconds * 1000:.1f}ms"
-    return f"{seconds * 1_000_000:.0f}µs"
+def blame(holds, waited, on_event_loop, before_consumer=0.0):
+    """Why an event waited ``waited`` seconds, given who held the sync thread meanwhile.
 
-
-def blame(holds, waited, on_event_loop):
-    """Why an event waited ``waited`` seconds, given who held the sync thread meanwhile."""
+    ``before_consumer`` is the part of a connect's wait that passed before the
+    consumer even started: the middleware in front of it was running.
+    """
+    ahead = (
+        f" ({duration(before_consumer)} of it before the consumer started: middleware in front of it, "
+        "such as AuthMiddlewareStack's user lookup, hops onto the sync thread too)"
+        if before_consumer >= 0.01
+        else ""
+    )
     if not holds:
-        return f"waited {duration(waited)} before its handler started"
+        return f"waited {duration(waited)} before its handler started{ahead}"
     names = ", ".join(
         f"{hold.connection} ({hold.event}, {duration(hold.end - hold.start)})" for hold in holds[-3:]
     )
@@ -66,4 +69,4 @@ def blame(holds, waited, on_event_loop):
         if on_event_loop
         else "SyncConsumer handlers take turns on that one thread"
     )
-    return f"waited {duration(waited)} for the sync thread, held by {names}: {why}"
+    return f"waited {duration(waited)} for the sync thread, held by {names}{ahead}: {why}"

@@ -285,11 +285,16 @@ async def test_a_refused_origin_is_traced_with_the_reason(endpoint, trace):
     accepted, _ = await client.connect()  # the close before accepting: HTTP 403 under daphne
     assert not accepted
     await client.disconnect()
-    [connection] = {r["connection"] for r in trace.records()}
-    assert connection.startswith(f"{endpoint}#")
-    kinds = [r["kind"] for r in trace.records()]
-    assert kinds[:3] == ["scope", "in", "note"]
+    records = trace.records()
+    [connection] = {r["connection"] for r in records}
+    # channels' own denier refuses it, traced like any consumer; the scope says where it knocked.
+    assert connection.startswith("WebsocketDenier#")
+    assert records[0]["event"]["path"] == f"/ws/{endpoint}/"
+    kinds = [r["kind"] for r in records]
+    assert kinds[:3] == ["scope", "note", "in"]
     assert "origin 'http://evil.example' is not one of ALLOWED_HOSTS" in trace.text()
+    [close] = [r for r in records if r["kind"] == "out"]
+    assert close["event"] == {"type": "websocket.close"}
 
 
 async def test_an_allowed_origin_and_no_origin_reach_the_consumer(endpoint):

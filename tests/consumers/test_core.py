@@ -244,7 +244,7 @@ def test_bad_connect_options_are_reported_after_accepting(query, error):
 def test_rooms_join_say_and_leave():
     from consumers.core import Join, Leave, Publish
 
-    c = ExplorerCore({"type": "websocket"}, name="sc#7")
+    c = ExplorerCore({"type": "websocket", "trace_connection": "sc#7"})
     assert receive(c, "/join lobby") == [
         Join("lobby"),
         Send({"type": "websocket.send", "text": "joined lobby"}),

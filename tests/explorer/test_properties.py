@@ -11,10 +11,10 @@ from rich.console import Console
 
 from consumers.core import Block, DeliberateError, ExplorerCore, Join, Leave, Publish, Send, Sleep, Whoami
 from explorer.trace.config import TraceConfig
-from explorer.trace.connection import TraceEntry
+from explorer.trace.entry import TraceEntry, Violation
 from explorer.trace.recording import decode, encode
 from explorer.trace.render import compact, plain, render
-from explorer.trace.rules import Violation, WebSocketRules
+from explorer.trace.rules import WebSocketRules, broke
 
 # CI runs the same examples every time (derandomize); a developer's run explores new ones.
 PROPERTIES = settings(
@@ -89,7 +89,8 @@ def deep(levels):
 @example(text="/close 4000 " + "é" * 200)
 @example(text=MEGABYTE)
 def test_the_core_answers_any_text_without_raising(text):
-    core = ExplorerCore({"type": "websocket", "query_string": b"", "subprotocols": []}, name="sc#1")
+    scope = {"type": "websocket", "query_string": b"", "subprotocols": [], "trace_connection": "sc#1"}
+    core = ExplorerCore(scope)
     core.connect()
     try:
         actions = list(core.receive({"type": "websocket.receive", "text": text}))
@@ -144,7 +145,7 @@ def console_output(renderables):
 def test_the_trace_renders_anything_without_raising(event, mode, kind):
     config = TraceConfig(mode=mode, max_payload=64)
     notes = ("note [bold]x[/bold] \x1b[31m",)
-    violations = (Violation("send.payload", "problem \x1b[2J [red]x[/red]"),)
+    violations = (broke("send.payload", "problem \x1b[2J [red]x[/red]"),)
     entry = TraceEntry(
         "sc#1", kind, 0.5, event, config, thread="T\x1b[1m", notes=notes, violations=violations
     )

@@ -8,8 +8,8 @@ import pytest
 from rich.console import Console
 
 from explorer.trace.config import TraceConfig
-from explorer.trace.connection import TraceEntry
 from explorer.trace.display import REDACTED, shown_event, shown_scope
+from explorer.trace.entry import TraceEntry
 from explorer.trace.render import header, render, styled
 
 COMPACT = TraceConfig(mode="compact", max_payload=50)
@@ -119,11 +119,11 @@ def test_colour_output_keeps_client_markup_literal():
 
 @pytest.mark.parametrize("config", [COMPACT, FULL])
 def test_broken_rules_and_notes_show_under_their_event_with_the_hint(config):
-    from explorer.trace.rules import RULES, Violation
+    from explorer.trace.rules import RULES, broke
 
     hostile = "\x1b[31m[bold]X-A[/bold]"
     event = {"type": "websocket.accept", "headers": [(hostile.encode(), b"1")]}
-    violation = Violation("accept.headers", f"header name {hostile.encode()!r} is not lowercase")
+    violation = broke("accept.headers", f"header name {hostile.encode()!r} is not lowercase")
     text = output(render(entry("out", event, config, violations=(violation,), notes=(f"note {hostile}",))))
     lines = text.splitlines()
     [rule_line] = [line for line in lines if "⚠ accept.headers" in line]

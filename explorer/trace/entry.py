@@ -1,0 +1,55 @@
+"""What one trace line says: the record both halves of the trace share.
+
+The consumer's side (``connection``) makes entries; the listener's side
+(``render``, ``recording``, ``replay``) reads them, and never needs the other.
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+from explorer.trace.config import TraceConfig
+
+KINDS = ("scope", "in", "out", "layer", "done", "note", "error", "exit")
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """One rule one event broke: its id, what exactly is wrong, and a hint."""
+
+    rule: str
+    problem: str
+    hint: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TraceEntry:
+    """One line of the trace. ``kind`` is one of ``KINDS``."""
+
+    connection: str  # Name#N: the consumer's class (or trace_name), else the path, and a number
+    kind: str
+    seconds: float  # since the connection arrived
+    event: Any
+    config: TraceConfig
+    thread: str | None = None
+    note: str | None = None
+    wait: float | None = None  # in: from arrival to its handler's start
+    handler: float | None = None  # done: the handler's own time
+    slow: bool = False  # the wait reached config.slow_wait
+    violations: tuple[Violation, ...] = ()
+    notes: tuple[str, ...] = ()  # what the server does differently, or why the event waited
+    consumer: str | None = None  # scope: the consumer's dotted class path, when one ran
+    recorded: bool = False  # read back from a file: the event is already as shown
+
+    @property
+    def endpoint(self) -> str:
+        """The name part of ``connection``: ``sc``, ``ChatConsumer``, ``/ws/chat/``."""
+        return self.connection.rpartition("#")[0]
+
+
+def duration(seconds: float) -> str:
+    """A short human reading of a duration: 1.902s, 12.3ms, 210µs."""
+    if seconds >= 1:
+        return f"{seconds:.3f}s"
+    if seconds >= 0.001:
+        return f"{seconds * 1000:.1f}ms"
+    return f"{seconds * 1_000_000:.0f}µs"

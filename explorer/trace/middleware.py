@@ -1,0 +1,47 @@
+"""``TraceMiddleware``: the trace at the ASGI boundary, around any WebSocket application.
+
+Put it outermost around the WebSocket side of ``asgi.py``, as uvicorn puts
+its message logger around an application::
+
+    "websocket": TraceMiddleware(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
+
+Every WebSocket connection then gets a ``ConnectionTrace``: the server's
+``receive`` and ``send`` are wrapped, so the trace sees exactly the event
+dicts that cross, and the connection is made current for the dispatch hook,
+which adds what only channels knows (the consumer, each handler's thread
+and time). An application with no channels behind it is traced at the
+boundary alone. HTTP and lifespan pass straight through.
+"""
+
+from dataclasses import replace
+
+from explorer.trace.config import trace_config
+from explorer.trace.connection import ConnectionTrace, current
+
+
+class TraceMiddleware:
+    """Traces each WebSocket connection of ``app``; ``mode`` overrides EXPLORER_TRACE's MODE."""
+
+    def __init__(self, app, mode: str | None = None):
+        self.app = app
+        self.mode = mode
+
+    async def __call__(self, scope, receive, send):
+        if scope.get("type") != "websocket" or current.get() is not None:
+            return await self.app(scope, receive, send)  # not a WebSocket, or traced further out
+        config = trace_config()
+        trace = ConnectionTrace(scope, replace(config, mode=self.mode) if self.mode else config)
+        token = current.set(trace)
+        try:
+            if not trace.enabled:
+                return await self.app(scope, receive, send)
+            try:
+                result = await self.app(scope, trace.wrap_receive(receive), trace.wrap_send(send))
+            except BaseException as error:
+                # Traced, then left to the server, which does what it always does.
+                trace.exited(error)
+                raise
+            trace.exited()
+            return result
+        finally:
+            current.reset(token)
