@@ -101,14 +101,14 @@ def trace(tmp_path):
 class DaphneServer:
     """A real daphne process serving the explorer on a free loopback port."""
 
-    def __init__(self, recording, application="explorer.asgi:application", **env):
+    def __init__(self, recording, application="explorer.asgi:application", cwd=ROOT, **env):
         self.lines = []
         self.recording = recording
         self.tags = itertools.count(1)
         env = {"EXPLORER_TRACE_FILE": str(recording), **env}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", "0", application],
-            cwd=ROOT,
+            cwd=cwd,
             env={**os.environ, "DJANGO_SETTINGS_MODULE": "explorer.settings", "PYTHONUNBUFFERED": "1", **env},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -129,9 +129,12 @@ def shown_event(event, config):
     """An ASGI event dict as the trace shows it."""
     if not isinstance(event, dict):
         return shown(event, config.max_payload)
+    names = max(config.max_payload, MIN_KEY_LIMIT)  # field names and the event type stay whole
     return {
-        shown(key, max(config.max_payload, MIN_KEY_LIMIT)): (
-            shown_headers(value, config) if key == "headers" else shown(value, config.max_payload)
+        shown(key, names): (
+            shown_headers(value, config)
+            if key == "headers"
+            else shown(value, names if key == "type" else config.max_payload)
         )
         for key, value in islice(event.items(), MAX_ITEMS)
     }

@@ -22,19 +22,49 @@ from explorer.trace.render import DIM, KINDS, UNKNOWN_KIND, shown, styled
 COMPARED_KINDS = ("in", "out", "layer", "error", "exit")
 
 
+def names_of(records):
+    """Every name each connection goes by, from its scope record: what ``-c`` and ``-e`` match.
+
+    A connection ``ChatConsumer#3`` of ``chat.consumers.ChatConsumer`` at
+    ``/ws/chat/lobby/`` answers to ``ChatConsumer#3``, ``/ws/chat/lobby/#3``,
+    ``#3`` and ``3`` as a connection, and to ``ChatConsumer``,
+    ``chat.consumers.ChatConsumer`` and ``/ws/chat/lobby/`` as an endpoint.
+    """
+    names = {}
+    for record in records:
+        connection = record.get("connection")
+        if not isinstance(connection, str) or connection in names:
+            continue
+        label, _, number = connection.rpartition("#")
+        connections, endpoints = {connection, f"#{number}", number}, {label}
+        if record.get("kind") == "scope":
+            event = record.get("event") if isinstance(record.get("event"), dict) else {}
+            consumer, path = record.get("consumer"), event.get("path")
+            if isinstance(path, str):
+                connections.add(f"{path}#{number}")
+                endpoints.add(path)
+            if isinstance(consumer, str):
+                endpoints |= {consumer, consumer.rpartition(".")[2]}
+                connections.add(f"{consumer.rpartition('.')[2]}#{number}")
+        names[connection] = (connections, endpoints)
+    return names
+
+
 @dataclass
 class Selection:
     """Which records to show; an empty set lets everything through."""
 
     connections: set = field(default_factory=set)
-    endpoints: set = field(default_factory=set)
+    endpoints: set = field(default_factory=set)  # a name, consumer class (dotted or not) or path
     types: set = field(default_factory=set)  # event types or kinds: websocket.receive, receive, scope, error
     violations_only: bool = False
+    names: dict = field(default_factory=dict)  # connection -> (its connection names, its endpoint names)
 
     def admits(self, record):
-        if self.connections and record.get("connection") not in self.connections:
+        connections, endpoints = self.names.get(record.get("connection"), ((), ()))
+        if self.connections and not (self.connections & {record.get("connection"), *connections}):
             return False
-        if self.endpoints and record.get("endpoint") not in self.endpoints:
+        if self.endpoints and not (self.endpoints & {record.get("endpoint"), *endpoints}):
             return False
         if self.violations_only and not record.get("violations"):
             return False

@@ -147,3 +147,68 @@ async def test_credentials_stay_redacted_in_the_recording(endpoint, trace):
     assert "s3cr3t" not in recorded
     assert '{"$redacted": true}' in recorded
     assert "s3cr3t" not in trace_command(trace.flushed(), "--mode", "full")
+
+
+def pytest_module(trace, connection):
+    out = StringIO()
+    call_command("trace", str(trace.flushed()), "--pytest", connection, stdout=out)
+    return out.getvalue()
+
+
+def loaded(source):
+    namespace = {}
+    exec(compile(source, "test_replay.py", "exec"), namespace)  # the module we just made
+    return namespace
+
+
+async def test_a_recorded_connection_becomes_a_test_that_passes(trace, endpoint):
+    await session(endpoint, ["hello", "/bytes hi", "/burst 2 8", "/help"])
+    [connection] = connection_ids(trace)
+    source = pytest_module(trace, connection)
+    assert f"Replay of {connection}" in source
+    assert "WebsocketCommunicator" in source
+    module = loaded(source)
+    steps = module["STEPS"]
+    assert [event["type"] for event, _ in steps] == [
+        "websocket.connect",
+        *["websocket.receive"] * 4,
+        "websocket.disconnect",
+    ]
+    assert steps[2] == (
+        {"type": "websocket.receive", "text": "/bytes hi"},
+        [{"type": "websocket.send", "bytes": b"hi"}],
+    )
+    await module["replay"]()  # what the generated test runs
+
+
+async def test_the_replay_fails_when_the_consumer_answers_differently(trace, endpoint):
+    await session(endpoint, ["hello"])
+    [connection] = connection_ids(trace)
+    source = pytest_module(trace, connection).replace("'text': 'hello'}]", "'text': 'goodbye'}]")
+    with pytest.raises(AssertionError, match="recorded"):
+        await loaded(source)["replay"]()
+
+
+async def test_shortened_replies_match_by_their_start_and_length_and_redacted_headers_are_left_out(
+    trace, endpoint
+):
+    from django.test import override_settings
+
+    with override_settings(EXPLORER_TRACE={"MODE": "compact", "MAX_PAYLOAD": 16}):
+        await session(endpoint, ["/burst 2 100"], headers=[(b"cookie", b"sessionid=s3cr3t")])
+    [connection] = connection_ids(trace)
+    source = pytest_module(trace, connection)
+    assert "s3cr3t" not in source
+    assert "left out: 'cookie'" in source
+    assert "Shortened('1/2 ............', 100)" in source
+    await loaded(source)["replay"]()
+
+
+async def test_a_message_the_recording_shortened_cannot_be_replayed(trace, endpoint):
+    from django.test import override_settings
+
+    with override_settings(EXPLORER_TRACE={"MODE": "compact", "MAX_PAYLOAD": 16}):
+        await session(endpoint, ["x" * 100])
+    [connection] = connection_ids(trace)
+    with pytest.raises(CommandError, match="shortened what the client sent"):
+        pytest_module(trace, connection)

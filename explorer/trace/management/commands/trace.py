@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 from rich.console import Console
 from rich.text import Text
 
-from explorer.trace import recording, replay
+from explorer.trace import recording, regression, replay
 from explorer.trace.display import printable
 from explorer.trace.handlers import RichTraceHandler
 from explorer.trace.render import dropped, render
@@ -23,9 +23,20 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("file", help="the recording; - reads standard input")
         parser.add_argument(
-            "-c", "--connection", action="append", default=[], help="only this connection (sc#1); repeatable"
+            "-c",
+            "--connection",
+            action="append",
+            default=[],
+            help="only this connection: sc#1, ChatConsumer#3, /ws/chat/lobby/#3 or #3; repeatable",
         )
-        parser.add_argument("-e", "--endpoint", action="append", default=[], choices=["sc", "ac"])
+        parser.add_argument(
+            "-e",
+            "--endpoint",
+            action="append",
+            default=[],
+            help="only connections of this consumer or path: sc, ChatConsumer, chat.consumers.ChatConsumer, "
+            "/ws/chat/lobby/; repeatable",
+        )
         parser.add_argument(
             "-t",
             "--type",
@@ -37,6 +48,12 @@ class Command(BaseCommand):
         parser.add_argument("--violations", action="store_true", help="only records that broke an ASGI rule")
         parser.add_argument("--mode", choices=["compact", "full"], default="compact")
         parser.add_argument("--diff", nargs=2, metavar=("A", "B"), help="line up connections A and B")
+        parser.add_argument(
+            "--pytest",
+            metavar="CONNECTION",
+            help="write a pytest module that replays this connection's client side and expects "
+            "the same events back",
+        )
         parser.add_argument("--width", type=int, help="console width (default: the terminal's)")
 
     def handle(self, *args, **options):
@@ -51,6 +68,8 @@ class Command(BaseCommand):
             file=self.stdout._out, markup=False, emoji=False, highlight=False, width=options["width"]
         )
         records, skipped = self.read(options["file"])
+        if options["pytest"]:
+            return self.pytest_module(records, options["pytest"], options["file"])
         if options["diff"]:
             return self.diff(records, *options["diff"])
         selection = replay.Selection(
@@ -58,6 +77,7 @@ class Command(BaseCommand):
             endpoints=set(options["endpoint"]),
             types=set(options["type"]),
             violations_only=options["violations"],
+            names=replay.names_of(records),
         )
         self.show(records, selection, options["mode"], skipped)
 
@@ -104,8 +124,25 @@ class Command(BaseCommand):
             summary += f" · {len(skipped):,} lines skipped (not trace records)"
         self.console.print(Text(summary, style="bold"), soft_wrap=True)
 
+    def pytest_module(self, records, name, source):
+        names = replay.names_of(records)
+        picked = [r for r in records if replay.Selection(connections={name}, names=names).admits(r)]
+        connections = {r.get("connection") for r in picked}
+        if len(connections) > 1:
+            listed = ", ".join(sorted(connections))
+            raise CommandError(f"{name} names {len(connections)} connections: {listed}")
+        try:
+            text = regression.module(picked, connections.pop() if connections else name, source)
+        except regression.NotReplayableError as error:
+            raise CommandError(f"cannot replay {name}: {error}") from None
+        self.stdout.write(text, ending="")
+
     def diff(self, records, name_a, name_b):
-        picked = {name: [r for r in records if r.get("connection") == name] for name in (name_a, name_b)}
+        names = replay.names_of(records)
+        picked = {
+            name: [r for r in records if replay.Selection(connections={name}, names=names).admits(r)]
+            for name in (name_a, name_b)
+        }
         for name, found in picked.items():
             if not found:
                 known = sorted({str(r.get("connection")) for r in records})
