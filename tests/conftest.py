@@ -8,17 +8,15 @@ import logging
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
 from rich.console import Console
 
+from explorer.serving import SERVERS, RunningServer
 from explorer.trace.handlers import QueuedTraceHandler
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -98,51 +96,20 @@ def trace(tmp_path):
     capture.handler.close()
 
 
-class DaphneServer:
-    """A real daphne process serving the explorer on a free loopback port."""
+class TracedServer(RunningServer):
+    """A real server process (``explorer.serving``) serving a traced app, with what the tests ask of it."""
 
-    def __init__(self, recording, application="explorer.asgi:application", cwd=ROOT, **env):
-        self.lines = []
+    def __init__(self, kind, recording, application="explorer.asgi:application", cwd=ROOT, **env):
         self.recording = recording
         self.tags = itertools.count(1)
-        env = {"EXPLORER_TRACE_FILE": str(recording), **env}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", "0", application],
-            cwd=cwd,
-            env={**os.environ, "DJANGO_SETTINGS_MODULE": "explorer.settings", "PYTHONUNBUFFERED": "1", **env},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            encoding="utf-8",
-            errors="backslashreplace",
-        )
-        self.reader = threading.Thread(target=self.read, daemon=True)
-        self.reader.start()
-        listening = self.wait_for(r"Listening on TCP address 127\.0\.0\.1:(\d+)", timeout=30)
-        self.port = int(re.search(r"127\.0\.0\.1:(\d+)", listening).group(1))
-
-    def read(self):
-        for line in self.process.stdout:
-            self.lines.append(line.rstrip("\n"))
+        super().__init__(kind, application, cwd=cwd, env={"EXPLORER_TRACE_FILE": str(recording), **env})
 
     def url(self, endpoint, query=""):
         return f"ws://127.0.0.1:{self.port}/ws/{endpoint}/" + (f"?{query}" if query else "")
 
-    def wait_for(self, pattern, timeout=10, start=0):
-        """The first output line from ``start`` on that matches ``pattern``."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for line in self.lines[start:]:
-                if re.search(pattern, line):
-                    return line
-            if self.process.poll() is not None:
-                raise RuntimeError("daphne exited:\n" + "\n".join(self.lines[-40:]))
-            time.sleep(0.02)
-        raise TimeoutError(f"no line matching {pattern!r}; last lines:\n" + "\n".join(self.lines[-40:]))
-
     def connection_of(self, client_port):
         """The trace's id (sc#N) for the connection from this client port."""
-        line = self.wait_for(rf"● scope .*'client': \['127\.0\.0\.1', {client_port}\]")
+        line = self.wait_for(rf"● scope .*'client': [\[(]'127\.0\.0\.1', '?{client_port}'?[\])]")
         return TRACE_LINE.match(line)["connection"]
 
     def trace_of(self, connection, until_kind="exit", timeout=10):
@@ -176,29 +143,42 @@ class DaphneServer:
             time.sleep(0.02)
         raise TimeoutError(f"{connection} has not exited; last lines:\n" + "\n".join(self.lines[-40:]))
 
-    def stop(self):
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.reader.join(timeout=5)
+
+def DaphneServer(recording, application="explorer.asgi:application", cwd=ROOT, **env):  # noqa: N802
+    return TracedServer("daphne", recording, application, cwd, **env)
 
 
 WIRE_ENV = {"EXPLORER_TRACE": "compact", "EXPLORER_TRACE_MAX_PAYLOAD": "64", "COLUMNS": "200"}
 
 
 @contextlib.contextmanager
-def daphne_serving(tmp_path_factory, application="explorer.asgi:application"):
-    """A daphne for a fixture, recording its trace in a fresh directory, stopped at the end."""
+def daphne_serving(tmp_path_factory, application="explorer.asgi:application", kind="daphne"):
+    """A server for a fixture, recording its trace in a fresh directory, stopped at the end."""
     name = application.partition(":")[0].rpartition(".")[2]
-    daphne = DaphneServer(tmp_path_factory.mktemp(name) / "trace.jsonl", application=application, **WIRE_ENV)
+    recording = tmp_path_factory.mktemp(f"{kind}-{name}") / "trace.jsonl"
+    server = TracedServer(kind, recording, application=application, **WIRE_ENV)
     try:
-        yield daphne
+        yield server
     finally:
-        daphne.stop()
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def served(tmp_path_factory):
+    """``served(kind, application)``: that server serving that app, started once for the session."""
+    running = {}
+    with contextlib.ExitStack() as stack:
+
+        def serve(kind, application="explorer.asgi:application"):
+            if not SERVERS[kind].installed:
+                pytest.fail(f"{SERVERS[kind].distribution} is not installed (requirements.txt pins it)")
+            if (kind, application) not in running:
+                running[kind, application] = stack.enter_context(
+                    daphne_serving(tmp_path_factory, application, kind)
+                )
+            return running[kind, application]
+
+        yield serve
 
 
 @pytest.fixture(scope="session")

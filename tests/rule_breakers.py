@@ -20,6 +20,8 @@ from django.urls import path  # noqa: E402
 from explorer.trace import TraceMiddleware  # noqa: E402
 
 ACCEPT = {"type": "websocket.accept"}
+RAISE = "raise"  # a step that raises in the handler
+RETURN = "return"  # a step that stops the consumer (StopConsumer): the application returns
 CLOSE = {"type": "websocket.close", "code": 4000}
 
 
@@ -41,6 +43,17 @@ SCRIPTS = {
     "unknown-type": {"connect": [ACCEPT, {"type": "websocket.message", "text": "x"}, text("after")]},
     "no-type": {"connect": [ACCEPT, {"text": "x"}]},
     "denial-response": {"connect": [{"type": "websocket.http.response.start", "status": 403, "headers": []}]},
+    "denial": {
+        "connect": [
+            {"type": "websocket.http.response.start", "status": 401, "headers": [(b"x-why", b"no ticket")]},
+            {"type": "websocket.http.response.body", "body": b"denied"},
+        ]
+    },
+    "raise-before-accept": {"connect": [RAISE]},
+    "raise-after-accept": {"connect": [ACCEPT, RAISE]},
+    "return-without-accept": {"connect": [RETURN]},
+    "return-after-accept": {"connect": [ACCEPT, RETURN]},
+    "close-code-2000": {"connect": [ACCEPT, {"type": "websocket.close", "code": 2000}]},
     "subprotocol-not-offered": {"connect": [{"type": "websocket.accept", "subprotocol": "zzz"}]},
     "subprotocol-not-str": {"connect": [{"type": "websocket.accept", "subprotocol": 5}]},
     "headers-not-bytes": {"connect": [{"type": "websocket.accept", "headers": [("x-a", "1")]}]},
@@ -59,6 +72,19 @@ SCRIPTS = {
     "reject": {"connect": [CLOSE]},
     "send-after-disconnect": {"connect": [ACCEPT], "disconnect": [text("nobody is listening")]},
 }
+
+
+class RaisedOnPurposeError(RuntimeError):
+    """What a script's RAISE step raises."""
+
+
+def step(event):
+    """A script's step: an event to send, or a RAISE or RETURN that happens instead."""
+    if event == RAISE:
+        raise RaisedOnPurposeError("a rule breaker raised on purpose")
+    if event == RETURN:
+        raise StopConsumer
+    return event
 
 
 def script_of(scope):
@@ -81,7 +107,7 @@ class RuleBreakerSync(SyncConsumer):
 
     def perform(self, moment):
         for event in script_of(self.scope).get(moment, []):
-            self.send(event)
+            self.send(step(event))
 
 
 class RuleBreakerAsync(AsyncConsumer):
@@ -99,7 +125,7 @@ class RuleBreakerAsync(AsyncConsumer):
 
     async def perform(self, moment):
         for event in script_of(self.scope).get(moment, []):
-            await self.send(event)
+            await self.send(step(event))
 
 
 application = TraceMiddleware(

@@ -19,7 +19,8 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.conftest import ROOT, WIRE_ENV, DaphneServer, free_port, read_records
+from explorer.serving import SERVERS
+from tests.conftest import ROOT, WIRE_ENV, DaphneServer, TracedServer, free_port, read_records
 
 CHURN_CYCLES = 5000
 CHURN_AT_ONCE = 50
@@ -140,17 +141,19 @@ async def test_stopping_with_connections_open_is_clean_and_the_recording_complet
         server.stop()
     data = recording.read_bytes()
     assert data.endswith(b"\n")
-    records = [json.loads(line) for line in data.decode().splitlines()]
+    records = [json.loads(line) for line in data.decode().splitlines() if '"kind": "server"' not in line]
     ended = {r["connection"]: r["note"] for r in records if r["kind"] in ("exit", "error")}
     assert {r["connection"] for r in records} == set(ended)
     assert len(ended) == 2
     assert all(note.startswith("consumer ") for note in ended.values())
 
 
-class RunserverProcess(DaphneServer):
+class RunserverProcess(TracedServer):
     """``manage.py runserver`` (daphne's), on a free port, as ``make run`` starts it."""
 
     def __init__(self, recording):
+        self.kind = SERVERS["daphne"]
+        self.log = None
         self.lines = []
         self.recording = recording
         self.port = free_port()

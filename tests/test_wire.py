@@ -84,7 +84,7 @@ async def test_exception_in_a_handler_closes_only_that_connection_with_1011(serv
         assert await healthy.recv() == "still here"
         connection = server.connection_of(client_port(failing))
     [error] = [m for m in server.trace_of(connection, until_kind="error") if m["kind"] == "error"]
-    assert "consumer raised DeliberateError; the server closes the connection with 1011" in error["rest"]
+    assert "consumer raised DeliberateError; daphne closes the connection with 1011" in error["rest"]
 
 
 async def test_exception_before_accept_is_an_http_500(server, endpoint):
@@ -213,5 +213,7 @@ async def test_a_killed_server_leaves_a_recording_of_whole_lines(tmp_path, endpo
     data = recording.read_bytes()
     assert data.endswith(b"\n")
     records = [json.loads(line) for line in data.decode("utf-8").splitlines()]
-    assert records[0]["kind"] == "scope"
+    # The server, named once from the first connection, then that connection's scope.
+    assert [r["kind"] for r in records[:2]] == ["server", "scope"]
+    assert records[0]["note"].startswith("daphne 4.2.")
     assert len(records) > 10

@@ -18,11 +18,12 @@ import time
 from contextvars import ContextVar
 from dataclasses import dataclass
 
-from explorer.trace import server_notes
 from explorer.trace.config import TraceConfig
 from explorer.trace.display import printable
 from explorer.trace.entry import TraceEntry
 from explorer.trace.rules import WebSocketRules, event_type_of
+from explorer.trace.server_notes import notes_for
+from explorer.trace.servers import identify
 from explorer.trace.timing import Hold, blame, ledger
 
 logger = logging.getLogger("explorer.trace")
@@ -38,6 +39,7 @@ MAX_PENDING = 20  # lines held until the scope is out; more are not kept
 # The scope key through which a consumer learns its connection's name (sc#3),
 # for instance to sign what it says in a room.
 SCOPE_KEY = "trace_connection"
+announced = set()  # the servers this process has named in its trace (a lock is not needed: a set add)
 
 
 @dataclass(slots=True)
@@ -98,7 +100,7 @@ def shallow_copy(event):
 class ConnectionTrace:
     """Traces one connection: its scope, each event in and out, its handlers, how it ended."""
 
-    def __init__(self, scope, config: TraceConfig):
+    def __init__(self, scope, config: TraceConfig, send=None):
         self.config = config
         self.enabled = config.enabled and logger.isEnabledFor(logging.INFO)
         self.number = next(connection_numbers)
@@ -114,6 +116,8 @@ class ConnectionTrace:
         self.delivered = {}  # event type -> True once the server took one without raising
         if self.enabled:
             self.rules = WebSocketRules(scope)
+            self.server = identify(scope, send)
+            self.notes = notes_for(self.server)
 
     def seconds(self):
         return time.perf_counter() - self.opened
@@ -122,16 +126,16 @@ class ConnectionTrace:
         """The thread to credit with what happens now: the running handler's, else this one."""
         return self.running.thread if self.running else threading.current_thread().name
 
-    def emit(self, kind, event, seconds=None, exc_info=None, **details):
+    def emit(self, kind, event, seconds=None, exc_info=None, label=None, **details):
         seconds = self.seconds() if seconds is None else seconds
-        if not self.scope_shown and kind != "scope":
+        if not self.scope_shown and kind not in ("scope", "server"):
             # Said before the application took the connection (by middleware):
             # held until the scope is out, so the line has the connection's name.
             if len(self.pending) < MAX_PENDING:
                 self.pending.append((kind, event, seconds, exc_info, details))
             return
         entry = TraceEntry(
-            connection=self.name,
+            connection=self.name if label is None else label,
             kind=kind,
             seconds=seconds,
             event=event,
@@ -146,7 +150,7 @@ class ConnectionTrace:
             __file__,
             0,
             "%s %s %s",
-            (self.name, kind, event_type_of(event) or details.get("note")),
+            (entry.connection, kind, event_type_of(event) or details.get("note")),
             exc_info,
             extra={"trace": entry},
         )
@@ -167,6 +171,10 @@ class ConnectionTrace:
         if self.scope_shown:
             return
         self.scope_shown = True
+        if self.server.name not in (None, "test") and self.server.label not in announced:
+            announced.add(self.server.label)
+            # Once per process and server: a fact about the process, on no connection's line.
+            self.emit("server", None, 0.0, label="", note=f"{self.server.label}; {self.server.spec}")
         shown = {key: value for key, value in (scope or self.server_scope).items() if key != SCOPE_KEY}
         consumer = self.consumer and f"{self.consumer.__module__}.{self.consumer.__qualname__}"
         self.consumer_seconds = self.seconds()
@@ -187,7 +195,7 @@ class ConnectionTrace:
         async def traced_receive():
             event = await receive()
             arrived = self.seconds()
-            notes = tuple(server_notes.incoming(event, self.rules))
+            notes = tuple(self.notes.incoming(event, self.rules))
             violations = tuple(self.rules.incoming(event))
             if self.consumer is not None:  # its dispatch traces it, when a handler takes it
                 self.arrivals[id(event)] = Arrival(arrived, "in", violations, notes, event=event)
@@ -210,7 +218,7 @@ class ConnectionTrace:
             self.show_scope()
             # Traced before it is sent, so an event the server refuses still shows.
             seconds = self.seconds()
-            notes = tuple(server_notes.outgoing(event, self.rules, seconds))
+            notes = tuple(self.notes.outgoing(event, self.rules, seconds))
             violations = tuple(self.rules.outgoing(event))
             self.emit(
                 "out",
@@ -329,18 +337,22 @@ class ConnectionTrace:
         tally = (
             f"{broken} ASGI rule violation{'s' if broken != 1 else ''}" if broken else "no ASGI rule broken"
         )
+        closing = bool(self.delivered.get("websocket.close") or self.rules.disconnected or self.rules.denied)
+        raised = error is not None and not isinstance(error, asyncio.CancelledError)
+        outcome = self.notes.ending(
+            raised, bool(self.delivered.get("websocket.accept")), closing, attempted=self.rules.accepted
+        )
+        outcome = f"; {outcome}" if outcome else ""
         if error is None:
-            self.emit("exit", None, note=f"{who} returned; {tally}")
-        elif isinstance(error, asyncio.CancelledError):
+            self.emit("exit", None, note=f"{who} returned{outcome}; {tally}")
+        elif not raised:
             self.emit("exit", None, note=f"{who} cancelled; {tally}")
         else:
-            closing = self.delivered.get("websocket.close") or self.rules.disconnected
-            outcome = server_notes.exception_outcome(self.delivered.get("websocket.accept"), closing)
             self.emit(
                 "error",
                 None,
                 thread=self.thread(),
-                note=f"{who} raised {type(error).__name__}; {outcome}; {tally}",
+                note=f"{who} raised {type(error).__name__}{outcome}; {tally}",
                 exc_info=(type(error), error, error.__traceback__),
             )
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from explorer.trace.config import TraceConfig
 
-KINDS = ("scope", "in", "out", "layer", "done", "note", "error", "exit")
+KINDS = ("server", "scope", "in", "out", "layer", "done", "note", "error", "exit")
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,7 +30,7 @@ class TraceMiddleware:
         if scope.get("type") != "websocket" or current.get() is not None:
             return await self.app(scope, receive, send)  # not a WebSocket, or traced further out
         config = trace_config()
-        trace = ConnectionTrace(scope, replace(config, mode=self.mode) if self.mode else config)
+        trace = ConnectionTrace(scope, replace(config, mode=self.mode) if self.mode else config, send)
         token = current.set(trace)
         try:
             if not trace.enabled:

@@ -24,6 +24,7 @@ from explorer.trace.entry import duration
 KINDS = {
     kind: (arrow, Style.parse(style))
     for kind, (arrow, style) in {
+        "server": ("◆", "bold magenta"),
         "scope": ("●", "magenta"),
         "in": ("→", "green"),
         "out": ("←", "cyan"),

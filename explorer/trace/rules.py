@@ -23,7 +23,7 @@ RULES = {
     "scope.field-type": (
         "each scope key has the type the spec gives it",
         "path and root_path are str; raw_path and query_string bytes; headers [bytes, bytes] pairs; "
-        "subprotocols str; client and server [host, port]",
+        "subprotocols str; client and server [host, port] with an int port",
     ),
     "event.type": (
         "an event has a str type that is one of the WebSocket events for its direction",
@@ -171,10 +171,13 @@ def scope_problems(scope):
         found.append(broke("scope.field-type", "subprotocols are not all str"))
     for key in ("client", "server"):
         address = scope.get(key)
-        if address is not None and not (
-            isinstance(address, (list, tuple)) and len(address) == 2 and isinstance(address[0], str)
-        ):
+        if address is None:
+            continue
+        if not (isinstance(address, (list, tuple)) and len(address) == 2 and isinstance(address[0], str)):
             wrong(key, "a [host, port] pair")
+        elif not (type(address[1]) is int or (key == "server" and address[1] is None)):
+            # server may be [path, None] for a unix socket (spec 2.2)
+            found.append(broke("scope.field-type", f"{key}'s port is a {type_name(address[1])}, not an int"))
     return found
 
 
@@ -190,6 +193,7 @@ class WebSocketRules:
         self.accepted = False
         self.rejected = False  # closed before accepting: the handshake was refused
         self.close_sent = False
+        self.denied = False  # a websocket.http.response denial was sent
         self.disconnected = False
         self.count = 0  # violations so far
         self.scope_violations = self.counted(scope_problems(scope))
@@ -227,6 +231,8 @@ class WebSocketRules:
             return self.counted(
                 [broke("event.type", f"{event_type} needs the server's websocket.http.response extension")]
             )
+        if event_type in DENIAL_TYPES:
+            self.denied = True
         if event_type not in OUTGOING_TYPES and event_type not in DENIAL_TYPES:
             shown = event.get("type") if isinstance(event, Mapping) else event
             return self.counted([broke("event.type", f"an application does not send {type_repr(shown)}")])

@@ -1,135 +1,448 @@
-"""Where daphne 4.2 does not put on the wire what an event asks for.
+"""What the running server does with an event, where that is not what the event asked for.
 
-Each note comes from reading ``daphne/ws_protocol.py`` (``handle_reply``,
-``serverClose``, ``onClose``), ``daphne/server.py`` (``handle_reply``,
-``application_checker``) and the autobahn calls they make, and each is backed
-by a wire test in ``tests/test_server_notes.py`` that shows what a real client
-got. The functions look at the connection's state *before* the event.
+Two steps, so each rule lives once. ``situations`` says what an event is,
+given the connection's state before it (a close before accepting, an empty
+message, a reason on a close...), the same for every server. Each server
+then has its notes for the situations where it does something of its own;
+a situation it has no note for is one it handles as asked. Every note was
+found by reading the server's WebSocket code and is backed by a wire test
+on that server (``tests/test_server_notes.py``); ``docs/servers.md`` has
+the matrix. Under a server the explorer does not know, the notes say only
+what its declared ``spec_version`` implies, never what the wire did.
 """
 
 from collections.abc import Mapping
 
-from explorer.trace.rules import event_type_of
+from explorer.trace.rules import DENIAL_TYPES, MAX_CLOSE_REASON_BYTES, event_type_of, is_close_code
 
-SERVER = "daphne 4.2"
-# daphne's (and runserver's) default websocket_handshake_timeout: autobahn
-# drops a handshake that is still open after this many seconds.
-HANDSHAKE_TIMEOUT = 5
+DAPHNE_HANDSHAKE_TIMEOUT = 5  # seconds: daphne's (and runserver's) websocket_handshake_timeout
+UVICORN_LEGACY_HANDSHAKE_TIMEOUT = 10  # seconds: websockets' open_timeout, under uvicorn --ws websockets
 
 
-def is_autobahn_close_code(code):
-    return code == 1000 or 3000 <= code <= 4999
-
-
-def outgoing(event, rules, seconds):
-    """Notes for an event the application sends, ``seconds`` after the connection opened."""
+def situations(event, rules, seconds):
+    """What an event the application sends is, in the terms the notes use."""
     if not isinstance(event, Mapping):
         return []
     event_type = event_type_of(event)
     if rules.disconnected:
-        return [f"{SERVER} drops events sent after the connection ended, without an error"]
+        return ["after-disconnect"]
     if rules.close_sent:
-        return [
-            f"{SERVER} raises autobahn's Disconnected in the consumer's send until the client "
-            "answers the close, and drops the event silently after that"
-        ]
-    if event_type is None and "type" not in event:
-        outcome = "the client gets 1011" if rules.accepted else "the client gets HTTP 500"
-        return [f"{SERVER} raises KeyError('type') in send: {outcome}"]
+        return ["after-close"]
+    if "type" not in event:
+        return ["no-type"]
+    if event_type in DENIAL_TYPES:
+        return ["denial-after-accept" if rules.accepted else "denial"]
     if event_type == "websocket.accept":
-        return accept_notes(event, rules, seconds)
+        if rules.accepted:
+            return ["accept-twice"]
+        found = []
+        subprotocol = event.get("subprotocol")
+        if isinstance(subprotocol, str) and subprotocol not in rules.offered:
+            found.append("accept-subprotocol")
+        if event.get("headers"):
+            found.append("accept-headers")
+        found.append("accept")
+        return found
     if event_type == "websocket.send":
-        return send_notes(event, rules)
+        if not rules.accepted:
+            return ["send-before-accept"]
+        data, text = event.get("bytes"), event.get("text")
+        if data is not None and text is not None:
+            return ["send-both"]
+        if data is None and text is None:
+            return ["send-neither"]
+        payload = data if data is not None else text
+        if not isinstance(payload, (bytes, str)) or (text is not None and not isinstance(text, str)):
+            return ["send-wrong-type"]
+        return [] if payload else ["send-empty"]
     if event_type == "websocket.close":
-        return close_notes(event, rules)
-    return [f"{SERVER} ignores event types it does not know: nothing reaches the client"]
+        if not rules.accepted:
+            return ["close-before-accept"]
+        found = []
+        code = event.get("code", 1000)
+        if not (type(code) is int and is_close_code(code)):
+            found.append("close-code")
+        reason = event.get("reason")
+        if isinstance(reason, str) and reason:
+            too_long = len(reason.encode("utf-8", "surrogatepass")) > MAX_CLOSE_REASON_BYTES
+            found.append("close-reason-long" if too_long else "close-reason")
+        return [*found, "close"]
+    return ["unknown-type"]
 
 
-def accept_notes(event, rules, seconds):
-    notes = []
-    if rules.accepted:
-        return [f"{SERVER} fails a second accept (AttributeError in send): the client gets 1011"]
-    subprotocol = event.get("subprotocol")
-    if isinstance(subprotocol, str) and subprotocol not in rules.offered:
-        notes.append(
-            f"autobahn refuses a subprotocol the client did not offer: the handshake never completes "
-            f"and {SERVER} drops it after its {HANDSHAKE_TIMEOUT} s handshake timeout"
-        )
-    if event.get("headers"):
-        notes.append(
-            f"{SERVER} ignores accept headers: they are not in the handshake response "
-            "(its scope declares no spec_version, so 2.0; accept headers came in 2.1)"
-        )
-    if seconds > HANDSHAKE_TIMEOUT:
-        notes.append(
-            f"accepted after {seconds:.1f} s: {SERVER} drops a handshake still open after "
-            f"{HANDSHAKE_TIMEOUT} s (websocket_handshake_timeout), so the client has likely gone"
-        )
-    return notes
+# What the spec itself says happens, for a situation a server's notes do not cover.
+SPEC = {
+    "close-before-accept": "a close before accepting rejects the handshake: the spec has the server answer "
+    "HTTP 403",
+}
 
 
-def send_notes(event, rules):
-    if not rules.accepted:
-        return [
-            f"{SERVER} raises ValueError ('Socket has not been accepted') in send: "
-            "the consumer fails and the client gets HTTP 500"
-        ]
-    data, text = event.get("bytes"), event.get("text")
-    if data and text:
-        return [f"{SERVER} raises ValueError in send for bytes and text together: the client gets 1011"]
-    if not data and not text:
-        return [f"{SERVER} sends nothing for an empty message (it tests bytes and text for truth)"]
-    if data is not None and text is not None:
-        return [f"{SERVER} sends only the non-empty one of bytes and text"]
-    return []
+class Notes:
+    """A server's notes, by situation. The base knows no server: only what the spec version implies."""
 
+    OUTGOING = {}
 
-def close_notes(event, rules):
-    if not rules.accepted:
-        return [f"{SERVER} refuses the handshake with HTTP 403; no close code or reason reaches the client"]
-    notes = []
-    code = event.get("code")
-    if code is not None and not (type(code) is int and is_autobahn_close_code(code)):
-        notes.append(
-            f"autobahn sends only 1000 or 3000-4999, so {code!r} makes the consumer's send raise: "
-            "the client gets 1011"
-        )
-    # autobahn's onCloseFrame: a server that closed first aborts the TCP connection.
-    notes.append("autobahn resets the TCP connection once the client answers, so browsers say wasClean false")
-    if event.get("reason"):
-        notes.append(
-            f"{SERVER} sends the code only; the reason is dropped "
-            "(its scope declares no spec_version, so 2.0; close reasons came in 2.3)"
-        )
-    return notes
+    def __init__(self, server):
+        self.server = server
+        self.name = server.label
 
+    def outgoing(self, event, rules, seconds):
+        """Notes for an event the application sends, ``seconds`` after the connection arrived."""
+        notes = []
+        for situation in situations(event, rules, seconds):
+            note = self.OUTGOING.get(situation, SPEC.get(situation))
+            if callable(note):
+                note = note(self, event, rules, seconds)
+            if note:
+                notes.append(note.format(server=self.name, spec=self.server.spec))
+        return notes
 
-def incoming(event, rules):
-    """Notes for an event the server sent."""
-    if not isinstance(event, Mapping) or event.get("type") != "websocket.disconnect":
+    def incoming(self, event, rules):
+        """Notes for an event the server sent."""
         return []
-    notes = []
-    if "reason" not in event:
-        notes.append(f"{SERVER} does not pass on the reason the client closed with")
-    code = event.get("code")
-    if code == 1009:
-        notes.append(
-            f"{SERVER} refused a message over its websocket_max_message_size (1 MiB unless set) "
-            "and closed with 1009; the consumer never saw the message"
-        )
-    elif rules.accepted and not rules.close_sent and code not in (1000, 1005, 1006):
-        # autobahn's echoCloseCodeReason is off: the closing handshake is not an echo.
-        notes.append(f"autobahn answered the client's close {code!r} with 1000 and no reason, not an echo")
-    return notes
+
+    # (raised, accepted): what the client sees when the application ends that way.
+    ENDINGS = {
+        (True, True): "what the client sees depends on the server, which the explorer does not know",
+        (True, False): "what the client sees depends on the server, which the explorer does not know",
+    }
+
+    def ending(self, raised, accepted, closing, attempted=False):
+        """What the client sees as the application ends, given what the server really took.
+
+        ``accepted``: the server took an accept; ``attempted``: one was sent
+        (it may have raised); ``closing``: a close or a denial was taken, or
+        the client has gone.
+        """
+        if closing:
+            return "the connection was already closing or gone" if raised else None
+        return self.ENDINGS.get((raised, accepted))
 
 
-def exception_outcome(accepted, closing):
-    """What daphne does when a consumer raises, given what the server really sent and got."""
-    if closing:
-        return "the connection was already closing or gone, so no 1011 reaches the client"
-    if accepted:
+def since(version):
+    """A note for a server that does not know the spec version a field came in."""
+
+    def note(self, event, rules, seconds):
+        if tuple(map(int, self.server.spec_version.split(".")[:2])) >= version:
+            return None
+        what = {(2, 1): "accept headers came in 2.1", (2, 3): "close reasons came in 2.3"}[version]
+        return f"{{spec}}; {what}, so it may not send them"
+
+    return note
+
+
+def not_offered_by_client(self, event, rules, seconds):
+    return (
+        f"{{server}} puts Sec-WebSocket-Protocol: {event.get('subprotocol')!r} in the handshake anyway; "
+        "a client that did not offer it fails the connection (RFC 6455), browsers included"
+    )
+
+
+class UnknownNotes(Notes):
+    OUTGOING = {"accept-headers": since((2, 1)), "close-reason": since((2, 3))}
+
+    def outgoing(self, event, rules, seconds):
+        notes = super().outgoing(event, rules, seconds)
+        spec = tuple(map(int, self.server.spec_version.split(".")[:2]))
+        if spec >= (2, 4) and {"after-close", "after-disconnect"} & set(situations(event, rules, seconds)):
+            notes.append(f"{self.server.spec}: a send on a closed connection should raise an OSError")
+        return notes
+
+
+class HarnessNotes(Notes):
+    """channels.testing: events go to the test's queue; there is no wire to say anything of."""
+
+    ENDINGS = {(True, True): "the test's next receive_output() raises it"}
+    ENDINGS[True, False] = ENDINGS[True, True]
+
+
+DROPS_REASON = "{server} sends the code only; the reason is dropped ({spec}; close reasons came in 2.3)"
+DROPS_CLOSE = "{server} refuses the handshake with HTTP 403; the code and reason are dropped"
+ON_THE_WIRE = "{server} puts {code} on the wire as it is; clients fail on a code they may not receive"
+
+
+class DaphneNotes(Notes):
+    """daphne 4.2: ``ws_protocol.py`` (``handle_reply``, ``serverClose``), ``server.py``, autobahn."""
+
+    def accept(self, event, rules, seconds):
+        if seconds > DAPHNE_HANDSHAKE_TIMEOUT:
+            return (
+                f"accepted after {seconds:.1f} s: {{server}} drops a handshake still open after "
+                f"{DAPHNE_HANDSHAKE_TIMEOUT} s (websocket_handshake_timeout), so the client has likely gone"
+            )
+        return None
+
+    def send_empty(self, event, rules, seconds):
+        return "{server} sends nothing for an empty message (it tests bytes and text for truth)"
+
+    def send_both(self, event, rules, seconds):
+        if event.get("bytes") and event.get("text"):
+            return "{server} raises ValueError in send for bytes and text together: the client gets 1011"
+        return "{server} sends only the non-empty one of bytes and text"
+
+    def no_type(self, event, rules, seconds):
+        outcome = "the client gets 1011" if rules.accepted else "the client gets HTTP 500"
+        return f"{{server}} raises KeyError('type') in send: {outcome}"
+
+    def close(self, event, rules, seconds):
+        code = event.get("code", 1000)
+        if not (type(code) is int and (code == 1000 or 3000 <= code <= 4999)):
+            return (
+                f"autobahn sends only 1000 or 3000-4999, so {code!r} makes the consumer's send raise: "
+                "the client gets 1011"
+            )
+        # autobahn's onCloseFrame: a server that closed first aborts the TCP connection.
+        return "autobahn resets the TCP connection once the client answers, so browsers say wasClean false"
+
+    OUTGOING = {
+        "after-disconnect": "{server} drops events sent after the connection ended, without an error",
+        "after-close": "{server} raises autobahn's Disconnected in the consumer's send until the client "
+        "answers the close, and drops the event silently after that",
+        "no-type": no_type,
+        "denial": "{server} ignores websocket.http.response events (its scope offers no such extension): "
+        f"the handshake stays open until its {DAPHNE_HANDSHAKE_TIMEOUT} s handshake timeout drops it",
+        "accept-twice": "{server} fails a second accept (AttributeError in send): the client gets 1011",
+        "accept-subprotocol": "autobahn refuses a subprotocol the client did not offer: the handshake never "
+        f"completes and {{server}} drops it after its {DAPHNE_HANDSHAKE_TIMEOUT} s handshake timeout",
+        "accept-headers": "{server} ignores accept headers: they are not in the handshake response "
+        "({spec}; accept headers came in 2.1)",
+        "accept": accept,
+        "send-before-accept": "{server} raises ValueError ('Socket has not been accepted') in send: "
+        "the consumer fails and the client gets HTTP 500",
+        "send-both": send_both,
+        "send-empty": send_empty,
+        "send-neither": "{server} sends nothing for it and raises nothing",
+        "close-before-accept": "{server} refuses the handshake with HTTP 403; no close code or reason "
+        "reaches the client",
+        "close-reason": DROPS_REASON,
+        "close-reason-long": DROPS_REASON,
+        "close": close,
+        "unknown-type": "{server} ignores event types it does not know: nothing reaches the client",
+    }
+
+    def incoming(self, event, rules):
+        if not isinstance(event, Mapping) or event.get("type") != "websocket.disconnect":
+            return []
+        code = event.get("code")
+        if code == 1009:
+            return [
+                f"{self.name} refused a message over its websocket_max_message_size (1 MiB unless set) "
+                "and closed with 1009; the consumer never saw the message"
+            ]
+        if rules.accepted and not rules.close_sent and code not in (1000, 1005, 1006):
+            # autobahn's echoCloseCodeReason is off: the closing handshake is not an echo.
+            return [f"autobahn answered the client's close {code!r} with 1000 and no reason, not an echo"]
+        return []
+
+    ENDINGS = {
+        (True, True): "daphne closes the connection with 1011 when its application checker next runs "
+        "(about once a second)",
+        (True, False): "the handshake was not accepted: daphne answers HTTP 500",
+        (False, True): "daphne leaves the connection open: the client is not told the application has gone",
+        (False, False): "the handshake was never answered: daphne drops it at its "
+        f"{DAPHNE_HANDSHAKE_TIMEOUT} s handshake timeout",
+    }
+
+
+class UvicornNotes(Notes):
+    """uvicorn 0.54: ``protocols/websockets/{websockets_sansio,wsproto,websockets}_impl.py``."""
+
+    def implementation(self):
+        return self.server.implementation
+
+    def accept(self, event, rules, seconds):
+        if self.implementation() == "websockets" and seconds > UVICORN_LEGACY_HANDSHAKE_TIMEOUT:
+            return (
+                f"accepted after {seconds:.1f} s: {{server}} drops a handshake still open after "
+                f"{UVICORN_LEGACY_HANDSHAKE_TIMEOUT} s (websockets' open_timeout), so the client has gone"
+            )
+        return None
+
+    def accept_subprotocol(self, event, rules, seconds):
+        if self.implementation() == "wsproto":
+            return (
+                "wsproto raises LocalProtocolError in send for a subprotocol the client did not offer, and "
+                "{server} sends no HTTP response at all"
+            )
+        return not_offered_by_client(self, event, rules, seconds)
+
+    def send_neither(self, event, rules, seconds):
+        if self.implementation() == "websockets-sansio":
+            return "{server} sends nothing for it and raises nothing"
+        return "{server} raises TypeError in send"
+
+    def close_code(self, event, rules, seconds):
+        code = event.get("code")
+        if self.implementation() == "wsproto":
+            if code in (1005, 1006):
+                return f"wsproto puts 1000 on the wire instead of {code!r}"
+            return ON_THE_WIRE.replace("{code}", repr(code))
+        return "websockets raises ProtocolError('invalid status code') in send: nothing reaches the client"
+
+    def close_reason_long(self, event, rules, seconds):
+        if self.implementation() == "wsproto":
+            return "wsproto cuts the reason to 123 bytes"
+        return "websockets raises ProtocolError('control frame too long') in send: nothing reaches the client"
+
+    def denial(self, event, rules, seconds):
+        if self.implementation() == "websockets" and event.get("type") == "websocket.http.response.start":
+            return (
+                "{server} answers with this status and headers as soon as the event loop runs again: "
+                "a body sent after that is lost (a SyncConsumer's next send is always after it)"
+            )
+        return None
+
+    def send_wrong_type(self, event, rules, seconds):
+        if self.implementation() == "websockets-sansio":
+            return "{server} raises in send (AttributeError or TypeError) for a payload of the wrong type"
+        return "{server} sends it anyway, as a frame of the payload's own type"
+
+    def close(self, event, rules, seconds):
+        refused = {"close-code", "close-reason-long"} & set(situations(event, rules, seconds))
+        if refused and self.implementation() != "wsproto":
+            return None  # websockets raised: there is no close
+        if self.implementation() == "websockets":
+            return "{server}'s send waits for the client to answer the close (up to 10 s)"
         return (
-            "the server closes the connection with 1011 when its application checker "
-            "next runs (about once a second)"
+            "{server} hands the consumer's next receive a websocket.disconnect of its own making, "
+            "with this event's code and reason"
         )
-    return "the handshake was not accepted: the server answers HTTP 500"
+
+    OUTGOING = {
+        "after-close": "{server} raises RuntimeError in send (Unexpected ASGI message after websocket.close)",
+        "after-disconnect": "{server} raises in send: ClientDisconnected (an OSError) once the TCP "
+        "connection is gone, else RuntimeError",
+        "no-type": "{server} raises KeyError('type') in send",
+        "accept-twice": "{server} raises RuntimeError in send (Expected ASGI message 'websocket.send' or "
+        "'websocket.close')",
+        "accept-subprotocol": accept_subprotocol,
+        "accept": accept,
+        "send-before-accept": "{server} raises RuntimeError in send (Expected ASGI message "
+        "'websocket.accept' or 'websocket.close')",
+        "send-both": "{server} sends the bytes only, as a binary frame",
+        "send-neither": send_neither,
+        "send-wrong-type": send_wrong_type,
+        "denial": denial,
+        "close-before-accept": DROPS_CLOSE,
+        "close-code": close_code,
+        "close-reason-long": close_reason_long,
+        "close": close,
+        "unknown-type": "{server} raises RuntimeError in send (Expected ASGI message 'websocket.send' or "
+        "'websocket.close')",
+    }
+
+    def incoming(self, event, rules):
+        disconnect = isinstance(event, Mapping) and event.get("type") == "websocket.disconnect"
+        if disconnect and event.get("code") == 1009 and self.implementation() != "websockets":
+            return [
+                f"{self.name} refused a message over its ws_max_size (16 MiB unless set) and closed "
+                "with 1009; the consumer never saw the message"
+            ]
+        return []
+
+    ENDINGS = {
+        (True, True): "uvicorn closes the TCP connection without a close frame: the client sees 1006",
+        (True, False): "the handshake was not accepted: uvicorn answers HTTP 500",
+        (False, True): "uvicorn closes the TCP connection without a close frame: the client sees 1006",
+        (False, False): "the handshake was not accepted: uvicorn answers HTTP 500",
+    }
+
+    def ending(self, raised, accepted, closing, attempted=False):
+        if attempted and not accepted and not closing and self.implementation() == "wsproto":
+            return "wsproto had begun the handshake, so uvicorn sends no HTTP response at all"
+        return super().ending(raised, accepted, closing, attempted)
+
+
+class HypercornNotes(Notes):
+    """hypercorn 0.18: ``protocol/ws_stream.py`` and wsproto under it."""
+
+    def close_code(self, event, rules, seconds):
+        code = event.get("code")
+        if code in (1005, 1006, 1015):
+            return f"wsproto puts 1000 on the wire instead of {code!r}"
+        return ON_THE_WIRE.replace("{code}", repr(code))
+
+    OUTGOING = {
+        "after-close": "{server} raises UnexpectedMessageError in send until it has read the client's answer "
+        "to the close, and drops the event silently after that",
+        "after-disconnect": "{server} drops events sent after the connection ended, without an error",
+        "no-type": "{server} raises KeyError('type') in send",
+        "accept-twice": "{server} raises UnexpectedMessageError in send",
+        "accept-subprotocol": "{server} raises Exception('Invalid Subprotocol') in send: nothing reaches the "
+        "client, which is left without an HTTP response (under the trio worker the whole server stops)",
+        "send-before-accept": "{server} raises UnexpectedMessageError in send",
+        "send-both": "{server} sends the bytes only, as a binary frame",
+        "send-neither": "{server} raises in send (KeyError for a missing text, TypeError for None)",
+        "send-wrong-type": "{server} raises TypeError in send for a payload of the wrong type",
+        "close-reason-long": "wsproto cuts the reason to 123 bytes",
+        "close-before-accept": DROPS_CLOSE,
+        "close-code": close_code,
+        "close": "{server} will tell the consumer the client answered with 1000, whatever it answered",
+        "unknown-type": "{server} raises UnexpectedMessageError in send",
+    }
+
+    def incoming(self, event, rules):
+        if (
+            isinstance(event, Mapping)
+            and event.get("type") == "websocket.disconnect"
+            and event.get("code") == 1006
+            and not rules.close_sent
+        ):
+            return [
+                f"{self.name} says 1006 whatever happened: a client's close with any code, a dropped "
+                "connection or a message over its limit (hypercorn #127)"
+            ]
+        return []
+
+    ENDINGS = {
+        (True, True): "hypercorn closes the connection with 1011 at once",
+        (True, False): "the handshake was not accepted: hypercorn answers HTTP 500",
+        (False, True): "hypercorn closes the connection with 1011 at once",
+        (False, False): "the handshake was not accepted: hypercorn answers HTTP 500",
+    }
+
+
+class GranianNotes(Notes):
+    """granian 2.8: its Rust ASGI WebSocket protocol, seen from the wire."""
+
+    OUTGOING = {
+        "after-close": "{server} drops events sent after a close, without an error",
+        "after-disconnect": "{server} drops events sent after the connection ended, without an error",
+        "no-type": "{server} raises RuntimeError('Unsupported ASGI message') in send",
+        "accept-twice": "{server} raises RuntimeError('ASGI flow error: Connection already upgraded')",
+        "accept-subprotocol": not_offered_by_client,
+        "accept-headers": "{server} ignores accept headers: they are not in the handshake response",
+        "send-before-accept": "{server} drops it without an error: nothing reaches the client. The handshake "
+        "has no timeout, and if the client gives up the application is not told (no websocket.disconnect)",
+        "denial": "after this response {server} sends the application no websocket.disconnect: a consumer "
+        "that waits for one waits for ever",
+        "send-both": "{server} raises RuntimeError('Unsupported ASGI message') in send",
+        "send-neither": "{server} raises RuntimeError('Unsupported ASGI message') in send",
+        "send-wrong-type": "{server} sends an empty frame for a payload of the wrong type",
+        "close-before-accept": DROPS_CLOSE,
+        "close-code": ON_THE_WIRE.replace("{code}", "the code"),
+        "close-reason-long": "{server} sends a close frame longer than the 125 bytes a control frame may "
+        "have: clients fail the connection",
+        "close": "{server} ends the TCP connection at once, without waiting for the client's answer",
+        "unknown-type": "{server} raises RuntimeError('Unsupported ASGI message') in send",
+    }
+
+    ENDINGS = {
+        (True, True): "granian sends a close frame with no code at once: the client sees 1005",
+        (True, False): "the handshake was not accepted: granian answers HTTP 403",
+        (False, True): "granian sends a close frame with no code at once: the client sees 1005",
+        (False, False): "the handshake was not accepted: granian answers HTTP 403",
+    }
+
+
+NOTES = {
+    "daphne": DaphneNotes,
+    "uvicorn": UvicornNotes,
+    "hypercorn": HypercornNotes,
+    "granian": GranianNotes,
+    "test": HarnessNotes,
+}
+
+
+def notes_for(server):
+    return NOTES.get(server.name, UnknownNotes)(server)

@@ -1,0 +1,193 @@
+"""Start an ASGI server on a free loopback port, and stop it: daphne, uvicorn, hypercorn and granian.
+
+One home for the command line of each server the explorer knows, used by
+``manage.py servers``, ``manage.py bench`` and the wire tests. Every server
+is started by ``python -m NAME`` with this interpreter, bound to 127.0.0.1
+only, its output (the trace's console among it) kept line by line, and
+stopped by its PID.
+"""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"
+START_TIMEOUT = 30  # seconds a server may take to listen
+
+
+@dataclass(frozen=True)
+class ServerKind:
+    """One server, run one way: its name here, the package it comes from, and its command line."""
+
+    name: str
+    distribution: str
+    arguments: tuple  # after "python -m"; {app} and {port} are filled in
+    implementation: str | None = None  # uvicorn's WebSocket implementation
+
+    def command(self, app, port):
+        return [
+            sys.executable,
+            "-m",
+            *(part.format(app=app, host=HOST, port=port) for part in self.arguments),
+        ]
+
+    @property
+    def version(self):
+        try:
+            return metadata.version(self.distribution)
+        except metadata.PackageNotFoundError:
+            return None
+
+    @property
+    def installed(self):
+        return self.version is not None
+
+    @property
+    def label(self):
+        impl = f" ({self.implementation})" if self.implementation else ""
+        return f"{self.distribution} {self.version or '(not installed)'}{impl}"
+
+
+def uvicorn(implementation):
+    # --lifespan off: the explorer's ProtocolTypeRouter has no lifespan app.
+    return (
+        "uvicorn",
+        "--host",
+        "{host}",
+        "--port",
+        "{port}",
+        "--ws",
+        implementation,
+        "--lifespan",
+        "off",
+        "{app}",
+    )
+
+
+SERVERS = {
+    kind.name: kind
+    for kind in (
+        ServerKind("daphne", "daphne", ("daphne", "-b", "{host}", "-p", "{port}", "{app}")),
+        ServerKind("uvicorn", "uvicorn", uvicorn("websockets-sansio"), "websockets-sansio"),
+        ServerKind("uvicorn-wsproto", "uvicorn", uvicorn("wsproto"), "wsproto"),
+        ServerKind("uvicorn-websockets", "uvicorn", uvicorn("websockets"), "websockets"),
+        ServerKind("hypercorn", "hypercorn", ("hypercorn", "--bind", "{host}:{port}", "{app}")),
+        # asginl: ASGI without lifespan, for the same reason as uvicorn's --lifespan off.
+        ServerKind(
+            "granian",
+            "granian",
+            ("granian", "--interface", "asginl", "--host", "{host}", "--port", "{port}", "{app}"),
+        ),
+    )
+}
+# The servers `manage.py servers` compares by default: one column each.
+MAIN = ("daphne", "uvicorn", "hypercorn", "granian")
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return probe.getsockname()[1]
+
+
+def listening(port):
+    try:
+        socket.create_connection((HOST, port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+class RunningServer:
+    """A server process serving ``app`` on a free loopback port, its output gathered as lines."""
+
+    def __init__(self, kind, app="explorer.asgi:application", cwd=ROOT, env=None, log=None):
+        self.kind = SERVERS[kind] if isinstance(kind, str) else kind
+        self.lines = []
+        self.log = log
+        for _attempt in range(3):  # a free port can be taken before the server binds it
+            self.port = free_port()
+            self.process = subprocess.Popen(
+                self.kind.command(app, self.port),
+                cwd=cwd,
+                env={
+                    **os.environ,
+                    "DJANGO_SETTINGS_MODULE": "explorer.settings",
+                    "PYTHONUNBUFFERED": "1",
+                    **(env or {}),
+                },
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                encoding="utf-8",
+                errors="backslashreplace",
+            )
+            self.reader = threading.Thread(target=self.read, daemon=True)
+            self.reader.start()
+            if self.wait_until_listening():
+                return
+        raise RuntimeError(f"{self.kind.name} did not start:\n" + "\n".join(self.lines[-40:]))
+
+    def read(self):
+        with open(self.log, "a", encoding="utf-8") if self.log else open(os.devnull, "w") as log:
+            for line in self.process.stdout:
+                self.lines.append(line.rstrip("\n"))
+                log.write(line)
+
+    def wait_until_listening(self):
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                self.reader.join(timeout=5)
+                return False
+            if listening(self.port):
+                return True
+            time.sleep(0.05)
+        self.stop()
+        raise TimeoutError(f"{self.kind.name} did not listen within {START_TIMEOUT} s")
+
+    def url(self, path):
+        return f"ws://{HOST}:{self.port}{path}"
+
+    def http_url(self, path="/"):
+        return f"http://{HOST}:{self.port}{path}"
+
+    @property
+    def pid(self):
+        """The process that runs the application: granian serves from a worker it starts."""
+        if self.kind.distribution != "granian":
+            return self.process.pid
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        found = children.read_text().split() if children.exists() else []
+        return int(found[0]) if found else self.process.pid
+
+    def wait_for(self, pattern, timeout=10, start=0):
+        """The first output line from ``start`` on that matches ``pattern``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in self.lines[start:]:
+                if re.search(pattern, line):
+                    return line
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.kind.name} exited:\n" + "\n".join(self.lines[-40:]))
+            time.sleep(0.02)
+        raise TimeoutError(f"no line matching {pattern!r}; last lines:\n" + "\n".join(self.lines[-40:]))
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.reader.join(timeout=5)
