@@ -12,7 +12,20 @@ import time
 from channels.consumer import AsyncConsumer
 from channels.exceptions import StopConsumer
 
-from consumers.core import Block, ExplorerCore, Join, Leave, Publish, Send, Sleep, Stats, Stop, Whoami
+from consumers.core import (
+    Block,
+    DeliberateError,
+    ExplorerCore,
+    Fail,
+    Join,
+    Leave,
+    Publish,
+    Send,
+    Sleep,
+    Stats,
+    Stop,
+    Whoami,
+)
 from consumers.layer_errors import LAYER_ERRORS
 from consumers.whereabouts import process_stats, whereabouts
 
@@ -58,6 +71,8 @@ class ExplorerAsyncConsumer(AsyncConsumer):
                     await self.perform([self.core.whoami(whereabouts(self))])
                 case Stats():
                     await self.perform([self.core.stats(await process_stats())])
+                case Fail(reason):
+                    raise DeliberateError(reason)
                 case Stop():
                     raise StopConsumer
 

@@ -26,6 +26,7 @@ MAX_BURST_SIZE = 1024 * 1024
 # daphne buffers what a slow client has not read yet: keep one burst affordable.
 MAX_BURST_TOTAL = 64 * 1024 * 1024
 DEFAULT_BURST_SIZE = 32
+DENIAL_STATUSES = (400, 599)  # ?deny= statuses: a client or server error
 
 COMMAND = re.compile(r"/(?P<name>[a-z]+)(?:\s+(?P<args>.*))?", re.DOTALL)
 TRUE_WORDS = {"1", "true", "yes", "on"}
@@ -64,6 +65,13 @@ class Block:
     """``time.sleep`` in both: blocks the event loop (async) or the worker thread (sync)."""
 
     seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Fail:
+    """Raise ``DeliberateError(reason)`` in the handler, as a failing consumer would."""
+
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +185,8 @@ class ConnectOptions:
     """What the query string asks of the handshake, and what was wrong with it."""
 
     reject: bool = False
+    deny: int | None = None  # a denial response with this status instead of an accept
+    stop: bool = False  # stop without answering the handshake at all
     subprotocol: str | None = None
     fail: bool = False
     delay: float = 0
@@ -186,7 +196,7 @@ class ConnectOptions:
     @classmethod
     def from_query_string(cls, query_string):
         query = parse_qs(query_string.decode("latin-1"))
-        problems, headers, delay = [], [], 0
+        problems, headers, delay, deny = [], [], 0, None
 
         def last(name):
             return query.get(name, [None])[-1]
@@ -196,6 +206,11 @@ class ConnectOptions:
                 delay = valid_seconds(last("delay"), "?delay=")
             except CommandError as error:
                 problems.append(str(error))
+        if last("deny") is not None:
+            try:
+                deny = valid_count(last("deny"), "?deny=", *DENIAL_STATUSES)
+            except CommandError as error:
+                problems.append(str(error))
         for spec in query.get("header", []):
             try:
                 headers.append(valid_header(spec))
@@ -203,6 +218,8 @@ class ConnectOptions:
                 problems.append(str(error))
         return cls(
             reject=(last("reject") or "").lower() in TRUE_WORDS,
+            deny=deny,
+            stop=(last("stop") or "").lower() in TRUE_WORDS,
             subprotocol=last("subprotocol"),
             fail=(last("raise") or "").lower() in TRUE_WORDS,
             delay=delay,
@@ -234,6 +251,7 @@ class ExplorerCore:
         "join": ("/join ROOM", "join a room: group_add over the channel layer"),
         "say": ("/say ROOM TEXT", "send TEXT to everyone in ROOM (you included): group_send"),
         "leave": ("/leave ROOM", "leave a room: group_discard"),
+        "empty": ("/empty [bytes]", "an empty message back: text '' (or bytes b'')"),
         "raise": ("/raise", "raise an exception in the handler"),
         "close": ("/close [CODE [REASON]]", f"the server closes; CODE is {APPLICATION_CLOSE_CODES}"),
     }
@@ -243,6 +261,9 @@ class ExplorerCore:
         "?delay=SECONDS": f"wait before accepting (up to {MAX_SECONDS})",
         "?header=NAME:VALUE": "add a header to the accept event (repeatable)",
         "?raise=1": "raise in the connect handler (HTTP 500)",
+        "?deny=STATUS": "deny with an HTTP response of that status (websocket.http.response), where the "
+        "server supports it",
+        "?stop=1": "stop without accepting or closing: the application returns",
     }
 
     def __init__(self, scope, show_credentials=None):
@@ -261,10 +282,16 @@ class ExplorerCore:
     def connect(self):
         actions = [Sleep(self.options.delay)] if self.options.delay else []
         if self.options.fail:
-            raise DeliberateError("?raise=1: an exception before accepting")
+            return [*actions, Fail("?raise=1: an exception before accepting")]
+        if self.options.stop:
+            return [*actions, Stop()]
         if self.options.reject:
             self.closing = True
             return [*actions, Send({"type": "websocket.close"})]
+        if self.options.deny:
+            self.closing = True
+            status = self.options.deny
+            return [*actions, *denial(status, f"denied with {status} (?deny={status})\n"), Stop()]
         accept = {"type": "websocket.accept"}
         subprotocol = choose_subprotocol(self.offered_subprotocols, self.options.subprotocol)
         if subprotocol is not None:
@@ -404,7 +431,12 @@ class ExplorerCore:
         return [Publish(room, {"type": ROOM_MESSAGE, "room": room, "sender": self.name, "text": text})]
 
     def command_raise(self, args):
-        raise DeliberateError("/raise: an exception in the handler")
+        return [Fail("/raise: an exception in the handler")]
+
+    def command_empty(self, args):
+        if args not in ("", "bytes", "text"):
+            raise CommandError("usage: /empty [bytes]")
+        return [send_bytes(b"") if args == "bytes" else send_text("")]
 
     def command_close(self, args):
         words = args.split(maxsplit=1)
@@ -421,6 +453,20 @@ def burst(count, size):
     for number in range(1, count + 1):
         label = f"{number}/{count} "
         yield send_text((label + filler)[:size])
+
+
+def denial(status, body):
+    """A handshake answered with an HTTP response (the websocket.http.response extension)."""
+    return [
+        Send(
+            {
+                "type": "websocket.http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"text/plain; charset=utf-8")],
+            }
+        ),
+        Send({"type": "websocket.http.response.body", "body": body.encode("utf-8")}),
+    ]
 
 
 def send_text(text):

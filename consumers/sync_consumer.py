@@ -12,7 +12,20 @@ from asgiref.sync import async_to_sync
 from channels.consumer import SyncConsumer
 from channels.exceptions import StopConsumer
 
-from consumers.core import Block, ExplorerCore, Join, Leave, Publish, Send, Sleep, Stats, Stop, Whoami
+from consumers.core import (
+    Block,
+    DeliberateError,
+    ExplorerCore,
+    Fail,
+    Join,
+    Leave,
+    Publish,
+    Send,
+    Sleep,
+    Stats,
+    Stop,
+    Whoami,
+)
 from consumers.layer_errors import LAYER_ERRORS
 from consumers.whereabouts import process_stats, whereabouts
 
@@ -58,6 +71,8 @@ class ExplorerSyncConsumer(SyncConsumer):
                     self.perform([self.core.whoami(whereabouts(self))])
                 case Stats():
                     self.perform([self.core.stats(async_to_sync(process_stats)())])
+                case Fail(reason):
+                    raise DeliberateError(reason)
                 case Stop():
                     raise StopConsumer
 

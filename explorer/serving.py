@@ -7,7 +7,9 @@ only, its output (the trace's console among it) kept line by line, and
 stopped by its PID.
 """
 
+import datetime
 import os
+import platform
 import re
 import signal
 import socket
@@ -91,6 +93,28 @@ SERVERS = {
 }
 # The servers `manage.py servers` compares by default: one column each.
 MAIN = ("daphne", "uvicorn", "hypercorn", "granian")
+
+
+def machine():
+    """Where figures were measured: the date, platform, Python, CPUs, memory, and the stack's versions."""
+    meminfo = Path("/proc/meminfo")
+    lines = meminfo.read_text().splitlines() if meminfo.exists() else []
+    total = next((line.split()[1] for line in lines if line.startswith("MemTotal")), None)
+    packages = ("django", "channels", "daphne", "uvicorn", "hypercorn", "granian", "rich", "websockets")
+    versions = {}
+    for name in packages:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "memory_gib": round(int(total) / 1024**2, 1) if total else None,
+        "versions": versions,
+    }
 
 
 def free_port():

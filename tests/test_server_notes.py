@@ -447,3 +447,27 @@ async def test_uvicorns_websockets_implementation_drops_a_handshake_after_10_s(s
     records = server.records_of(server.connection_tagged(tag), timeout=20)
     [accept] = [r for r in records if r["kind"] == "out" and r["event"]["type"] == "websocket.accept"]
     assert any("drops a handshake still open after 10 s" in note for note in accept["notes"])
+
+
+# ?deny=401: a denial response where the server has the extension; daphne has not, and ignores it.
+DENY = {
+    D: (NoResponse(), "ignores websocket.http.response events"),
+    **each((U, UW, H), (Refused(401, b"denied with 401 (?deny=401)\n"), None)),
+    G: (Refused(401, b"denied with 401 (?deny=401)\n"), "sends the application no websocket.disconnect"),
+}
+
+
+@pytest.mark.parametrize("kind", list(DENY))
+async def test_deny_answers_the_handshake_with_its_status_where_the_server_can(served, endpoint, kind):
+    client, note = DENY[kind]
+    server = served(kind)
+    url, tag = server.url_with_tag(endpoint, "deny=401")
+    assert await what_the_client_saw(url, client) == client
+    records = server.records_of(server.connection_tagged(tag), timeout=15)
+    starts = [
+        r for r in records if r["kind"] == "out" and r["event"]["type"] == "websocket.http.response.start"
+    ]
+    assert [r["event"]["status"] for r in starts] == [401]
+    notes = starts[0].get("notes", [])
+    assert any(note in n for n in notes) if note else notes == []
+    assert records[-1]["kind"] == "exit"  # the consumer stops itself: granian never says the client left

@@ -90,7 +90,10 @@ async def test_exception_in_a_handler_leaves_the_consumer_and_is_traced(endpoint
     # No server here: the trace says what happens in a test, not what daphne would do.
     assert "consumer raised DeliberateError; the test's next receive_output() raises it" in text
     assert "Traceback (most recent call last)" in text
-    assert 'raise DeliberateError("/raise: an exception in the handler")' in text
+    assert (
+        "raise DeliberateError(reason)" in text
+        and "DeliberateError: /raise: an exception in the handler" in text
+    )
 
 
 async def test_exception_before_accept_is_traced_with_its_traceback(endpoint, trace):

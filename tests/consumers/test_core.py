@@ -5,8 +5,8 @@ import pytest
 from consumers.core import (
     MAX_BURST_TOTAL,
     Block,
-    DeliberateError,
     ExplorerCore,
+    Fail,
     Send,
     Sleep,
     Stop,
@@ -49,9 +49,37 @@ def test_reject_closes_before_accepting():
     assert core(b"reject=1").connect() == [Send({"type": "websocket.close"})]
 
 
-def test_raise_option_fails_the_connect_handler():
-    with pytest.raises(DeliberateError):
-        core(b"raise=1").connect()
+def test_raise_option_fails_the_connect_handler_after_its_delay():
+    assert core(b"raise=1").connect() == [Fail("?raise=1: an exception before accepting")]
+    assert core(b"raise=1&delay=2").connect() == [Sleep(2.0), Fail("?raise=1: an exception before accepting")]
+
+
+def test_deny_answers_the_handshake_with_that_status_and_stops():
+    actions = core(b"deny=401").connect()
+    assert [a.event["type"] for a in actions[:2]] == [
+        "websocket.http.response.start",
+        "websocket.http.response.body",
+    ]
+    assert actions[0].event["status"] == 401
+    assert actions[1].event["body"] == b"denied with 401 (?deny=401)\n"
+    assert actions[2] == Stop()
+
+
+@pytest.mark.parametrize("status", [b"200", b"600", b"abc", b"4\xc2\xb2"])
+def test_deny_takes_only_an_error_status(status):
+    actions = core(b"deny=" + status).connect()
+    assert actions[0].event["type"] == "websocket.accept"
+    assert actions[1].event["text"].startswith("error: ?deny= must be a whole number from 400 to 599")
+
+
+def test_stop_stops_without_an_answer():
+    assert core(b"stop=1").connect() == [Stop()]
+
+
+@pytest.mark.parametrize(("command", "payload"), [("/empty", {"text": ""}), ("/empty bytes", {"bytes": b""})])
+def test_empty_sends_an_empty_message(command, payload):
+    [send] = core().receive({"type": "websocket.receive", "text": command})
+    assert send.event == {"type": "websocket.send", **payload}
 
 
 def test_text_and_bytes_are_echoed_in_kind():
@@ -136,9 +164,10 @@ def test_help_lists_every_command():
         assert option in reply
 
 
-def test_raise_command_raises():
-    with pytest.raises(DeliberateError):
-        core().receive({"type": "websocket.receive", "text": "/raise"})
+def test_raise_command_fails_the_handler():
+    assert core().receive({"type": "websocket.receive", "text": "/raise"}) == [
+        Fail("/raise: an exception in the handler")
+    ]
 
 
 def test_disconnect_stops_the_consumer():

@@ -8,12 +8,8 @@ details, so two runs can be compared.
 """
 
 import asyncio
-import datetime
 import json
-import os
-import platform
 import tempfile
-from importlib.metadata import version
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
@@ -24,6 +20,7 @@ from rich.text import Text
 
 from explorer.bench import scenarios
 from explorer.bench.app import SUBJECTS
+from explorer.serving import machine
 
 MAX_SCALE = 8000  # client and server sockets together stay well inside 20,000 open files
 QUICK = {"connections": 4, "trips": 40, "rounds": 1, "sleepers": 4, "scale": 100}
@@ -52,21 +49,6 @@ def percent(value):
 
 def number(value, digits=0):
     return "—" if value is None else f"{value:,.{digits}f}"
-
-
-def machine():
-    meminfo = Path("/proc/meminfo")
-    total = next(
-        (line.split()[1] for line in meminfo.read_text().splitlines() if line.startswith("MemTotal")), None
-    )
-    return {
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
-        "memory_gib": round(int(total) / 1024**2, 1) if total else None,
-        "versions": {name: version(name) for name in ("django", "channels", "daphne", "rich", "websockets")},
-    }
 
 
 class Command(BaseCommand):
