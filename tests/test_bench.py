@@ -13,10 +13,12 @@ from explorer.management.commands.bench import QUICK, TARGETS
 def test_a_quick_run_reports_every_subject_and_scenario(tmp_path):
     out = StringIO()
     call_command("bench", "--quick", "--json", str(tmp_path / "bench.json"), stdout=out)
-    report = json.loads((tmp_path / "bench.json").read_text())
+    runs = json.loads((tmp_path / "bench.json").read_text())
     text = out.getvalue()
     for title in ("Echo:", "Concurrency:", "Cross-stall:", "Scale:", "Targets"):
         assert title in text
+    [report] = runs["servers"].values()
+    assert report["label"].startswith("daphne 4.2")
 
     echo = {row["subject"]: row for row in report["echo"]}
     assert set(echo) == set(SUBJECTS)
@@ -42,7 +44,7 @@ def test_a_quick_run_reports_every_subject_and_scenario(tmp_path):
 
     assert [target["target"] for target in report["targets"]] == [name for name, *_ in TARGETS]
     assert all(isinstance(target["met"], bool) for target in report["targets"])
-    assert report["machine"]["cpus"] and "daphne" in report["machine"]["versions"]
+    assert runs["machine"]["cpus"] and "daphne" in runs["machine"]["versions"]
     assert isinstance(report["dropped_trace_records"], int)
 
 

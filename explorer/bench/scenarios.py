@@ -12,13 +12,13 @@ import contextlib
 import os
 import re
 import statistics
-import subprocess
-import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from websockets.asyncio.client import connect
+
+from explorer.serving import RunningServer
 
 ROOT = Path(__file__).resolve().parents[2]
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -32,9 +32,9 @@ class BenchServer:
 
     base: str
     pid: int | None = None
-    process: subprocess.Popen | None = None
+    running: RunningServer | None = None
     log: Path | None = None
-    lines_seen: int = field(default=0)
+    label: str = "the server at --url"
 
     def url(self, subject):
         return f"{self.base}/bench/{subject}/"
@@ -73,39 +73,14 @@ class BenchServer:
         return sum(int(n.replace(",", "")) for n in re.findall(r"([\d,]+) records dropped", text))
 
     def stop(self):
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.running:
+            self.running.stop()
 
 
-def start_server(log, environment=None):
-    """daphne serving the bench's subjects on a free loopback port; its trace console goes to ``log``."""
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "explorer.settings", "PYTHONUNBUFFERED": "1"}
-    env.update(environment or {})
-    with open(log, "w") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", "0", "explorer.bench.app:application"],
-            cwd=ROOT,
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        found = re.search(
-            r"Listening on TCP address 127\.0\.0\.1:(\d+)", Path(log).read_text(errors="replace")
-        )
-        if found:
-            return BenchServer(f"ws://127.0.0.1:{found.group(1)}", process.pid, process, Path(log))
-        if process.poll() is not None:
-            raise RuntimeError("the bench's daphne exited:\n" + Path(log).read_text(errors="replace")[-2000:])
-        time.sleep(0.05)
-    process.kill()
-    raise RuntimeError("the bench's daphne did not start within 30 s")
+def start_server(log, kind="daphne", environment=None):
+    """``kind`` serving the bench's subjects on a free loopback port; its trace console goes to ``log``."""
+    running = RunningServer(kind, app="explorer.bench.app:application", env=environment, log=log)
+    return BenchServer(f"ws://127.0.0.1:{running.port}", running.pid, running, Path(log), running.kind.label)
 
 
 def percentile(values, fraction):

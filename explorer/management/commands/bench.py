@@ -20,7 +20,7 @@ from rich.text import Text
 
 from explorer.bench import scenarios
 from explorer.bench.app import SUBJECTS
-from explorer.serving import machine
+from explorer.serving import SERVERS, machine
 
 MAX_SCALE = 8000  # client and server sockets together stay well inside 20,000 open files
 QUICK = {"connections": 4, "trips": 40, "rounds": 1, "sleepers": 4, "scale": 100}
@@ -69,6 +69,17 @@ class Command(BaseCommand):
         )
         parser.add_argument("--quick", action="store_true", help="a small run, under a minute")
         parser.add_argument("--json", dest="json_file", help="also write every figure here")
+        parser.add_argument(
+            "--server",
+            action="append",
+            choices=sorted(SERVERS),
+            help="serve the subjects with this server; repeatable (default daphne)",
+        )
+        parser.add_argument(
+            "--servers",
+            choices=["all"],
+            help="all: every installed server, uvicorn's three implementations too",
+        )
         parser.add_argument("--url", help="a server already running explorer.bench.app (ws://HOST:PORT)")
         parser.add_argument("--pid", type=int, help="with --url: the server's PID, for its CPU and memory")
 
@@ -84,20 +95,32 @@ class Command(BaseCommand):
         self.console = Console(file=self.stdout._out, highlight=False)
         if not self.console.is_terminal:
             self.console.width = 150  # a file or a pipe: wide enough for every column
+        kinds = options["server"] or (
+            [name for name, kind in SERVERS.items() if kind.installed] if options["servers"] else ["daphne"]
+        )
+        missing = [name for name in kinds if not SERVERS[name].installed]
+        if missing:
+            raise CommandError(f"not installed: {', '.join(missing)} (requirements.txt pins them)")
+        results = {"machine": machine(), "sizes": sizes, "servers": {}}
         with scenarios.raised_file_limit(), tempfile.TemporaryDirectory() as scratch:
             if options["url"]:
-                server = scenarios.BenchServer(options["url"].rstrip("/"), options["pid"])
+                servers = {"url": lambda: scenarios.BenchServer(options["url"].rstrip("/"), options["pid"])}
             else:
                 # The trace's console goes to a file: the terminal's speed is not the subject.
-                server = scenarios.start_server(Path(scratch) / "server.log")
-            try:
-                results = asyncio.run(self.run(server, sizes))
-            finally:
-                server.stop()
-            results["dropped_trace_records"] = server.dropped_records()
-        results["machine"] = machine()
-        results["sizes"] = sizes
-        results["targets"] = self.targets(results["echo"])
+                servers = {
+                    name: lambda name=name: scenarios.start_server(Path(scratch) / f"{name}.log", name)
+                    for name in kinds
+                }
+            for name, start in servers.items():
+                server = start()
+                try:
+                    measured = asyncio.run(self.run(server, sizes))
+                finally:
+                    server.stop()
+                measured["label"] = server.label
+                measured["dropped_trace_records"] = server.dropped_records()
+                measured["targets"] = self.targets(measured["echo"])
+                results["servers"][name] = measured
         self.report(results)
         if options["json_file"]:
             Path(options["json_file"]).write_text(json.dumps(results, indent=2) + "\n")
@@ -170,10 +193,36 @@ class Command(BaseCommand):
         return found
 
     def report(self, results):
-        sizes = results["sizes"]
+        for measured in results["servers"].values():
+            self.report_server(measured, results["sizes"])
+        if len(results["servers"]) > 1:
+            self.report_across(results)
+
+    def report_across(self, results):
+        """One table for every server: echo msg/s per subject, and the scale figures."""
+        servers = results["servers"]
+        table = Table(title="Across servers: echo msg/s (median) and scale", title_justify="left")
+        table.add_column("subject")
+        for measured in servers.values():
+            table.add_column(measured["label"], justify="right")
+        for subject in SUBJECTS:
+            rates = [
+                {row["subject"]: row["rate"] for row in m["echo"]}.get(subject) for m in servers.values()
+            ]
+            table.add_row(subject, *(number(rate) for rate in rates))
+        table.add_row(
+            "handshakes/s (scale)", *(number(m["scale"]["handshakes_per_s"]) for m in servers.values())
+        )
+        table.add_row(
+            "RSS KiB per connection (scale)",
+            *(number(m["scale"]["rss_per_connection_kb"], 1) for m in servers.values()),
+        )
+        self.console.print(table)
+
+    def report_server(self, results, sizes):
         echo = Table(
-            title=f"Echo: {sizes['connections']} connections × {sizes['trips']} round trips, "
-            f"median of {sizes['rounds']} round(s)",
+            title=f"{results['label']} · Echo: {sizes['connections']} connections × {sizes['trips']} "
+            f"round trips, median of {sizes['rounds']} round(s)",
             title_justify="left",
         )
         for column in (
@@ -255,4 +304,6 @@ class Command(BaseCommand):
         self.console.print(targets)
         dropped = results["dropped_trace_records"]
         if dropped is not None:
-            self.console.print(f"trace records dropped by the server's full queue: {dropped:,}")
+            self.console.print(
+                f"{results['label']}: trace records dropped by the server's full queue: {dropped:,}"
+            )
