@@ -4,11 +4,21 @@ VENV := .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1:8000
 
-.PHONY: run test lint
+.PHONY: run run-uvicorn run-hypercorn run-granian test lint
 
 run: $(VENV)/installed
 	$(BIN)/python manage.py migrate --noinput --verbosity 0
 	$(BIN)/python manage.py runserver $(HOST)
+
+# The explorer under the other servers it knows: the same page, endpoints and trace.
+run-uvicorn: $(VENV)/installed
+	$(BIN)/python -m uvicorn explorer.asgi:application --host $(word 1,$(subst :, ,$(HOST))) --port $(word 2,$(subst :, ,$(HOST))) --lifespan off
+
+run-hypercorn: $(VENV)/installed
+	$(BIN)/python -m hypercorn explorer.asgi:application --bind $(HOST)
+
+run-granian: $(VENV)/installed
+	$(BIN)/python -m granian --interface asginl --host $(word 1,$(subst :, ,$(HOST))) --port $(word 2,$(subst :, ,$(HOST))) explorer.asgi:application
 
 test: $(VENV)/installed-test
 	$(BIN)/python -m pytest

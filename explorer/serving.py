@@ -117,6 +117,13 @@ def machine():
     }
 
 
+def command_line(pid):
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 def free_port():
     with socket.socket() as probe:
         probe.bind((HOST, 0))
@@ -187,12 +194,11 @@ class RunningServer:
 
     @property
     def pid(self):
-        """The process that runs the application: granian serves from a worker it starts."""
-        if self.kind.distribution != "granian":
-            return self.process.pid
+        """The process that runs the application: hypercorn and granian serve from a worker they start."""
         children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
         found = children.read_text().split() if children.exists() else []
-        return int(found[0]) if found else self.process.pid
+        workers = [pid for pid in found if b"resource_tracker" not in command_line(pid)]
+        return int(workers[-1]) if workers else self.process.pid
 
     def wait_for(self, pattern, timeout=10, start=0):
         """The first output line from ``start`` on that matches ``pattern``."""

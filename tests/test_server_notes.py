@@ -471,3 +471,16 @@ async def test_deny_answers_the_handshake_with_its_status_where_the_server_can(s
     notes = starts[0].get("notes", [])
     assert any(note in n for n in notes) if note else notes == []
     assert records[-1]["kind"] == "exit"  # the consumer stops itself: granian never says the client left
+
+
+@pytest.mark.parametrize("kind", [D, U, H, G])
+def test_the_page_and_its_static_files_under_each_server(served, kind):
+    import urllib.request
+
+    server = served(kind)
+    with urllib.request.urlopen(server.http_url("/"), timeout=10) as page:
+        assert page.status == 200
+        html = page.read().decode()
+    assert "ASGI consumer explorer" in html and "/static/explorer/page.js" in html
+    with urllib.request.urlopen(server.http_url("/static/explorer/page.js"), timeout=10) as script:
+        assert script.status == 200 and b"WebSocket" in script.read()

@@ -31,10 +31,15 @@ class BenchServer:
     """The server under test: its URL, and its PID when this process can read /proc for it."""
 
     base: str
-    pid: int | None = None
+    given_pid: int | None = None  # with --url: the PID the user named
     running: RunningServer | None = None
     log: Path | None = None
     label: str = "the server at --url"
+
+    @property
+    def pid(self):
+        # Asked each time: hypercorn and granian start the worker that serves after they listen.
+        return self.running.pid if self.running else self.given_pid
 
     def url(self, subject):
         return f"{self.base}/bench/{subject}/"
@@ -80,7 +85,7 @@ class BenchServer:
 def start_server(log, kind="daphne", environment=None):
     """``kind`` serving the bench's subjects on a free loopback port; its trace console goes to ``log``."""
     running = RunningServer(kind, app="explorer.bench.app:application", env=environment, log=log)
-    return BenchServer(f"ws://127.0.0.1:{running.port}", running.pid, running, Path(log), running.kind.label)
+    return BenchServer(f"ws://127.0.0.1:{running.port}", None, running, Path(log), running.kind.label)
 
 
 def percentile(values, fraction):

@@ -362,7 +362,7 @@ def handler_outcome(error):
     if error is None:
         return None
     if type(error).__name__ == "StopConsumer":
-        return "raised StopConsumer: the consumer stops"
+        return "StopConsumer: the consumer ends"
     if isinstance(error, asyncio.CancelledError):
         return "cancelled"
     return f"raised {type(error).__name__}"

@@ -369,7 +369,7 @@ class HypercornNotes(Notes):
         "no-type": "{server} raises KeyError('type') in send",
         "accept-twice": "{server} raises UnexpectedMessageError in send",
         "accept-subprotocol": "{server} raises Exception('Invalid Subprotocol') in send: nothing reaches the "
-        "client, which is left without an HTTP response (under the trio worker the whole server stops)",
+        "client, which is left without an HTTP response",
         "send-before-accept": "{server} raises UnexpectedMessageError in send",
         "send-both": "{server} sends the bytes only, as a binary frame",
         "send-neither": "{server} raises in send (KeyError for a missing text, TypeError for None)",
