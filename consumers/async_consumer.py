@@ -19,6 +19,7 @@ from consumers.core import (
     Fail,
     Join,
     Leave,
+    Note,
     Publish,
     Send,
     Sleep,
@@ -27,14 +28,19 @@ from consumers.core import (
     Whoami,
 )
 from consumers.layer_errors import LAYER_ERRORS
+from consumers.limits import EVENT_LOOP, ConnectionLimits
 from consumers.whereabouts import process_stats, whereabouts
+from explorer.trace import note
+from explorer.unsent import probe
 
 
 class ExplorerAsyncConsumer(AsyncConsumer):
     trace_name = "ac"  # the trace calls its connections ac#N
 
     async def websocket_connect(self, event):
-        self.core = ExplorerCore(self.scope)
+        # What this consumer's /sleep and /block hold, and what the server holds for its client.
+        limits = ConnectionLimits(sleeping=None, blocking=EVENT_LOOP, unsent=probe(self.base_send))
+        self.core = ExplorerCore(self.scope, limits=limits)
         await self.perform(self.core.connect())
 
     async def websocket_receive(self, event):
@@ -71,6 +77,8 @@ class ExplorerAsyncConsumer(AsyncConsumer):
                     await self.perform([self.core.whoami(whereabouts(self))])
                 case Stats():
                     await self.perform([self.core.stats(await process_stats())])
+                case Note(text):
+                    note(text)
                 case Fail(reason):
                     raise DeliberateError(reason)
                 case Stop():

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs
 
+from consumers.limits import MAX_ROOMS, ConnectionLimits
 from explorer.trace.connection import SCOPE_KEY as CONNECTION_NAME
 from explorer.trace.display import scope_as_json
 
@@ -31,7 +32,10 @@ DENIAL_STATUSES = (400, 599)  # ?deny= statuses: a client or server error
 COMMAND = re.compile(r"/(?P<name>[a-z]+)(?:\s+(?P<args>.*))?", re.DOTALL)
 TRUE_WORDS = {"1", "true", "yes", "on"}
 # channels' own rule for group names (channels.layers.BaseChannelLayer).
-ROOM_NAME = re.compile(r"[a-zA-Z\d\-_.]{1,99}")
+ROOM_NAME = re.compile(r"[a-zA-Z0-9\-_.]{1,99}", re.ASCII)
+WHOLE_NUMBER = re.compile(r"[0-9]+", re.ASCII)
+DECIMAL_NUMBER = re.compile(r"[0-9]+(?:\.[0-9]+)?|\.[0-9]+", re.ASCII)
+MAX_NUMBER_LENGTH = 20  # digits a number may have: int() of a long string is slow
 ROOM_MESSAGE = "room.message"  # the explorer's own channel-layer event type
 # RFC 9110 token characters: what a header name may be made of.
 HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -65,6 +69,13 @@ class Block:
     """``time.sleep`` in both: blocks the event loop (async) or the worker thread (sync)."""
 
     seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """Say ``text`` in the trace, on the connection's line: why a command was refused."""
+
+    text: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,10 +130,9 @@ def is_application_close_code(code):
 
 
 def valid_close_code(word):
-    try:
-        code = int(word)
-    except ValueError:
-        raise CommandError(f"close code must be a whole number, got {word!r}") from None
+    code = number(word, 0, 65535)
+    if code is None:
+        raise CommandError(f"close code must be a whole number, got {word!r}")
     if not is_application_close_code(code):
         raise CommandError(
             f"close code {code} cannot be sent by an application through daphne; "
@@ -138,21 +148,32 @@ def valid_close_reason(reason):
     return reason
 
 
+def number(word, low, high, whole=True):
+    """The one way a number a client sent is read: ASCII digits only, and a decimal point unless ``whole``.
+
+    str.isdigit() takes '²' and '①', and int() and float() take '٤', ' 4',
+    '4_0', '+4', 'nan' and '1e3': none of them is a number here. None if
+    ``word`` is not one, or not from ``low`` to ``high``.
+    """
+    pattern = WHOLE_NUMBER if whole else DECIMAL_NUMBER
+    if not isinstance(word, str) or len(word) > MAX_NUMBER_LENGTH or not pattern.fullmatch(word):
+        return None
+    value = int(word) if whole else float(word)
+    return value if low <= value <= high else None
+
+
 def valid_seconds(word, what):
-    try:
-        seconds = float(word)
-    except (TypeError, ValueError):
-        seconds = None
-    # float() also takes "nan" and "inf": neither is a time to wait.
-    if seconds is None or not 0 <= seconds <= MAX_SECONDS:
+    seconds = number(word, 0, MAX_SECONDS, whole=False)
+    if seconds is None:
         raise CommandError(f"{what} takes SECONDS from 0 to {MAX_SECONDS}, got {word!r}")
     return seconds
 
 
 def valid_count(word, what, low, high):
-    if word is None or not word.isdigit() or not low <= int(word) <= high:
+    count = number(word, low, high)
+    if count is None:
         raise CommandError(f"{what} must be a whole number from {low:,} to {high:,}, got {word!r}")
-    return int(word)
+    return count
 
 
 def valid_room(word):
@@ -266,8 +287,9 @@ class ExplorerCore:
         "?stop=1": "stop without accepting or closing: the application returns",
     }
 
-    def __init__(self, scope, show_credentials=None):
+    def __init__(self, scope, show_credentials=None, limits=None):
         self.scope = scope
+        self.limits = limits or ConnectionLimits()  # what this connection may make the server hold
         self.show_credentials = show_credentials  # None: as the trace's setting says
         # How room messages from this connection are signed: the name the
         # trace gives it (sc#3), so what a room says and the trace agree.
@@ -280,7 +302,14 @@ class ExplorerCore:
     # Events in, actions out.
 
     def connect(self):
-        actions = [Sleep(self.options.delay)] if self.options.delay else []
+        actions, problems = [], list(self.options.problems)
+        if self.options.delay:
+            refusal = self.limits.hold("sleep", self.options.delay)
+            if refusal:
+                problems.append(f"?delay={self.options.delay:g} refused: {refusal}")
+                actions.append(Note(f"?delay={self.options.delay:g} refused: {refusal}"))
+            else:
+                actions.append(Sleep(self.options.delay))
         if self.options.fail:
             return [*actions, Fail("?raise=1: an exception before accepting")]
         if self.options.stop:
@@ -300,7 +329,7 @@ class ExplorerCore:
             accept["headers"] = [list(pair) for pair in self.options.headers]
         actions.append(Send(accept))
         # Nothing can be said before accepting: report bad options just after.
-        actions += [send_text(f"error: {problem}") for problem in self.options.problems]
+        actions += [send_text(f"error: {problem}") for problem in problems]
         return actions
 
     def receive(self, message):
@@ -398,20 +427,28 @@ class ExplorerCore:
                 f"/burst {count:,} × {size:,} bytes is {count * size:,} bytes; "
                 f"the limit is {MAX_BURST_TOTAL:,} in one burst"
             )
-        return burst(count, size)
+        return burst(count, size, self.limits)
 
     def command_sleep(self, args):
         seconds = valid_seconds(args, "/sleep")
+        refusal = self.limits.hold("sleep", seconds)
+        if refusal:
+            return refused(f"/sleep {seconds:g} refused: {refusal}")
         return [Sleep(seconds), send_text(f"slept {seconds:g} s")]
 
     def command_block(self, args):
         seconds = valid_seconds(args, "/block")
+        refusal = self.limits.hold("block", seconds)
+        if refusal:
+            return refused(f"/block {seconds:g} refused: {refusal}")
         return [Block(seconds), send_text(f"blocked {seconds:g} s")]
 
     def command_join(self, args):
         room = valid_room(args)
         if room in self.rooms:
             raise CommandError(f"already in room {room}")
+        if len(self.rooms) >= MAX_ROOMS:
+            raise CommandError(f"a connection may be in {MAX_ROOMS} rooms at most; /leave one first")
         self.rooms[room] = True
         return [Join(room), send_text(f"joined {room}")]
 
@@ -447,12 +484,23 @@ class ExplorerCore:
         return [Send(event)]
 
 
-def burst(count, size):
-    """``count`` numbered text messages of exactly ``size`` bytes, made one at a time."""
+def burst(count, size, limits):
+    """``count`` numbered text messages of exactly ``size`` bytes, one at a time, while the budget lasts."""
     filler = "." * size
     for number in range(1, count + 1):
+        refusal = limits.send(size)
+        if refusal:
+            why = f"/burst stopped after {number - 1:,} of {count:,} messages: {refusal}"
+            # A server that has stopped writing would make the reply's send wait too.
+            yield from refused(why) if limits.writable() else [Note(why)]
+            return
         label = f"{number}/{count} "
         yield send_text((label + filler)[:size])
+
+
+def refused(why):
+    """What a budget's refusal is: a line in the trace and an error the client reads."""
+    return [Note(why), send_text(f"error: {why}")]
 
 
 def denial(status, body):

@@ -102,6 +102,11 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
+# Seconds all connections together may hold the sync thread, or block the event
+# loop, with /sleep, /block and ?delay= in any 10 s (consumers/limits.py). Below
+# daphne's 5 s handshake timeout, so a waiting handshake still completes.
+EXPLORER_HOLD_SHARE = float(os.environ.get("EXPLORER_HOLD_SHARE") or 4)
+
 # The trace. Each key can be overridden by the environment variable beside it.
 EXPLORER_TRACE = {
     # compact: one line per event; full: pretty-printed dicts; off: nothing.

@@ -148,7 +148,22 @@ def DaphneServer(recording, application="explorer.asgi:application", cwd=ROOT, *
     return TracedServer("daphne", recording, application, cwd, **env)
 
 
-WIRE_ENV = {"EXPLORER_TRACE": "compact", "EXPLORER_TRACE_MAX_PAYLOAD": "64", "COLUMNS": "200"}
+# A shared server serves many tests one after the other: its budget for holding
+# the sync thread is raised (the hostile tests start servers of their own).
+WIRE_ENV = {
+    "EXPLORER_TRACE": "compact",
+    "EXPLORER_TRACE_MAX_PAYLOAD": "64",
+    "COLUMNS": "200",
+    "EXPLORER_HOLD_SHARE": "60",
+}
+
+
+@pytest.fixture(autouse=True)
+def budgets_of_their_own():
+    """In-process tests share the process-wide hold budget: each starts with it unspent."""
+    from consumers.limits import HOLDS
+
+    HOLDS.spans.clear()
 
 
 @contextlib.contextmanager

@@ -84,7 +84,9 @@ class BenchServer:
 
 def start_server(log, kind="daphne", environment=None):
     """``kind`` serving the bench's subjects on a free loopback port; its trace console goes to ``log``."""
-    running = RunningServer(kind, app="explorer.bench.app:application", env=environment, log=log)
+    # The concurrency scenario holds the sync thread for 5 s on purpose: lift the hold budget.
+    env = {"EXPLORER_HOLD_SHARE": "60", **(environment or {})}
+    running = RunningServer(kind, app="explorer.bench.app:application", env=env, log=log)
     return BenchServer(f"ws://127.0.0.1:{running.port}", None, running, Path(log), running.kind.label)
 
 

@@ -1,0 +1,177 @@
+"""What one connection may make the server hold, and all of them together.
+
+The core asks here before each costly thing a client can ask for, and
+answers with an ``error:`` instead when the budget is spent:
+
+- **Holding a shared thread.** ``/sleep`` on a SyncConsumer, ``/block`` on
+  either, and ``?delay=`` on a SyncConsumer hold the one thread channels
+  runs sync code on, or the event loop itself: while they do, no other
+  connection's handler runs, and no handshake gets past the auth stack.
+  Together, all connections may hold each for at most ``HOLD_SHARE``
+  seconds in any ``HOLD_WINDOW`` (below daphne's 5 s handshake timeout, so
+  a handshake that waits still completes), and one connection rests as long
+  as it held before it may hold again: commands sent in one go are refused
+  after the first, not queued into a long freeze.
+- **Bytes a client has not read.** A burst stops when this connection has
+  ``MAX_UNSENT`` bytes waiting in the server for the client, or all
+  connections together ``MAX_UNSENT_TOTAL``, or when the server says it is
+  not writing (uvicorn's back-pressure), since a send that then waits would
+  hold the sync thread with it. Where the server does not show what it
+  holds, a connection may ask for at most ``MAX_UNSENT`` bytes per
+  ``HOLD_WINDOW``.
+- **Rooms.** ``MAX_ROOMS`` per connection: the in-memory layer scans every
+  group on each send, so each room a connection joins slows every room.
+"""
+
+import threading
+import time
+import weakref
+from collections import deque
+
+SYNC_THREAD = "the sync thread"
+EVENT_LOOP = "the event loop"
+HOLD_WINDOW = 10.0  # seconds
+HOLD_SHARE = 4.0  # seconds each shared thread may be held in any HOLD_WINDOW
+MAX_UNSENT = 8 * 1024 * 1024  # bytes waiting for one client
+MAX_UNSENT_TOTAL = 64 * 1024 * 1024  # bytes waiting for all clients together
+CHECK_EVERY = 1024 * 1024  # bytes asked for between two looks at every connection's buffers
+MAX_ROOMS = 100
+MIB = 1024 * 1024
+
+
+def hold_share():
+    """HOLD_SHARE, unless settings.EXPLORER_HOLD_SHARE says otherwise (the bench lifts it to measure)."""
+    from django.conf import settings
+
+    return getattr(settings, "EXPLORER_HOLD_SHARE", HOLD_SHARE)
+
+
+class Holds:
+    """Who held which shared thread, and when: process-wide, for every connection."""
+
+    def __init__(self, clock=time.monotonic, share=hold_share):
+        self.clock = clock
+        self.share = share
+        self.spans = {}  # resource -> deque of (start, end)
+        self.lock = threading.Lock()  # SyncConsumers ask from the worker thread, AsyncConsumers from the loop
+
+    def held(self, resource, now):
+        """Seconds ``resource`` is held by granted holds within the window that ends ``now``."""
+        spans = self.spans.setdefault(resource, deque())
+        while spans and spans[0][1] < now - HOLD_WINDOW:
+            spans.popleft()
+        return sum(min(end, now + HOLD_WINDOW) - max(start, now - HOLD_WINDOW) for start, end in spans)
+
+    def grant(self, resource, seconds):
+        """The hold, if the budget allows it: (granted, seconds already held in the window)."""
+        with self.lock:
+            now = self.clock()
+            held = self.held(resource, now)
+            if held + seconds > self.share():
+                return False, held
+            self.spans[resource].append((now, now + seconds))
+            return True, held
+
+
+HOLDS = Holds()
+WATCHED = weakref.WeakSet()  # connections whose unsent bytes the server shows, for the total
+
+
+class ConnectionLimits:
+    """One connection's budget. ``sleeping``/``blocking``: what /sleep and /block hold (None: nothing).
+
+    ``unsent``: a function telling how many bytes the server still holds for
+    this client (``explorer.unsent``), ``PAUSED`` if it has stopped writing,
+    or None where the server does not show it.
+    """
+
+    def __init__(self, sleeping=None, blocking=None, unsent=None, holds=HOLDS, clock=time.monotonic):
+        self.holding = {"sleep": sleeping, "block": blocking}
+        self.unsent = unsent or (lambda: None)
+        self.holds = holds
+        self.clock = clock
+        self.rested_at = float("-inf")  # when this connection may hold a shared thread again
+        self.asked = deque()  # (when, bytes) asked for, where the server does not show its buffers
+        self.since_check = CHECK_EVERY  # look at the first message
+        WATCHED.add(self)
+
+    def hold(self, command, seconds):
+        """None if ``command`` (sleep or block) may hold for ``seconds``, else why not."""
+        resource = self.holding[command]
+        if resource is None or seconds == 0:
+            return None
+        now = self.clock()
+        if now < self.rested_at:
+            return (
+                f"this connection held {resource} a moment ago; it may again in "
+                f"{self.rested_at - now:.1f} s (one long command at a time, then as long a rest)"
+            )
+        granted, held = self.holds.grant(resource, seconds)
+        if not granted:
+            return (
+                f"{resource} has been held {held:.1f} s of the last {HOLD_WINDOW:g} s; all connections "
+                f"together may hold it {self.holds.share():g} s, so that a handshake waiting for it "
+                "still completes"
+            )
+        self.rested_at = now + 2 * seconds
+        return None
+
+    def send(self, size):
+        """None if a message of ``size`` bytes may be sent now, else why not.
+
+        Asked before every message: a look at this client's buffer is cheap,
+        and a send that finds the server paused would wait (and, from a
+        SyncConsumer, hold the sync thread while it waits).
+        """
+        unsent = self.unsent()
+        if unsent is PAUSED:
+            return "the server has stopped writing to this client until it reads (back-pressure)"
+        self.since_check += size
+        if unsent is None:
+            return self.asked_too_much() if self.checked() else None
+        if unsent > MAX_UNSENT:
+            return (
+                f"{unsent / MIB:.1f} MiB are waiting for this client to read them "
+                f"(the limit is {MAX_UNSENT // MIB} MiB)"
+            )
+        if self.checked():  # all connections together: now and then, as it costs one look each
+            waiting = (other.unsent() for other in list(WATCHED))
+            total = sum(count for count in waiting if isinstance(count, int))
+            if total > MAX_UNSENT_TOTAL:
+                return (
+                    f"{total / MIB:.1f} MiB are waiting for clients to read them, all connections together "
+                    f"(the limit is {MAX_UNSENT_TOTAL // MIB} MiB)"
+                )
+        return None
+
+    def writable(self):
+        """Whether the server is writing to this client: a send would not wait."""
+        return self.unsent() is not PAUSED
+
+    def checked(self):
+        """Whether CHECK_EVERY bytes have been asked for since the last time this said so."""
+        if self.since_check < CHECK_EVERY:
+            return False
+        self.since_check = 0
+        return True
+
+    def asked_too_much(self):
+        now = self.clock()
+        while self.asked and self.asked[0][0] < now - HOLD_WINDOW:
+            self.asked.popleft()
+        self.asked.append((now, CHECK_EVERY))
+        asked = sum(count for _, count in self.asked)
+        if asked > MAX_UNSENT:
+            return (
+                f"this server does not show what it holds for a client, so a connection may ask for "
+                f"{MAX_UNSENT // MIB} MiB per {HOLD_WINDOW:g} s"
+            )
+        return None
+
+
+class Paused:
+    def __repr__(self):
+        return "PAUSED"
+
+
+PAUSED = Paused()

@@ -1,0 +1,93 @@
+"""How much a server still holds for a client that has not read it, where the server shows it.
+
+A client that stops reading makes the server buffer what the application
+sends: daphne (Twisted) buffers without limit and never makes ``send`` wait;
+uvicorn stops writing past its high-water mark and makes the next ``send``
+wait until the client reads. ``probe(send)`` finds the server behind the
+ASGI ``send`` the consumer was given (through the trace's wrapper and
+asgiref's ``async_to_sync``) and returns a function that reads its buffer
+now: bytes, ``PAUSED`` while uvicorn is not writing, or None for a server
+that does not show it (hypercorn, granian, a test harness).
+"""
+
+import functools
+
+from consumers.limits import PAUSED
+from explorer.trace.servers import module_of
+
+DEPTH = 5  # wrappers looked through: async_to_sync, channels' session wrapper, the trace's
+
+
+def unwrapped(send):
+    """``send`` and what it wraps, outermost first.
+
+    Besides what the trace looks through (a partial's function, closure
+    cells), asgiref's AsyncToSync keeps its ``awaitable``, and a wrapper
+    object (channels' session middleware keeps ``real_send``) holds the
+    callable it wraps as an attribute of the object its method is bound to.
+    """
+    found, frontier = [], [send]
+    for _ in range(DEPTH):
+        following = []
+        for thing in frontier:
+            found.append(thing)
+            if isinstance(thing, functools.partial):
+                following.append(thing.func)
+            following += [cell for cell in closure_of(thing) if callable(cell)]
+            if hasattr(thing, "awaitable"):
+                following.append(thing.awaitable)
+            owner = getattr(thing, "__self__", None)
+            if owner is not None and not (module_of(thing) or "").startswith(("daphne", "uvicorn")):
+                following += [value for value in vars_of(owner) if callable(value)]
+        frontier = following
+    return found
+
+
+def closure_of(thing):
+    cells = getattr(thing, "__closure__", None) or ()
+    contents = []
+    for cell in cells:
+        try:
+            contents.append(cell.cell_contents)
+        except ValueError:  # an empty cell
+            continue
+    return contents
+
+
+def vars_of(owner):
+    try:
+        return list(vars(owner).values())
+    except TypeError:  # no __dict__
+        return []
+
+
+def probe(send):
+    for thing in unwrapped(send):
+        module = module_of(thing) or ""
+        if isinstance(thing, functools.partial) and module_of(thing.func) == "daphne.server":
+            protocol = thing.args[0] if thing.args else None
+            transport = getattr(protocol, "transport", None)
+            if transport is not None and hasattr(transport, "dataBuffer"):
+                return functools.partial(twisted_buffered, transport)
+        if module.startswith("uvicorn.protocols.websockets"):
+            protocol = getattr(thing, "__self__", None)
+            if protocol is not None and getattr(protocol, "transport", None) is not None:
+                return functools.partial(uvicorn_buffered, protocol)
+    return lambda: None
+
+
+def twisted_buffered(transport):
+    # Twisted's FileDescriptor: what is left of dataBuffer, and writes not yet joined to it.
+    return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+
+
+def uvicorn_buffered(protocol):
+    transport = protocol.transport
+    buffered = transport.get_write_buffer_size()
+    # uvicorn's next send waits once the transport pauses it, past the high-water mark;
+    # the pause may come a loop turn after the write, so the mark is read here too.
+    _, high_water = transport.get_write_buffer_limits()
+    writable = getattr(protocol, "writable", None)
+    if buffered > high_water or (writable is not None and not writable.is_set()):
+        return PAUSED
+    return buffered

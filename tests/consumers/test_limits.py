@@ -1,0 +1,174 @@
+"""What a client can make the server hold: the budgets alone (on a clock of our own), and in the consumers."""
+
+import unicodedata
+
+import pytest
+from channels.testing import WebsocketCommunicator
+from hypothesis import given
+from hypothesis import strategies as st
+
+from consumers import limits as budget
+from consumers.core import ExplorerCore, Note, Send, Sleep, number
+from consumers.limits import PAUSED, SYNC_THREAD, ConnectionLimits, Holds
+from explorer.asgi import application
+from tests.explorer.test_properties import PROPERTIES
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def limited(clock, holds=None, unsent=None):
+    return ConnectionLimits(
+        sleeping=SYNC_THREAD, blocking=SYNC_THREAD, unsent=unsent, holds=holds or Holds(clock), clock=clock
+    )
+
+
+def test_one_long_command_then_as_long_a_rest():
+    clock = Clock()
+    one = limited(clock)
+    assert one.hold("sleep", 2) is None
+    clock.now += 2  # the next command comes the moment the first one ends, as queued ones do
+    assert "may again in 2.0 s" in one.hold("block", 1)
+    clock.now += 2
+    assert one.hold("block", 1) is None
+
+
+def test_all_connections_together_hold_a_shared_thread_at_most_the_share():
+    clock = Clock()
+    holds = Holds(clock)
+    first, second, third = (limited(clock, holds) for _ in range(3))
+    assert first.hold("sleep", 3) is None
+    refusal = second.hold("sleep", 3)
+    assert "has been held 3.0 s of the last 10 s" in refusal
+    assert third.hold("sleep", 1) is None  # 3 + 1 is within the 4 s share
+    clock.now += budget.HOLD_WINDOW + 4  # the window has moved on
+    assert second.hold("sleep", 3) is None
+
+
+def test_what_holds_nothing_is_never_refused():
+    clock = Clock()
+    async_limits = ConnectionLimits(sleeping=None, blocking=None, holds=Holds(clock), clock=clock)
+    for _ in range(5):
+        assert async_limits.hold("sleep", 30) is None
+
+
+def test_a_burst_stops_when_the_client_has_not_read_enough():
+    waiting = {"bytes": 0}
+    one = limited(Clock(), unsent=lambda: waiting["bytes"])
+    assert one.send(1024) is None
+    waiting["bytes"] = budget.MAX_UNSENT + 1
+    assert "MiB are waiting for this client to read them" in one.send(1024)
+
+
+def test_a_burst_stops_when_all_clients_together_have_not_read_enough():
+    share = budget.MAX_UNSENT_TOTAL // 9 + 1  # each one under its own limit
+    crowd = [limited(Clock(), unsent=lambda: share) for _ in range(9)]
+    refusal = crowd[0].send(budget.CHECK_EVERY)
+    assert "all connections together" in refusal
+
+
+def test_a_burst_stops_when_the_server_stops_writing():
+    one = limited(Clock(), unsent=lambda: PAUSED)
+    assert "back-pressure" in one.send(budget.CHECK_EVERY)
+
+
+def test_where_the_server_does_not_show_its_buffers_a_rate_applies():
+    clock = Clock()
+    one = limited(clock, unsent=lambda: None)
+    sent = 0
+    while (refusal := one.send(budget.CHECK_EVERY)) is None:
+        sent += budget.CHECK_EVERY
+    assert sent <= budget.MAX_UNSENT
+    assert "does not show what it holds" in refusal
+    clock.now += budget.HOLD_WINDOW + 1
+    assert one.send(budget.CHECK_EVERY) is None
+
+
+def test_the_core_stops_a_burst_with_an_error_and_a_note():
+    refusals = iter([None, None, "enough"])
+    stub = ConnectionLimits()
+    stub.send = lambda size: next(refusals)
+    core = ExplorerCore({"type": "websocket", "query_string": b""}, limits=stub)
+    actions = list(core.receive({"type": "websocket.receive", "text": "/burst 5 8"}))
+    assert [a.event["text"] for a in actions if isinstance(a, Send)] == [
+        "1/5 ....",
+        "2/5 ....",
+        "error: /burst stopped after 2 of 5 messages: enough",
+    ]
+    assert Note("/burst stopped after 2 of 5 messages: enough") in actions
+
+
+def test_a_refused_delay_accepts_at_once_and_says_why():
+    clock = Clock()
+    holds = Holds(clock)
+    limited(clock, holds).hold("sleep", 4)  # someone else holds the thread now
+    core = ExplorerCore({"type": "websocket", "query_string": b"delay=2"}, limits=limited(clock, holds))
+    actions = core.connect()
+    assert not [a for a in actions if isinstance(a, Sleep)]
+    assert actions[-1].event["text"].startswith("error: ?delay=2 refused: the sync thread has been held")
+
+
+def test_rooms_per_connection_are_capped():
+    core = ExplorerCore({"type": "websocket", "query_string": b""})
+    for n in range(budget.MAX_ROOMS):
+        core.receive({"type": "websocket.receive", "text": f"/join r{n}"})
+    [reply] = core.receive({"type": "websocket.receive", "text": "/join one-more"})
+    assert (
+        reply.event["text"]
+        == f"error: a connection may be in {budget.MAX_ROOMS} rooms at most; /leave one first"
+    )
+
+
+@pytest.mark.parametrize("name", ["١٢٣", "room²", "ⅻ"])
+def test_room_names_are_ascii_as_the_message_says(name):
+    core = ExplorerCore({"type": "websocket", "query_string": b""})
+    [reply] = core.receive({"type": "websocket.receive", "text": f"/join {name}"})
+    assert reply.event["text"].startswith("error: room names are ASCII letters, digits")
+
+
+# Every character Unicode calls a digit or a number, that is not an ASCII digit.
+NOT_ASCII_DIGITS = st.characters(categories=("Nd", "No", "Nl")).filter(lambda c: not "0" <= c <= "9")
+
+
+@PROPERTIES
+@given(st.text(st.one_of(NOT_ASCII_DIGITS, st.sampled_from("0123456789.")), min_size=1, max_size=8))
+def test_only_ascii_digits_are_numbers(word):
+    value = number(word, 0, 10**9, whole=False)
+    has_other = any(not ("0" <= c <= "9" or c == ".") for c in word)
+    if has_other:
+        assert value is None
+    core = ExplorerCore({"type": "websocket", "query_string": b""})
+    for command in (f"/burst {word}", f"/burst 2 {word}", f"/sleep {word}", f"/close {word}"):
+        for action in core.receive({"type": "websocket.receive", "text": command}):
+            assert isinstance(action, (Send, Sleep, Note))  # never an exception
+    assert all(unicodedata.category(c) in ("Nd", "No", "Nl", "Po") for c in word)
+
+
+@pytest.mark.parametrize("command", ["/burst ²", "/burst 2 ①", "/sleep ٣", "/close ٤٠٠٠", "/deny"])
+async def test_odd_digits_get_an_error_and_the_connection_stays_open(endpoint, command):
+    client = WebsocketCommunicator(application, f"/ws/{endpoint}/")
+    await client.connect()
+    await client.send_to(text_data=command)
+    assert (await client.receive_from()).startswith("error: ")
+    await client.send_to(text_data="still open")
+    assert await client.receive_from() == "still open"
+    await client.disconnect()
+
+
+async def test_long_commands_sent_in_one_go_run_once_and_the_rest_are_refused(endpoint, trace):
+    budget.HOLDS.spans.clear()
+    client = WebsocketCommunicator(application, f"/ws/{endpoint}/")
+    await client.connect()
+    for _ in range(3):
+        await client.send_to(text_data="/block 0.3")
+    replies = [await client.receive_from(timeout=5) for _ in range(3)]
+    assert replies[0] == "blocked 0.3 s"
+    assert all(r.startswith("error: /block 0.3 refused: this connection held") for r in replies[1:])
+    await client.disconnect()
+    notes = [r["note"] for r in trace.records() if r["kind"] == "note"]
+    assert len(notes) == 2 and all(n.startswith("/block 0.3 refused: this connection held") for n in notes)
