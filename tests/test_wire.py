@@ -176,6 +176,7 @@ async def test_commands_through_a_real_daphne(server, endpoint):
         assert {len(text) for text in burst} == {1000}
         await ws.send("/sleep 0.1")
         assert await ws.recv() == "slept 0.1 s"
+        await asyncio.sleep(0.2)  # a connection rests as long as it held before it holds again
         await ws.send("/block 0.1")
         assert await ws.recv() == "blocked 0.1 s"
         await ws.send("/burst 10001")
