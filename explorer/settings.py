@@ -26,16 +26,6 @@ def env_flag(name, default=False):
     raise ImproperlyConfigured(f"{name}={value!r}: expected 1/0, true/false, yes/no or on/off")
 
 
-def env_int(name, default):
-    value = os.environ.get(name)
-    if value is None or value == "":
-        return default
-    try:
-        return int(value)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name}={value!r}: expected a whole number") from None
-
-
 # A key made at start-up signs nothing that must outlive the process here
 # (sessions are signed cookies); set DJANGO_SECRET_KEY for anything else.
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or secrets.token_urlsafe(50)
@@ -107,23 +97,10 @@ else:
 # daphne's 5 s handshake timeout, so a waiting handshake still completes.
 EXPLORER_HOLD_SHARE = float(os.environ.get("EXPLORER_HOLD_SHARE") or 4)
 
-# The trace. Each key can be overridden by the environment variable beside it.
-EXPLORER_TRACE = {
-    # compact: one line per event; full: pretty-printed dicts; off: nothing.
-    "MODE": os.environ.get("EXPLORER_TRACE", "compact"),
-    # text/bytes (and any other string) longer than this are shortened.
-    "MAX_PAYLOAD": env_int("EXPLORER_TRACE_MAX_PAYLOAD", 200),
-    # Show cookie, authorization, proxy-authorization, sec-websocket-key and
-    # the session instead of <redacted>.
-    "SHOW_CREDENTIALS": env_flag("EXPLORER_TRACE_SHOW_CREDENTIALS"),
-    # An event that waits this long for its handler is flagged, with whoever
-    # held the sync thread meanwhile.
-    "SLOW_WAIT_MS": env_int("EXPLORER_TRACE_SLOW_WAIT_MS", 50),
-    # Also record the trace here as JSON Lines (python manage.py trace FILE reads it).
-    "FILE": os.environ.get("EXPLORER_TRACE_FILE") or None,
-    # Records waiting for the console; beyond this they are dropped and counted.
-    "QUEUE_SIZE": env_int("EXPLORER_TRACE_QUEUE_SIZE", 10_000),
-}
+# The trace: every key, its environment variable and its default are in
+# explorer/trace/config.py and the README's *Settings*; set any here to change
+# the default, the variable still wins. Checked at start-up.
+EXPLORER_TRACE = {}
 
 # The explorer.trace app gives the "explorer.trace" logger its queued Rich
 # console (and the recording) unless LOGGING configures that logger itself.

@@ -1,9 +1,9 @@
 """The ``explorer.trace`` app: the dispatch hook, and the console and recording unless LOGGING has its own."""
 
 import logging
+import sys
 
 from django.apps import AppConfig
-from django.conf import settings
 
 
 class TraceAppConfig(AppConfig):
@@ -12,8 +12,14 @@ class TraceAppConfig(AppConfig):
     verbose_name = "ASGI WebSocket trace"
 
     def ready(self):
-        from explorer.trace import checks, dispatch  # noqa: F401 - checks registers the system checks
+        from explorer.trace import dispatch
+        from explorer.trace.config import read_settings
 
+        _, problems = read_settings()
+        if problems:
+            # One clear line, wherever the app starts (runserver, daphne, uvicorn...), not a traceback.
+            sys.stderr.write("".join(f"explorer.trace: {problem}\n" for problem in problems))
+            raise SystemExit(2)
         dispatch.install()
         attach_default_handler()
 
@@ -27,11 +33,13 @@ def attach_default_handler():
     logger = logging.getLogger("explorer.trace")
     if logger.handlers or logger.level != logging.NOTSET or logger.disabled:
         return
+    from explorer.trace.config import trace_settings
     from explorer.trace.handlers import QueuedTraceHandler
 
-    options = getattr(settings, "EXPLORER_TRACE", {})
-    logger.addHandler(
-        QueuedTraceHandler(queue_size=options.get("QUEUE_SIZE", 10_000), file=options.get("FILE") or None)
+    values = trace_settings()
+    handler = QueuedTraceHandler(
+        queue_size=values["QUEUE_SIZE"], queue_bytes=values["QUEUE_BYTES"], file=values["FILE"]
     )
+    logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False  # the trace has its own console; not twice through the root's

@@ -19,7 +19,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 
 from explorer.trace.config import TraceConfig
-from explorer.trace.display import printable
+from explorer.trace.display import MIN_KEY_LIMIT, Shortened, printable
 from explorer.trace.entry import TraceEntry
 from explorer.trace.rules import WebSocketRules, event_type_of
 from explorer.trace.server_notes import notes_for
@@ -92,9 +92,35 @@ def path_name(scope):
     return printable(path)[:MAX_NAME] if isinstance(path, str) and path else "websocket"
 
 
-def shallow_copy(event):
-    # The consumer may change its dict after sending it; the trace shows it as it crossed.
-    return dict(event) if isinstance(event, dict) else event
+RECORD_WEIGHT = 256  # bytes a record holds besides its strings: the entry, the logging record
+
+
+def captured(event, limit, depth=0):
+    """The event as it crossed, its long strings cut to ``limit`` now: a record holds only what it shows.
+
+    A copy, since the consumer may change its dict after sending it. Returns
+    (the copy, about how many bytes it holds), the weight the queue counts.
+    """
+    if isinstance(event, (str, bytes)):
+        return (Shortened(event[:limit], len(event)), limit) if len(event) > limit else (event, len(event))
+    if isinstance(event, dict) and depth < 2:  # an event, and a layer message inside one
+        copy, weight = {}, 0
+        for key, value in event.items():
+            # The type stays whole, as the display keeps it (display.MIN_KEY_LIMIT).
+            copy[key], held = captured(
+                value, max(limit, MIN_KEY_LIMIT) if key == "type" else limit, depth + 1
+            )
+            weight += held
+        return copy, weight
+    if isinstance(event, (list, tuple)):  # headers: their pairs are shown (and redacted) later
+        return event, sum(len(part) for pair in event[:100] for part in pair_parts(pair))
+    return event, 16
+
+
+def pair_parts(pair):
+    return (
+        [part for part in pair if isinstance(part, (str, bytes))] if isinstance(pair, (list, tuple)) else []
+    )
 
 
 class ConnectionTrace:
@@ -112,6 +138,7 @@ class ConnectionTrace:
         self.pending = []  # what was said before the scope was out
         self.consumer_seconds = 0.0  # when the application first touched the connection
         self.running = None  # the Handling under way
+        self.weight = 0  # bytes the event being emitted holds (captured sets it)
         self.arrivals = {}  # id(event) -> Arrival, until a handler takes it
         self.delivered = {}  # event type -> True once the server took one without raising
         if self.enabled:
@@ -125,6 +152,10 @@ class ConnectionTrace:
     def thread(self):
         """The thread to credit with what happens now: the running handler's, else this one."""
         return self.running.thread if self.running else threading.current_thread().name
+
+    def captured(self, event):
+        copy, self.weight = captured(event, self.config.max_payload)
+        return copy
 
     def emit(self, kind, event, seconds=None, exc_info=None, label=None, **details):
         seconds = self.seconds() if seconds is None else seconds
@@ -152,8 +183,9 @@ class ConnectionTrace:
             "%s %s %s",
             (entry.connection, kind, event_type_of(event) or details.get("note")),
             exc_info,
-            extra={"trace": entry},
+            extra={"trace": entry, "trace_weight": RECORD_WEIGHT + self.weight},
         )
+        self.weight = 0
         logger.handle(record)
 
     # The consumer.
@@ -176,6 +208,8 @@ class ConnectionTrace:
             # Once per process and server: a fact about the process, on no connection's line.
             self.emit("server", None, 0.0, label="", note=f"{self.server.label}; {self.server.spec}")
         shown = {key: value for key, value in (scope or self.server_scope).items() if key != SCOPE_KEY}
+        # Weighed, not cut: credentials in the query string and headers are found whole, when shown.
+        _, self.weight = captured(shown, self.config.max_payload)
         consumer = self.consumer and f"{self.consumer.__module__}.{self.consumer.__qualname__}"
         self.consumer_seconds = self.seconds()
         self.emit(
@@ -203,7 +237,7 @@ class ConnectionTrace:
                 self.show_scope()
                 self.emit(
                     "in",
-                    shallow_copy(event),
+                    self.captured(event),
                     seconds=arrived,
                     thread=threading.current_thread().name,
                     violations=violations,
@@ -222,7 +256,7 @@ class ConnectionTrace:
             violations = tuple(self.rules.outgoing(event))
             self.emit(
                 "out",
-                shallow_copy(event),
+                self.captured(event),
                 seconds=seconds,
                 thread=self.thread(),
                 violations=violations,
@@ -254,9 +288,9 @@ class ConnectionTrace:
             holders = ledger.holders(self.opened + arrival.seconds, self.opened + started, self.name)
             before = self.consumer_seconds if event_type == "websocket.connect" else 0.0
             notes = (blame(holders, waited, looping, before_consumer=before), *notes)
-        shown = shallow_copy(event)
+        shown = self.captured(event)
         if arrival.kind == "layer":
-            shown = {**event, "channel": arrival.channel}
+            shown = {**shown, "channel": arrival.channel}
         self.emit(
             arrival.kind,
             shown,
@@ -298,7 +332,7 @@ class ConnectionTrace:
         arrival = self.arrivals.pop(id(event), None) or Arrival(self.seconds(), "in")
         self.emit(
             arrival.kind,
-            shallow_copy(event),
+            self.captured(event),
             seconds=arrival.seconds,
             thread=threading.current_thread().name,
             violations=arrival.violations,
@@ -326,7 +360,7 @@ class ConnectionTrace:
         for arrival in self.arrivals.values():
             self.emit(
                 arrival.kind,
-                shallow_copy(arrival.event),
+                self.captured(arrival.event),
                 seconds=arrival.seconds,
                 violations=arrival.violations,
                 note="received but never handled: the consumer had stopped",

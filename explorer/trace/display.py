@@ -80,6 +80,8 @@ def opaque(value, limit):
 
 def shown(value, limit, depth=0):
     """``value`` made short and safe: long strings cut, deep or odd things summarised."""
+    if isinstance(value, (Shortened, Redacted, Opaque)):  # shown already (cut as it was captured)
+        return value
     if isinstance(value, (str, bytes)):
         return value if len(value) <= limit else Shortened(value[:limit], len(value))
     if value is None or isinstance(value, (bool, float)):

@@ -12,6 +12,7 @@ A ``logging.handlers.QueueListener`` thread hands each record to
 import atexit
 import contextlib
 import copy
+import json
 import logging
 import queue
 import sys
@@ -23,8 +24,8 @@ from rich.console import Console
 from rich.text import Text
 
 from explorer.trace.display import printable
-from explorer.trace.recording import JsonLinesTraceHandler
-from explorer.trace.render import dropped, plain, render
+from explorer.trace.recording import as_record
+from explorer.trace.render import dropped, plain, render, shown
 
 
 def trace_console(file=None):
@@ -32,7 +33,36 @@ def trace_console(file=None):
     return Console(file=file or sys.stderr, markup=False, emoji=False, highlight=False)
 
 
-class RichTraceHandler(logging.Handler):
+class FailsOnce:
+    """A sink that fails (a full disk, a closed console) says so once, on one line, and stops.
+
+    The server goes on serving, and the other sink (console or recording)
+    goes on writing: logging's own handleError would print a traceback for
+    every record instead.
+    """
+
+    failed = False
+    said = False  # that a record could not be shown: once is enough
+    sink = "the trace's console"
+
+    def failed_with(self, error):
+        why = f"{type(error).__name__}: {error}"
+        if isinstance(error, OSError):  # the sink itself: a full disk, a closed pipe
+            if not self.failed:
+                self.failed = True
+                say(f"{self.sink} failed ({why}); it stops, serving goes on")
+        elif not self.said:  # one record that could not be shown: the others still are
+            self.said = True
+            say(f"a record could not be shown ({why}); the trace goes on, and says this once")
+
+
+def say(line):
+    with contextlib.suppress(Exception):  # stderr may be what failed
+        sys.__stderr__.write(f"explorer.trace: {line}\n")
+        sys.__stderr__.flush()
+
+
+class RichTraceHandler(FailsOnce, logging.Handler):
     """Renders trace records on a Rich console. Runs on the listener thread.
 
     On a terminal, Rich prints each renderable. To a file or a pipe, where Rich
@@ -50,6 +80,8 @@ class RichTraceHandler(logging.Handler):
         self.pending = []
 
     def emit(self, record):
+        if self.failed:
+            return
         try:
             if getattr(record, "trace_dropped", 0):
                 self.print(dropped(record.trace_dropped))
@@ -63,8 +95,8 @@ class RichTraceHandler(logging.Handler):
             else:
                 for renderable in render(entry, record.exc_info):
                     self.print(renderable)
-        except Exception:
-            self.handleError(record)
+        except Exception as error:
+            self.failed_with(error)
 
     def print(self, renderable):
         if self.plain and isinstance(renderable, Text):
@@ -95,6 +127,47 @@ class RichTraceHandler(logging.Handler):
         super().close()
 
 
+class JsonLinesTraceHandler(FailsOnce, logging.FileHandler):
+    """Appends each trace record to a file as one JSON line. Runs on the listener thread.
+
+    The file is unbuffered and each line goes out in one ``write`` call, so a
+    reader (or a server killed at any moment) never sees a line cut short
+    by a buffer boundary.
+    """
+
+    def __init__(self, filename):
+        super().__init__(filename, mode="ab", delay=True)  # opened at the first record
+        self.sink = f"recording to {filename}"
+
+    def _open(self):
+        return open(self.baseFilename, self.mode, buffering=0)
+
+    def format(self, record):
+        entry = getattr(record, "trace", None)
+        if entry is None:
+            data = {"kind": "message", "text": record.getMessage()} if record.msg else {}
+        else:
+            data = as_record(entry, shown(entry), record.created, record.exc_info)
+        if getattr(record, "trace_dropped", 0):
+            data["dropped"] = record.trace_dropped
+        # ensure_ascii: bidi and C1 controls stay escaped for whoever cats or tails the file.
+        return json.dumps(data, ensure_ascii=True) if data else ""
+
+    def emit(self, record):
+        if self.failed:
+            return
+        try:
+            line = self.format(record)
+            if line:
+                if self.stream is None:  # closed by a logging reconfiguration: open it again
+                    self.stream = self._open()
+                data = memoryview((line + "\n").encode("ascii"))
+                while data:
+                    data = data[self.stream.write(data) :]
+        except Exception as error:
+            self.failed_with(error)
+
+
 SENTINEL_TIMEOUT = 10  # seconds a close waits for a stuck console
 BATCH_PAUSE = 0.02  # seconds the listener waits when the queue runs dry
 
@@ -106,8 +179,11 @@ class TraceListener(QueueListener):
         self._thread = threading.Thread(target=self._monitor, name="explorer.trace", daemon=True)
         self._thread.start()
 
+    released = staticmethod(lambda record: None)  # QueuedTraceHandler sets its own
+
     def handle(self, record):
         super().handle(record)
+        self.released(record)
         if self.queue.empty():  # caught up: write out what the handlers gathered
             self.flush_handlers()
 
@@ -132,15 +208,27 @@ class TraceListener(QueueListener):
 
 
 class QueuedTraceHandler(QueueHandler):
-    """Enqueues records for a listener thread; drops and counts them when the queue is full."""
+    """Enqueues records for a listener thread; drops and counts them when the queue is full.
 
-    def __init__(self, queue_size=10_000, console=None, file=None, level=logging.NOTSET):
+    Full means ``queue_size`` records, or ``queue_bytes`` of what they hold
+    (each record carries its weight, counted when it is made): a stuck
+    console must not hold a server's memory either.
+    """
+
+    listening = False
+
+    def __init__(
+        self, queue_size=10_000, console=None, file=None, level=logging.NOTSET, queue_bytes=64 * 1024 * 1024
+    ):
         super().__init__(queue.Queue(maxsize=queue_size))
         self.setLevel(level)
         self.target = RichTraceHandler(console)
         self.targets = [self.target]
         if file:
             self.targets.append(JsonLinesTraceHandler(file))
+        self.queue_bytes = queue_bytes
+        self.held = 0  # bytes the queued records hold
+        self.counting = threading.Lock()  # records come from the loop and from worker threads
         self.dropped = 0  # records lost to a full queue, all told
         self.reported = 0  # of which the console has been told
         self.exiting = False
@@ -149,6 +237,7 @@ class QueuedTraceHandler(QueueHandler):
 
     def listen(self):
         self.listener = TraceListener(self.queue, *self.targets, respect_handler_level=True)
+        self.listener.released = self.released
         self.listener.start()
         self.listening = True
 
@@ -170,12 +259,23 @@ class QueuedTraceHandler(QueueHandler):
         return record
 
     def enqueue(self, record):
-        try:
-            self.queue.put_nowait(record)
-        except queue.Full:
-            self.dropped += 1
-        else:
+        weight = getattr(record, "trace_weight", 0)
+        with self.counting:
+            if self.held + weight > self.queue_bytes:
+                self.dropped += 1
+                return
+            try:
+                self.queue.put_nowait(record)
+            except queue.Full:
+                self.dropped += 1
+                return
+            self.held += weight
             self.reported += getattr(record, "trace_dropped", 0)
+
+    def released(self, record):
+        """The listener is done with ``record``: what it held is free again."""
+        with self.counting:
+            self.held -= getattr(record, "trace_weight", 0)
 
     def flush(self):
         """Wait until every queued record has been rendered."""

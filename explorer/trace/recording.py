@@ -1,4 +1,4 @@
-"""Trace entries as JSON Lines, and back, for ``EXPLORER_TRACE["FILE"]`` and ``manage.py trace``.
+"""Trace entries as JSON Lines, and back: the format of a recording, which ``handlers`` writes.
 
 A record holds the event as the console shows it: shortened and with
 credentials redacted (``display``), so a recording is as safe to share as a
@@ -7,21 +7,19 @@ screenshot of the console. Values JSON has no type for are tagged objects:
 (for keys that are not plain strings), ``{"$redacted": true}``,
 ``{"$shortened": head, "length": n}`` and ``{"$repr": text}``.
 
-``JsonLinesTraceHandler`` writes one line per record and flushes it, so a
-server that is killed leaves a file of whole lines.
+Every line is checked when it is read back (``validated``): a recording is
+a file anyone could have written.
 """
 
 import datetime
 import json
-import logging
 import traceback
 
 from explorer.trace.config import TraceConfig
-from explorer.trace.display import REDACTED, Opaque, Redacted, Shortened
-from explorer.trace.entry import TraceEntry, Violation
-from explorer.trace.render import shown
+from explorer.trace.display import REDACTED, Opaque, Redacted, Shortened, printable
+from explorer.trace.entry import KINDS, TraceEntry, Violation
 
-TAGS = ("$bytes", "$tuple", "$dict", "$redacted", "$shortened", "$repr")
+MAX_DEPTH = 64  # a recorded value nested deeper is shown as such, not followed
 
 
 def encode(value):
@@ -45,10 +43,12 @@ def encode(value):
     return {"$repr": repr(value)}  # Opaque, and anything else
 
 
-def decode(value):
-    """The inverse of ``encode``: shown values, markers included."""
+def decode(value, depth=0):
+    """The inverse of ``encode``: shown values, markers included, however odd the file."""
+    if depth > MAX_DEPTH:
+        return Opaque("<nested too deep>")
     if isinstance(value, list):
-        return [decode(item) for item in value]
+        return [decode(item, depth + 1) for item in value]
     if not isinstance(value, dict):
         return value
     if len(value) == 1 or (len(value) == 2 and "$shortened" in value):
@@ -57,16 +57,21 @@ def decode(value):
         if tag == "$bytes" and isinstance(inner, str):
             return inner.encode("latin-1", "replace")
         if tag == "$tuple" and isinstance(inner, list):
-            return tuple(decode(item) for item in inner)
+            return tuple(decode(item, depth + 1) for item in inner)
         if tag == "$dict" and isinstance(inner, list):
-            return {hashable(decode(pair[0])): decode(pair[1]) for pair in inner if len(pair) == 2}
+            pairs = [pair for pair in inner if isinstance(pair, list) and len(pair) == 2]
+            return {hashable(decode(key, depth + 1)): decode(item, depth + 1) for key, item in pairs}
         if tag == "$redacted":
             return REDACTED
         if tag == "$repr" and isinstance(inner, str):
-            return Opaque(inner)
+            return Opaque(printable(inner))  # what a file says is shown as it is: escaped
         if "$shortened" in value and isinstance(value.get("length"), int):
-            return Shortened(decode(value["$shortened"]), value["length"])
-    return {key: decode(item) for key, item in value.items()}
+            head = value["$shortened"]
+            if isinstance(head, (str, dict)) and not isinstance(value["length"], bool):
+                head = decode(head, depth + 1)
+                if isinstance(head, (str, bytes)):
+                    return Shortened(head, value["length"])
+    return {key: decode(item, depth + 1) for key, item in value.items()}
 
 
 def hashable(key):
@@ -104,77 +109,127 @@ def as_record(entry, shown_event, created=None, exc_info=None):
     return record
 
 
+MAX_LINE = 1024 * 1024  # characters a recorded line may have: one record, never a whole file
+
+
+class NotARecordError(ValueError):
+    """A line of a recording that is not a trace record: its text says why, briefly."""
+
+
+def text_field(record, key, required=False):
+    value = record.get(key)
+    if value is None and not required:
+        return None
+    if value is None:
+        raise NotARecordError(f"{key} is missing")
+    if not isinstance(value, str):
+        raise NotARecordError(f"{key} is {type(value).__name__}, not text")
+    return printable(value)
+
+
+def number_field(record, key, required=False):
+    value = record.get(key)
+    if value is None and not required:
+        return None
+    if value is None:
+        raise NotARecordError(f"{key} is missing")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise NotARecordError(f"{key} is {type(value).__name__}, not a number")
+    return float(value)
+
+
+def validated(record):
+    """A recorded dict checked field by field, every text made printable; NotARecordError if it is not one.
+
+    A recording is a file anyone can write: nothing in it is trusted to be
+    of the shape the trace wrote, nor free of escape sequences.
+    """
+    if not isinstance(record, dict):
+        raise NotARecordError(f"a {type(record).__name__}, not an object")
+    kind = text_field(record, "kind", required=True)
+    if kind not in KINDS:
+        raise NotARecordError(f"kind {kind[:20]!r} is not one the trace writes")
+    clean = {
+        "connection": text_field(record, "connection", required=True),
+        "kind": kind,
+        "seconds": number_field(record, "seconds", required=True),
+        "event": record.get("event"),
+    }
+    for key in ("thread", "note", "consumer", "endpoint", "at", "traceback"):
+        clean[key] = text_field(record, key)
+    for key in ("wait", "handler"):
+        clean[key] = number_field(record, key)
+    clean["slow"] = record.get("slow") is True
+    notes = record.get("notes", [])
+    if not isinstance(notes, list) or not all(isinstance(note, str) for note in notes):
+        raise NotARecordError("notes are not a list of texts")
+    clean["notes"] = [printable(note) for note in notes]
+    violations = record.get("violations", [])
+    if not isinstance(violations, list):
+        raise NotARecordError("violations are not a list")
+    clean["violations"] = []
+    for violation in violations:
+        if not isinstance(violation, dict):
+            raise NotARecordError("a violation is not an object")
+        fields = ("rule", "problem", "hint")
+        clean["violations"].append({key: text_field(violation, key, key != "hint") or "" for key in fields})
+    dropped = record.get("dropped")
+    if dropped is not None:
+        if isinstance(dropped, bool) or not isinstance(dropped, int) or dropped < 0:
+            raise NotARecordError("dropped is not a count")
+        clean["dropped"] = dropped
+    return {key: value for key, value in clean.items() if value is not None}
+
+
+def other_line(record):
+    """A line of the writer's that is no entry: ``{"dropped": N}``, or a message on the trace's logger."""
+    dropped = record.get("dropped", 0)
+    if isinstance(dropped, bool) or not isinstance(dropped, int) or dropped < 0:
+        raise NotARecordError("dropped is not a count")
+    return {"kind": "message", "text": text_field(record, "text") or "", "dropped": dropped}
+
+
 def from_record(record, mode="compact"):
-    """A trace entry from a recorded dict, ready to render; raises ValueError if it is not one."""
-    try:
-        return TraceEntry(
-            connection=str(record["connection"]),
-            kind=str(record["kind"]),
-            seconds=float(record["seconds"]),
-            event=decode(record.get("event")),
-            config=TraceConfig(mode=mode, max_payload=10**9, show_credentials=True),
-            thread=record.get("thread"),
-            note=record.get("note"),
-            wait=record.get("wait"),
-            handler=record.get("handler"),
-            consumer=record.get("consumer"),
-            slow=bool(record.get("slow")),
-            violations=tuple(
-                Violation(str(violation["rule"]), str(violation["problem"]), str(violation.get("hint", "")))
-                for violation in record.get("violations", ())
-            ),
-            notes=tuple(map(str, record.get("notes", ()))),
-            recorded=True,
-        )
-    except (KeyError, TypeError, ValueError, AttributeError) as error:
-        raise ValueError(f"not a trace record ({type(error).__name__}: {error})") from None
+    """A trace entry from a validated record (``validated``), ready to render."""
+    return TraceEntry(
+        connection=record["connection"],
+        kind=record["kind"],
+        seconds=record["seconds"],
+        event=decode(record.get("event")),
+        config=TraceConfig(mode=mode, max_payload=10**9, show_credentials=True),
+        thread=record.get("thread"),
+        note=record.get("note"),
+        wait=record.get("wait"),
+        handler=record.get("handler"),
+        consumer=record.get("consumer"),
+        slow=record.get("slow", False),
+        violations=tuple(Violation(v["rule"], v["problem"], v["hint"]) for v in record.get("violations", ())),
+        notes=tuple(record.get("notes", ())),
+        recorded=True,
+    )
 
 
 def read(lines):
-    """(line number, record or None) for each line of a recording; None for one that is not a record."""
+    """(line number, validated record or None, why not) for each line of a recording."""
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
+        if len(line) > MAX_LINE:
+            yield number, None, f"over {MAX_LINE:,} characters"
+            continue
         try:
             record = json.loads(line)
-        except ValueError:
-            yield number, None
+        except (ValueError, RecursionError):
+            yield number, None, "not JSON"
             continue
-        yield number, record if isinstance(record, dict) and "connection" in record else None
-
-
-class JsonLinesTraceHandler(logging.FileHandler):
-    """Appends each trace record to a file as one JSON line. Runs on the listener thread.
-
-    The file is unbuffered and each line goes out in one ``write`` call, so a
-    reader (or a server killed at any moment) never sees a line cut short
-    by a buffer boundary.
-    """
-
-    def __init__(self, filename):
-        super().__init__(filename, mode="ab")
-
-    def _open(self):
-        return open(self.baseFilename, self.mode, buffering=0)
-
-    def format(self, record):
-        entry = getattr(record, "trace", None)
-        if entry is None:
-            data = {"kind": "message", "text": record.getMessage()} if record.msg else {}
-        else:
-            data = as_record(entry, shown(entry), record.created, record.exc_info)
-        if getattr(record, "trace_dropped", 0):
-            data["dropped"] = record.trace_dropped
-        return json.dumps(data, ensure_ascii=False) if data else ""
-
-    def emit(self, record):
         try:
-            line = self.format(record)
-            if line:
-                if self.stream is None:  # closed by a logging reconfiguration: open it again
-                    self.stream = self._open()
-                data = memoryview((line + "\n").encode("utf-8", "surrogatepass"))
-                while data:
-                    data = data[self.stream.write(data) :]
-        except Exception:
-            self.handleError(record)
+            if (
+                isinstance(record, dict)
+                and record.get("kind", "message") == "message"
+                and "connection" not in record
+            ):
+                yield number, other_line(record), None  # the writer's own: a drop count, or a plain message
+                continue
+            yield number, validated(record), None
+        except NotARecordError as error:
+            yield number, None, str(error)

@@ -60,6 +60,9 @@ class Selection:
     violations_only: bool = False
     names: dict = field(default_factory=dict)  # connection -> (its connection names, its endpoint names)
 
+    def filters(self):
+        return bool(self.connections or self.endpoints or self.types or self.violations_only)
+
     def admits(self, record):
         connections, endpoints = self.names.get(record.get("connection"), ((), ()))
         if self.connections and not (self.connections & {record.get("connection"), *connections}):

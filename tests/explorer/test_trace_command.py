@@ -6,8 +6,12 @@ from io import StringIO
 import pytest
 from channels.testing import WebsocketCommunicator
 from django.core.management import CommandError, call_command
+from hypothesis import given
+from hypothesis import strategies as st
 
 from explorer.asgi import application
+from explorer.trace.display import printable
+from tests.explorer.test_properties import PROPERTIES
 
 SESSION = ["hello", "/bytes hi", "/whoami", "/burst 2 8"]
 
@@ -128,7 +132,9 @@ async def test_lines_that_are_not_records_are_skipped_and_counted(trace, tmp_pat
     path.write_text("\n".join(["not json", *good, "[1, 2]", '{"connection": "ac#1"}', good[0][:30]]))
     output = trace_command(path)
     assert "'hello'" in output
-    assert output.rstrip().endswith("4 lines skipped (not trace records)")
+    assert output.rstrip().endswith(
+        "4 lines skipped: 2 not JSON, 1 a list, not an object, 1 kind is missing"
+    ), output.splitlines()[-1]
 
 
 async def test_client_text_in_a_recording_stays_literal(trace):
@@ -212,3 +218,132 @@ async def test_a_message_the_recording_shortened_cannot_be_replayed(trace, endpo
     [connection] = connection_ids(trace)
     with pytest.raises(CommandError, match="shortened what the client sent"):
         pytest_module(trace, connection)
+
+
+ESCAPES = "\x1b]52;c;cHduZWQ=\x07 \x1b]8;;http://evil\x1b\\link\x1b]8;;\x1b\\ \x1b[2J\x1b[H \x9b31m \u202e"
+
+
+def escape_free(text):
+    return "\x1b" not in text and "\x07" not in text and "\x9b" not in text and "\u202e" not in text
+
+
+def crafted(tmp_path, *records):
+    path = tmp_path / "crafted.jsonl"
+    path.write_text("\n".join(json.dumps(record) for record in records) + "\n")
+    return path
+
+
+def test_escapes_in_any_field_of_a_crafted_recording_never_reach_the_terminal(tmp_path):
+    record = {
+        "connection": f"sc#1{ESCAPES}",
+        "kind": "out",
+        "seconds": 0.5,
+        "thread": ESCAPES,
+        "note": ESCAPES,
+        "notes": [ESCAPES],
+        "event": {"type": ESCAPES, ESCAPES: {"$repr": ESCAPES}, "x": {"$shortened": ESCAPES, "length": 9}},
+        "violations": [{"rule": ESCAPES, "problem": ESCAPES, "hint": ESCAPES}],
+        "traceback": ESCAPES,
+    }
+    other = {**record, "connection": "ac#2"}
+    path = crafted(tmp_path, record, other)
+    shown_name = printable(f"sc#1{ESCAPES}")  # as the trace shows it, and so as a user types it
+    for args in ([], ["--mode", "full"], ["--diff", shown_name, "ac#2"]):
+        output = trace_command(path, *args)
+        assert escape_free(output), args
+        assert "\\x1b]52;c;" in output  # shown, escaped
+
+
+@pytest.mark.parametrize(
+    ("record", "why"),
+    [
+        (
+            {
+                "connection": "sc#1",
+                "kind": "out",
+                "seconds": 1,
+                "violations": [{"rule": "nope", "problem": 5}],
+            },
+            "problem is int, not text",
+        ),
+        ({"connection": "sc#1", "kind": "in", "seconds": 1, "thread": 5}, "thread is int, not text"),
+        ({"connection": "sc#1", "kind": "in", "seconds": 1, "wait": "slow"}, "wait is str, not a number"),
+        ({"connection": ["a"], "kind": "in", "seconds": 1}, "connection is list, not text"),
+        ({"connection": "sc#1", "seconds": 1}, "kind is missing"),
+        ({"connection": "sc#1", "kind": "in", "seconds": True}, "seconds is bool, not a number"),
+        (
+            {"connection": "sc#1", "kind": "teleport", "seconds": 1},
+            "kind 'teleport' is not one the trace writes",
+        ),
+    ],
+)
+def test_valid_json_of_the_wrong_shape_is_skipped_and_counted(tmp_path, record, why):
+    good = {"connection": "sc#1", "kind": "note", "seconds": 0.1, "note": "fine"}
+    path = crafted(tmp_path, good, record)
+    for args in ([], ["--diff", "sc#1", "sc#1"]):
+        output = trace_command(path, *args)
+        if not args:
+            assert output.rstrip().endswith(f"1 line skipped: 1 {why}")
+
+
+def test_a_deeply_nested_line_is_skipped_not_a_crash(tmp_path):
+    path = tmp_path / "deep.jsonl"
+    path.write_text(
+        "[" * 100_000 + "\n" + json.dumps({"connection": "a#1", "kind": "note", "seconds": 0}) + "\n"
+    )
+    output = trace_command(path)
+    assert output.rstrip().endswith("1 line skipped: 1 not JSON")
+
+
+def test_a_filter_that_matches_nothing_says_so(trace, tmp_path):
+    path = crafted(tmp_path, {"connection": "sc#1", "kind": "note", "seconds": 0.1, "note": "x"})
+    with pytest.raises(CommandError, match="no record passes the filters; the recording has sc#1"):
+        trace_command(path, "-c", "sc#9")
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+FIELDS = [
+    "connection",
+    "kind",
+    "seconds",
+    "event",
+    "thread",
+    "note",
+    "notes",
+    "violations",
+    "wait",
+    "handler",
+    "slow",
+    "traceback",
+    "dropped",
+    "consumer",
+    "text",
+]
+
+
+@PROPERTIES
+@given(
+    records=st.lists(
+        st.dictionaries(
+            st.sampled_from(FIELDS),
+            JSON_VALUES | st.sampled_from(["in", "out", "scope", "sc#1", ESCAPES]),
+            max_size=8,
+        ),
+        max_size=6,
+    )
+)
+def test_arbitrary_json_records_never_crash_the_command_nor_reach_the_terminal(tmp_path_factory, records):
+    path = tmp_path_factory.mktemp("fuzz") / "r.jsonl"
+    path.write_text("\n".join(json.dumps(record) for record in records) + "\n")
+    for args in ([], ["--mode", "full"], ["--diff", "sc#1", ESCAPES]):
+        try:
+            output = trace_command(path, *args)
+        except CommandError:
+            continue  # a clear refusal (nothing matches) is fine; a traceback is not
+        assert escape_free(output)

@@ -9,6 +9,7 @@ from rich.console import Console
 
 from explorer.asgi import application
 from explorer.trace.handlers import QueuedTraceHandler
+from tests.conftest import ROOT
 
 
 class GatedFile(io.StringIO):
@@ -99,3 +100,97 @@ def test_a_record_that_fails_to_render_does_not_stop_the_listener():
     handler.handle(record(2))
     handler.close()
     assert "record 2" in file.getvalue()
+
+
+def weighed(n, weight):
+    entry = record(n)
+    entry.trace_weight = weight
+    return entry
+
+
+def test_the_queue_is_bounded_in_bytes_too():
+    handler, file = gated_handler(queue_size=1000)
+    handler.queue_bytes = 1000
+    for n in range(5):
+        handler.handle(weighed(n, 400))  # two fit, three do not
+    assert handler.held == 800
+    assert handler.dropped == 3
+    file.gate.set()
+    handler.flush()
+    assert handler.held == 0  # released as the listener is done with each
+    handler.handle(weighed(9, 400))  # it fits again, and carries the count
+    handler.close()
+    assert "⚠ trace: 3 records dropped" in file.getvalue()
+
+
+async def test_a_stuck_console_does_not_hold_the_payloads(endpoint):
+    """Reported: with EXPLORER_TRACE=full and a stuck console, echoing 1 MiB frames reached 3.4 GiB."""
+    import tracemalloc
+
+    from django.test import override_settings
+
+    handler, file = gated_handler(queue_size=10_000)
+    logger = logging.getLogger("explorer.trace")
+    logger.addHandler(handler)
+    try:
+        with override_settings(EXPLORER_TRACE={"MODE": "full"}):
+            client = WebsocketCommunicator(application, f"/ws/{endpoint}/")
+            await client.connect()
+            tracemalloc.start()
+            before = tracemalloc.get_traced_memory()[0]
+            for n in range(20):
+                payload = f"{n:02}" + "x" * (1024 * 1024)  # a new string each time, as from a real client
+                await client.send_to(text_data=payload)
+                assert await client.receive_from() == payload
+                del payload
+            held = tracemalloc.get_traced_memory()[0] - before
+            tracemalloc.stop()
+            await client.disconnect()
+        # 40 records of a 1 MiB payload each are waiting for the console, none of them holding it.
+        assert held < 4 * 1024 * 1024, f"{held / 1024 / 1024:.1f} MiB held"
+    finally:
+        logger.removeHandler(handler)
+        file.gate.set()
+        handler.close()
+
+
+FULL_DISK = """
+import asyncio, django, os
+django.setup()
+from channels.testing import WebsocketCommunicator
+from explorer.asgi import application
+
+async def main():
+    client = WebsocketCommunicator(application, "/ws/ac/")
+    await client.connect()
+    for n in range(3):
+        await client.send_to(text_data=f"still served {n}")
+        assert await client.receive_from() == f"still served {n}"
+    await client.disconnect()
+    print("served")
+
+asyncio.run(main())
+"""
+
+
+def test_a_sink_that_fails_says_so_once_and_serving_goes_on():
+    import os
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-c", FULL_DISK],
+        cwd=ROOT,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "explorer.settings", "EXPLORER_TRACE_FILE": "/dev/full"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0 and result.stdout.strip() == "served"
+    said = [line for line in result.stderr.splitlines() if line.startswith("explorer.trace:")]
+    assert said == [
+        "explorer.trace: recording to /dev/full failed (OSError: [Errno 28] No space left on device); "
+        "it stops, serving goes on"
+    ]
+    assert "still served 2" in result.stderr  # the console goes on
+    assert "Traceback" not in result.stderr

@@ -14,6 +14,15 @@ from explorer.trace.handlers import RichTraceHandler
 from explorer.trace.render import dropped, render
 
 
+def entries(lines):
+    """The trace entries among a recording's lines (not its drop counts or messages)."""
+    return [line for line in lines if line["kind"] != "message"]
+
+
+def plural(count, noun):
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
 class Command(BaseCommand):
     help = (
         "Render a JSON Lines trace recorded with EXPLORER_TRACE_FILE: all of it, the records that pass "
@@ -67,7 +76,8 @@ class Command(BaseCommand):
         self.console = Console(
             file=self.stdout._out, markup=False, emoji=False, highlight=False, width=options["width"]
         )
-        records, skipped = self.read(options["file"])
+        lines, skipped = self.read(options["file"])
+        records = entries(lines)
         if options["pytest"]:
             return self.pytest_module(records, options["pytest"], options["file"])
         if options["diff"]:
@@ -79,49 +89,57 @@ class Command(BaseCommand):
             violations_only=options["violations"],
             names=replay.names_of(records),
         )
-        self.show(records, selection, options["mode"], skipped)
+        self.show(lines, selection, options["mode"], skipped)
 
     def read(self, path):
+        """The recording's records (validated), its other lines, and why each skipped line was skipped."""
         try:
             file = sys.stdin if path == "-" else open(path, encoding="utf-8", errors="replace")  # noqa: SIM115
         except OSError as error:
             raise CommandError(f"cannot read {path}: {error.strerror}") from None
         with file:
-            records, skipped = [], []
-            for number, record in recording.read(file):
+            lines, skipped = [], Counter()
+            for _number, record, problem in recording.read(file):
                 if record is None:
-                    skipped.append(number)
+                    skipped[problem] += 1
                 else:
-                    records.append(record)
-        return records, skipped
+                    lines.append(record)
+        return lines, skipped
 
-    def show(self, records, selection, mode, skipped):
+    def show(self, lines, selection, mode, skipped):
         printer = RichTraceHandler(self.console)
         shown = Counter()
-        for record in records:
+        for record in lines:
             if record.get("dropped"):
                 printer.print(dropped(record["dropped"]))
+            if record["kind"] == "message":
+                if record["text"]:
+                    printer.print(Text(record["text"]))
+                continue
             if not selection.admits(record):
                 continue
-            try:
-                entry = recording.from_record(record, mode)
-            except ValueError:
-                skipped.append(None)
-                continue
+            entry = recording.from_record(record, mode)
             for renderable in render(entry):
                 printer.print(renderable)
             if record.get("traceback"):
-                printer.print(Text(printable(str(record["traceback"]), keep_newlines=True), style="red"))
+                printer.print(Text(printable(record["traceback"], keep_newlines=True), style="red"))
             shown["records"] += 1
             shown["violations"] += len(entry.violations)
         printer.flush()
-        connections = {r.get("connection") for r in records if selection.admits(r)}
-        summary = (
-            f"{shown['records']:,} of {len(records):,} records · {len(connections):,} connections · "
-            f"{shown['violations']:,} ASGI rule violations"
-        )
+        records = entries(lines)
+        if selection.filters() and not shown["records"] and records:
+            known = ", ".join(sorted({r["connection"] for r in records if r["connection"]})[:20])
+            raise CommandError(f"no record passes the filters; the recording has {known or 'no connections'}")
+        connections = {r["connection"] for r in records if r["connection"] and selection.admits(r)}
+        counts = [
+            f"{shown['records']:,} of {plural(len(records), 'record')}",
+            plural(len(connections), "connection"),
+            plural(shown["violations"], "ASGI rule violation"),
+        ]
+        summary = " · ".join(counts)
         if skipped:
-            summary += f" · {len(skipped):,} lines skipped (not trace records)"
+            reasons = ", ".join(f"{count:,} {reason}" for reason, count in skipped.most_common(3))
+            summary += f" · {plural(sum(skipped.values()), 'line')} skipped: {reasons}"
         self.console.print(Text(summary, style="bold"), soft_wrap=True)
 
     def pytest_module(self, records, name, source):
@@ -130,11 +148,11 @@ class Command(BaseCommand):
         connections = {r.get("connection") for r in picked}
         if len(connections) > 1:
             listed = ", ".join(sorted(connections))
-            raise CommandError(f"{name} names {len(connections)} connections: {listed}")
+            raise CommandError(f"{printable(name)} names {len(connections)} connections: {listed}")
         try:
             text = regression.module(picked, connections.pop() if connections else name, source)
         except regression.NotReplayableError as error:
-            raise CommandError(f"cannot replay {name}: {error}") from None
+            raise CommandError(f"cannot replay {printable(name)}: {error}") from None
         self.stdout.write(text, ending="")
 
     def diff(self, records, name_a, name_b):
@@ -147,7 +165,7 @@ class Command(BaseCommand):
             if not found:
                 known = sorted({str(r.get("connection")) for r in records})
                 raise CommandError(
-                    f"no connection {name} in the recording; it has {', '.join(known) or 'none'}"
+                    f"no connection {printable(name)} in the recording; it has {', '.join(known) or 'none'}"
                 )
         table, summary = replay.diff(picked[name_a], picked[name_b], name_a, name_b)
         self.console.print(table)
