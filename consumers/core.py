@@ -360,9 +360,8 @@ class ExplorerCore:
         if self.closing or not self.rooms:
             return []
         rooms = ", ".join(self.rooms)
-        return [
-            send_text(f"error: the channel layer is unavailable ({message.get('error')}); {rooms} paused")
-        ]
+        # What went wrong (the Redis address in it) is for the trace, which shows the event.
+        return [send_text(f"error: the channel layer is unavailable; {rooms} paused")]
 
     def layer_restored(self, message):
         """The channel layer is back, perhaps empty: join the rooms again."""
@@ -375,7 +374,8 @@ class ExplorerCore:
 
     def layer_failed(self, operation, error):
         """A group_add, group_discard or group_send that the layer refused."""
-        return send_text(f"error: {operation} failed ({type(error).__name__}: {error}); try again later")
+        # The error's text names the Redis server: the trace notes it, the client is not told.
+        return send_text(f"error: {operation} failed ({type(error).__name__}); try again later")
 
     def room_message(self, message):
         """A ``room.message`` from the channel layer: pass it on to the client."""

@@ -1,37 +1,59 @@
-"""Origin checking that lets command-line clients in, and says why it refused a browser.
+"""Which web pages may open a WebSocket to the explorer: its own page, and none else unless named.
 
-channels' ``AllowedHostsOriginValidator`` refuses a handshake that has no
-``Origin`` header, so ``python -m websockets ws://127.0.0.1:8000/ws/ac/`` (or
-any non-browser client) would only ever see HTTP 403. A missing Origin cannot
-come from a web page, since browsers always send it on a WebSocket handshake,
-and cross-site WebSocket hijacking is what the check is for; so this variant
-lets it through and checks every Origin that is sent against ALLOWED_HOSTS
-exactly as channels does. A refusal is channels' own (its ``WebsocketDenier``
-closes before accepting: HTTP 403), traced like any connection, with a note
-that says which origin was refused and why.
+A browser sends ``Origin`` with every WebSocket handshake, and any page the
+browser has open could try: this is cross-site WebSocket hijacking, what an
+origin check is for. channels' ``AllowedHostsOriginValidator`` compares the
+Origin's host with ALLOWED_HOSTS and ignores its port, so any page served
+on the same machine (a dev server at ``http://localhost:3000``) could drive
+the explorer. This check wants the page to be the explorer's own: the
+Origin's host and port are the handshake's ``Host`` (and its host is in
+ALLOWED_HOSTS), or the Origin is one of ``DJANGO_ALLOWED_ORIGINS``.
+
+A handshake with no Origin is let through: it cannot come from a web page,
+and command-line clients (``python -m websockets``, ``manage.py wsclient``)
+send none. A refusal is channels' own (``WebsocketDenier`` closes before
+accepting: HTTP 403), traced like any connection, with a note saying which
+origin was refused and why.
 """
 
-from channels.security.websocket import OriginValidator
+from urllib.parse import urlparse
+
+from channels.security.websocket import OriginValidator, WebsocketDenier
 from django.conf import settings
 
 from explorer.trace import note
 
 
-class BrowserOriginValidator(OriginValidator):
-    def valid_origin(self, parsed_origin):
-        if parsed_origin is None:
-            return True
-        if self.validate_origin(parsed_origin):
-            return True
+def header(scope, name):
+    value = next((value for key, value in scope.get("headers", []) if key == name), None)
+    return value.decode("latin-1") if value is not None else None
+
+
+class SameOriginValidator(OriginValidator):
+    async def __call__(self, scope, receive, send):
+        origin, host = header(scope, b"origin"), header(scope, b"host")
+        if origin is None or origin in allowed_origins() or self.same_origin(origin, host):
+            return await self.application(scope, receive, send)
         note(
-            f"origin {parsed_origin.geturl()!r} is not one of ALLOWED_HOSTS "
-            f"({', '.join(settings.ALLOWED_HOSTS)}): refused (set DJANGO_ALLOWED_HOSTS to let it in)"
+            f"origin {origin!r} is not this page's ({host!r}) nor one of DJANGO_ALLOWED_ORIGINS: refused "
+            "(set DJANGO_ALLOWED_ORIGINS to let a page from elsewhere drive the explorer)"
         )
-        return False
+        return await WebsocketDenier()(scope, receive, send)
+
+    def same_origin(self, origin, host):
+        try:
+            parsed = urlparse(origin)
+        except ValueError:
+            return False
+        return bool(host) and parsed.netloc.lower() == host.lower() and self.validate_origin(parsed)
 
 
-def AllowedHostsOriginValidator(application):  # noqa: N802 - mirrors channels' factory
+def allowed_origins():
+    return getattr(settings, "ALLOWED_ORIGINS", [])
+
+
+def AllowedOriginValidator(application):  # noqa: N802 - mirrors channels' factory
     allowed_hosts = settings.ALLOWED_HOSTS
     if settings.DEBUG and not allowed_hosts:
         allowed_hosts = ["localhost", "127.0.0.1", "[::1]"]
-    return BrowserOriginValidator(application, allowed_hosts)
+    return SameOriginValidator(application, allowed_hosts)

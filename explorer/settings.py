@@ -31,6 +31,9 @@ def env_flag(name, default=False):
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or secrets.token_urlsafe(50)
 DEBUG = env_flag("DJANGO_DEBUG")
 ALLOWED_HOSTS = os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]").split(",")
+# Pages from elsewhere that may open WebSockets to the explorer (explorer/origin.py):
+# full origins, such as http://localhost:3000. Its own page always may.
+ALLOWED_ORIGINS = [o for o in os.environ.get("DJANGO_ALLOWED_ORIGINS", "").split(",") if o]
 
 INSTALLED_APPS = [
     "daphne",  # first, so that `manage.py runserver` serves ASGI
@@ -49,6 +52,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",  # the page is not to be framed: DENY
 ]
 
 ROOT_URLCONF = "explorer.urls"

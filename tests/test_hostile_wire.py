@@ -93,6 +93,7 @@ async def test_bursts_to_clients_that_do_not_read_grow_the_server_by_little(fres
 
         assert wait_until(stopped, timeout=60)
         grown = rss(fresh.pid) - before
+        print(f"\n{fresh.kind.label} /ws/{endpoint}/: grew {grown / MIB:.1f} MiB")  # docs/reliability.md
         assert grown < 256 * MIB, f"grew {grown / MIB:.0f} MiB"
         async with (
             connect(fresh.url("ac" if endpoint == "sc" else "sc")) as other,

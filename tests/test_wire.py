@@ -7,6 +7,8 @@ asked for: daphne 4.2 does not put a websocket.close reason on the wire.
 import asyncio
 import json
 import signal
+import socket
+import time
 
 import pytest
 from websockets.asyncio.client import connect
@@ -147,7 +149,9 @@ async def test_a_browser_origin_that_is_not_an_allowed_host_is_refused(server, e
     records = server.records_of(connection)
     assert records[0]["event"]["path"] == f"/ws/{endpoint}/"
     [note] = [r for r in records if r["kind"] == "note"]
-    assert note["note"].startswith("origin 'http://evil.example' is not one of ALLOWED_HOSTS (127.0.0.1")
+    assert note["note"].startswith(
+        f"origin 'http://evil.example' is not this page's ('127.0.0.1:{server.port}')"
+    )
     [close] = [r for r in records if r["kind"] == "out"]
     assert close["event"] == {"type": "websocket.close"}
     assert any("HTTP 403" in n for n in close["notes"])
@@ -218,3 +222,32 @@ async def test_a_killed_server_leaves_a_recording_of_whole_lines(tmp_path, endpo
     assert [r["kind"] for r in records[:2]] == ["server", "scope"]
     assert records[0]["note"].startswith("daphne 4.2.")
     assert len(records) > 10
+
+
+def http_get(server, path):
+    """The status line and headers of a raw GET: the path sent as it is, ``..`` and all."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as connection:
+        connection.sendall(
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nConnection: close\r\n\r\n".encode()
+        )
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    head = answer.partition(b"\r\n\r\n")[0].decode("latin-1")
+    return head.splitlines()[0], head.lower()
+
+
+@pytest.mark.parametrize("path", ["/static/../explorer/settings.py", "/static/%2e%2e/explorer/settings.py"])
+def test_a_path_out_of_the_static_files_is_a_404_not_a_500(server, path):
+    start = len(server.lines)
+    status, _ = http_get(server, path)
+    assert status.split()[1] == "404", status
+    time.sleep(0.2)
+    said = server.lines[start:]
+    assert not [line for line in said if "SuspiciousFileOperation" in line or "Traceback" in line], said
+
+
+def test_the_page_cannot_be_framed(server):
+    status, head = http_get(server, "/")
+    assert status.split()[1] == "200"
+    assert "x-frame-options: deny" in head

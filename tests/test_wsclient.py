@@ -140,3 +140,51 @@ def test_interactive_on_a_terminal(server, endpoint):
             process.kill()
             process.wait()
         os.close(controller)
+
+
+def test_a_long_frame_is_shortened_on_screen(server, endpoint):
+    output, status = wsclient(server.url(endpoint), "--send", "/burst 1 5000")
+    assert status == 0
+    assert "…<5,000 chars>" in output
+    assert "." * 2100 not in output
+    output, _ = wsclient(server.url(endpoint), "--send", "/burst 1 5000", "--full")
+    assert "." * 4000 in output
+
+
+def test_a_frame_over_the_size_limit_closes_the_connection(server, endpoint):
+    output, status = wsclient(server.url(endpoint), "--send", "/burst 1 2000", "--max-size", "1000")
+    assert "1009" in output  # message too big: the client refused it
+    assert status != 0
+
+
+def test_the_timeout_bounds_the_whole_run_while_a_room_keeps_talking(server, endpoint):
+    import asyncio
+    import threading
+
+    from websockets.asyncio.client import connect
+
+    stop = threading.Event()
+
+    def chatter():
+        async def talk():
+            async with connect(server.url("ac")) as ws:
+                await ws.send("/join chatter")
+                while not stop.is_set():
+                    await ws.send("/say chatter more")
+                    await asyncio.sleep(0.05)
+
+        asyncio.run(talk())
+
+    talker = threading.Thread(target=chatter, daemon=True)
+    talker.start()
+    try:
+        started = time.monotonic()
+        output, status = wsclient(server.url(endpoint), "--send", "/join chatter", "--timeout", "2")
+        took = time.monotonic() - started
+    finally:
+        stop.set()
+        talker.join(timeout=10)
+    assert status == 6, output
+    assert "stopped: the run went past --timeout 2 s" in output
+    assert "[chatter]" in output  # it heard the room until then
+    assert took < 30  # bounded (generously: only that it ends)

@@ -11,11 +11,8 @@ and escape sequences; Rich is never asked to read markup.
 import json
 from itertools import islice
 
-# Their values are credentials (or, for sec-websocket-key, a nonce that has no
-# business in a log); shown only when EXPLORER_TRACE["SHOW_CREDENTIALS"] is set.
-CREDENTIAL_HEADERS = frozenset(
-    {b"cookie", b"authorization", b"proxy-authorization", b"sec-websocket-key", b"set-cookie"}
-)
+from explorer.trace import redaction
+
 MAX_DEPTH = 8
 MAX_ITEMS = 100
 MAX_INT_BITS = 256  # repr() of a huge int is slow, or refused outright
@@ -117,11 +114,13 @@ def shown_headers(headers, config):
         ):
             result.append(shown(pair, config.max_payload))  # not a byte pair: show it as it is
             continue
-        name, value = pair
-        if name.lower() in CREDENTIAL_HEADERS and not config.show_credentials:
-            result.append((name.decode("latin-1"), REDACTED))
-        else:
-            result.append((name.decode("latin-1"), shown(value.decode("latin-1"), config.max_payload)))
+        name, value = (part.decode("latin-1") for part in pair)
+        if not config.show_credentials and redaction.is_credential(name, config):
+            result.append((name, REDACTED))
+            continue
+        if not config.show_credentials and name.lower() == "sec-websocket-protocol":
+            value = redaction.subprotocol_header(value, config)
+        result.append((name, shown(value, config.max_payload)))
     if len(headers) > MAX_ITEMS:
         result.append(Opaque(f"<{len(headers) - MAX_ITEMS:,} more>"))
     return result
@@ -131,6 +130,8 @@ def shown_event(event, config):
     """An ASGI event dict as the trace shows it."""
     if not isinstance(event, dict):
         return shown(event, config.max_payload)
+    if "subprotocol" in event and not config.show_credentials:  # an accept echoes the client's entry
+        event = {**event, "subprotocol": redaction.subprotocol(event["subprotocol"], config)}
     names = max(config.max_payload, MIN_KEY_LIMIT)  # field names and the event type stay whole
     return {
         shown(key, names): (
@@ -144,6 +145,13 @@ def shown_event(event, config):
 
 def shown_scope(scope, config):
     """A connection scope as the trace shows it: headers decoded, credentials redacted."""
+    if isinstance(scope, dict) and not config.show_credentials:
+        scope = dict(scope)
+        scope["query_string"] = redaction.query_string(scope.get("query_string"), config)
+        if isinstance(scope.get("subprotocols"), (list, tuple)):
+            scope["subprotocols"] = [redaction.subprotocol(entry, config) for entry in scope["subprotocols"]]
+        if scope["query_string"] is None:
+            del scope["query_string"]
     result = shown_event(scope, config)
     if not isinstance(scope, dict):  # not a scope at all: shown as it is
         return result
@@ -179,11 +187,13 @@ SCOPE_REPLY_LIMIT = 4096  # /scope answers in full, within reason
 class ShownConfig:
     """What ``shown_scope`` needs to know, for callers without a trace config."""
 
-    __slots__ = ("max_payload", "show_credentials")
+    __slots__ = ("credential_subprotocols", "credentials", "max_payload", "show_credentials")
 
-    def __init__(self, max_payload, show_credentials):
+    def __init__(self, max_payload, show_credentials, like):
         self.max_payload = max_payload
         self.show_credentials = show_credentials
+        self.credentials = like.credentials
+        self.credential_subprotocols = like.credential_subprotocols
 
 
 def jsonable(value):
@@ -201,9 +211,10 @@ def jsonable(value):
 
 def scope_as_json(scope, show_credentials=None):
     """The scope as ``/scope`` answers it: redacted like the trace (``None``: as its setting says)."""
-    if show_credentials is None:
-        from explorer.trace.config import trace_config
+    from explorer.trace.config import trace_config
 
-        show_credentials = trace_config().show_credentials
-    config = ShownConfig(SCOPE_REPLY_LIMIT, show_credentials)
+    traced = trace_config()
+    if show_credentials is None:
+        show_credentials = traced.show_credentials
+    config = ShownConfig(SCOPE_REPLY_LIMIT, show_credentials, traced)
     return json.dumps(jsonable(shown_scope(scope, config)), indent=2, ensure_ascii=False)

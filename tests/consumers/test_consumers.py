@@ -298,13 +298,46 @@ async def test_a_refused_origin_is_traced_with_the_reason(endpoint, trace):
     assert records[0]["event"]["path"] == f"/ws/{endpoint}/"
     kinds = [r["kind"] for r in records]
     assert kinds[:3] == ["scope", "note", "in"]
-    assert "origin 'http://evil.example' is not one of ALLOWED_HOSTS" in trace.text()
+    assert "origin 'http://evil.example' is not this page's ('127.0.0.1')" in trace.text()
     [close] = [r for r in records if r["kind"] == "out"]
     assert close["event"] == {"type": "websocket.close"}
 
 
-async def test_an_allowed_origin_and_no_origin_reach_the_consumer(endpoint):
-    for headers in ([(b"origin", b"http://127.0.0.1:8000")], []):
-        client = communicator(endpoint, headers=headers)
+PAGE = [(b"host", b"127.0.0.1:8000")]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [*PAGE, (b"origin", b"http://127.0.0.1:8000")],  # the explorer's own page
+        [(b"host", b"localhost:8000"), (b"origin", b"http://localhost:8000")],
+        PAGE,  # no Origin: a command-line client
+    ],
+)
+async def test_the_pages_own_origin_and_no_origin_reach_the_consumer(endpoint, headers):
+    client = communicator(endpoint, headers=headers)
+    assert await client.connect() == (True, None)
+    await client.disconnect()
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [b"http://localhost:3000", b"http://127.0.0.1:3000", b"https://127.0.0.1:8000.evil.example", b"null"],
+)
+async def test_a_page_on_another_port_or_host_is_refused(endpoint, origin, trace):
+    """channels' AllowedHostsOriginValidator ignores the port: a local dev server could drive the explorer."""
+    client = communicator(endpoint, headers=[*PAGE, (b"origin", origin)])
+    connected, _ = await client.connect()
+    assert not connected
+    await client.disconnect()
+    [note] = [r["note"] for r in trace.records() if r["kind"] == "note"]
+    assert note.startswith(f"origin {origin.decode()!r} is not this page's ('127.0.0.1:8000')")
+
+
+async def test_allowed_origins_let_a_named_page_in(endpoint):
+    from django.test import override_settings
+
+    with override_settings(ALLOWED_ORIGINS=["http://localhost:3000"]):
+        client = communicator(endpoint, headers=[*PAGE, (b"origin", b"http://localhost:3000")])
         assert await client.connect() == (True, None)
         await client.disconnect()

@@ -155,3 +155,38 @@ async def test_client_text_is_shown_literally_never_as_markup_or_escapes(endpoin
     assert "\x1b" not in text and "\x07" not in text and "\r" not in text and "\x08" not in text
     assert "[bold red]boom[/] [link=http://x]y[/link] \\x1b[2J\\x1b]8;;http://x\\x07z\\r\\x08" in text
     assert "\\x1b[31mua" in text
+
+
+BEARER = "base64url.bearer.authorization.k8s.io.c2VjcmV0LXRva2Vu"
+BY_NAME = [(b"x-api-key", b"s3cr3t-key"), (b"x-auth-token", b"s3cr3t-auth")]
+
+
+async def test_credentials_by_name_and_in_subprotocols_stay_out_of_console_recording_and_scope(
+    endpoint, trace
+):
+    client = WebsocketCommunicator(
+        application,
+        f"/ws/{endpoint}/?token=s3cr3t-q&access_token=s3cr3t-a&page=2",
+        headers=[*BY_NAME, (b"sec-websocket-protocol", f"{BEARER}, chat".encode())],
+        subprotocols=[BEARER, "chat"],
+    )
+    connected, chosen = await client.connect()
+    assert connected and chosen == BEARER  # the explorer accepts the first offered: it echoes the token
+    await client.send_to(text_data="/scope")
+    reply = await client.receive_from()
+    await client.disconnect()
+    recording = trace.flushed().read_text()
+    for where in (trace.text(), recording, reply):
+        assert "s3cr3t" not in where and "c2VjcmV0LXRva2Vu" not in where
+    assert "token=<redacted>&access_token=<redacted>&page=2" in trace.text()
+    assert "('x-api-key', <redacted>)" in trace.text() and "('x-auth-token', <redacted>)" in trace.text()
+    assert "'subprotocol': 'base64url.bearer.authorization.k8s.io.<redacted>'" in trace.text()
+    assert '"base64url.bearer.authorization.k8s.io.<redacted>"' in reply
+
+
+async def test_the_credential_names_are_a_setting(endpoint, trace):
+    with override_settings(EXPLORER_TRACE={"CREDENTIALS": [r"^x-tenant$"]}):
+        await session(endpoint, query="", headers=[(b"x-tenant", b"acme-s3cr3t"), (b"x-api-key", b"visible")])
+    text = trace.text()
+    assert "('x-tenant', <redacted>)" in text
+    assert "('x-api-key', 'visible')" in text  # the setting replaces the default list

@@ -29,10 +29,13 @@ UNREACHABLE = 1  # no WebSocket: refused, timed out, not a WebSocket server
 REFUSED = 3  # the server answered the handshake with an HTTP error (403, 500)
 CLOSED_WITH_CODE = 4  # the server closed with a code other than 1000
 LOST = 5  # the connection ended without a close frame
+TIMED_OUT = 6  # a scripted run went past --timeout: it closed the connection itself
+DEFAULT_MAX_SIZE = 16 * 1024 * 1024  # bytes a frame may have; larger ones close the connection (1009)
+DEFAULT_SHOWN = 2000  # characters of a frame shown; --full shows all
 
 STATUSES = f"""exit status: {CLOSED_NORMALLY} closed with 1000; {UNREACHABLE} could not connect;
 {REFUSED} handshake refused (HTTP status); {CLOSED_WITH_CODE} closed by the server with another code;
-{LOST} connection lost without a close frame"""
+{LOST} connection lost without a close frame; {TIMED_OUT} a scripted run went past --timeout"""
 
 
 @dataclass
@@ -41,9 +44,12 @@ class Outcome:
     summary: str
 
 
-def frame_text(data):
-    """A frame's payload as one printable line: text through repr, binary as length and hex."""
+def frame_text(data, shown=DEFAULT_SHOWN):
+    """A frame's payload as one printable line: text through repr (the first ``shown`` characters), binary
+    as length and hex."""
     if isinstance(data, str):
+        if shown is not None and len(data) > shown:
+            return f"text {data[:shown]!r}…<{len(data):,} chars>"
         return f"text {data!r}"
     hex_preview = data[:HEX_PREVIEW].hex(" ")
     return f"binary {len(data):,} bytes: {hex_preview}{' …' if len(data) > HEX_PREVIEW else ''}"
@@ -82,7 +88,21 @@ class Command(BaseCommand):
             "--script", help="send each line of this file (blank lines and # comments skipped)"
         )
         parser.add_argument(
-            "--timeout", type=float, default=5.0, help="seconds to wait for a first reply (default 5)"
+            "--timeout",
+            type=float,
+            default=10.0,
+            help="seconds a scripted run may take in all, the handshake included (default 10)",
+        )
+        parser.add_argument(
+            "--max-size",
+            type=int,
+            default=DEFAULT_MAX_SIZE,
+            help=f"bytes a frame may have; a larger one closes with 1009 (default {DEFAULT_MAX_SIZE:,})",
+        )
+        parser.add_argument(
+            "--full",
+            action="store_true",
+            help=f"show whole frames (default: the first {DEFAULT_SHOWN} characters)",
         )
         parser.add_argument(
             "--idle",
@@ -112,14 +132,28 @@ class Command(BaseCommand):
         self.console.print(Text(printable(text), style=style or ""), soft_wrap=True)
 
     async def session(self, options, headers, lines):
-        url = options["url"]
+        if lines is None:  # interactive: as long as the person at the terminal wants
+            return await self.connected(options, headers, lines)
         try:
-            ws = await connect(
+            async with asyncio.timeout(options["timeout"]):
+                return await self.connected(options, headers, lines)
+        except TimeoutError:
+            if self.ws is not None and self.ws.close_code is None:
+                await self.ws.close(1000)
+            return Outcome(TIMED_OUT, f"stopped: the run went past --timeout {options['timeout']:g} s")
+
+    async def connected(self, options, headers, lines):
+        url = options["url"]
+        self.shown = None if options["full"] else DEFAULT_SHOWN
+        self.replies = asyncio.Queue()
+        self.ws = None
+        try:
+            ws = self.ws = await connect(
                 url,
                 subprotocols=options["subprotocol"] or None,
                 additional_headers=headers,
                 open_timeout=options["timeout"],
-                max_size=None,
+                max_size=options["max_size"],
             )
         except InvalidStatus as error:
             response = error.response
@@ -134,7 +168,7 @@ class Command(BaseCommand):
             if lines is None:
                 await self.interactive(ws, receiving)
             else:
-                await self.scripted(ws, receiving, lines, options["timeout"], options["idle"])
+                await self.scripted(ws, receiving, lines, options["idle"])
             if ws.close_code is None:
                 await ws.close(1000)
             await receiving
@@ -151,10 +185,9 @@ class Command(BaseCommand):
 
     async def receive(self, ws):
         """Print every frame as it comes, until the connection closes."""
-        self.replies = asyncio.Queue()
         try:
             async for data in ws:
-                self.say(f"← {frame_text(data)}", "green")
+                self.say(f"← {frame_text(data, self.shown)}", "green")
                 self.replies.put_nowait(data)
         except ConnectionClosed:
             pass
@@ -162,9 +195,9 @@ class Command(BaseCommand):
 
     async def send(self, ws, line):
         await ws.send(line)
-        self.say(f"→ {frame_text(line)}", "cyan")
+        self.say(f"→ {frame_text(line, self.shown)}", "cyan")
 
-    async def scripted(self, ws, receiving, lines, timeout, idle):
+    async def scripted(self, ws, receiving, lines, idle):
         await asyncio.sleep(0)  # let the receiver start
         for line in lines:
             if receiving.done():
@@ -173,8 +206,9 @@ class Command(BaseCommand):
                 await self.send(ws, line)
             except ConnectionClosed:
                 break
-            # The replies to this line: the first within timeout, the rest until idle.
-            wait = timeout
+            # The replies to this line: the first whenever it comes (--timeout bounds it all), the
+            # rest until idle.
+            wait = None
             while True:
                 try:
                     reply = await asyncio.wait_for(self.replies.get(), wait)
@@ -213,7 +247,9 @@ class Command(BaseCommand):
 
     def outcome(self, ws):
         protocol = ws.protocol
-        received = protocol.close_rcvd
+        received, sent = protocol.close_rcvd, protocol.close_sent
+        if received is None and sent is not None and sent.code == 1009:
+            return Outcome(LOST, f"the client closed with 1009: a frame was over --max-size ({sent.reason})")
         if received is None:
             return Outcome(LOST, "connection lost without a close frame")
         closer = "the server" if protocol.close_rcvd_then_sent else "the client"
