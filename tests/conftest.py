@@ -160,10 +160,14 @@ WIRE_ENV = {
 
 @pytest.fixture(autouse=True)
 def budgets_of_their_own():
-    """In-process tests share the process-wide hold budget: each starts with it unspent."""
+    """In-process tests share the process-wide hold budget and the trace's ledgers of who held the
+    threads: each test starts with them empty, so one test's /block is not another's blame."""
     from consumers.limits import HOLDS
+    from explorer.trace.timing import ledger, loop_ledger
 
     HOLDS.spans.clear()
+    ledger.holds.clear()
+    loop_ledger.holds.clear()
 
 
 @contextlib.contextmanager

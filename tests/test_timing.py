@@ -140,3 +140,42 @@ async def test_on_the_wire_a_sleeping_sync_consumer_stalls_async_ones_but_not_ra
     blame = echoed["notes"][0]
     assert f"for the sync thread, held by {sync_connection} (websocket.receive '/sleep 1'" in blame
     assert "AsyncConsumer.dispatch awaits aclose_old_connections()" in blame
+
+
+@pytest.mark.parametrize("late", ["sc", "ac"])
+async def test_an_async_handler_that_blocks_the_event_loop_is_named_with_who_arrived_late(stall_server, late):
+    """/block on /ws/ac/ holds the loop's thread: the handler says so, and what arrived meanwhile, why."""
+    async with connect(stall_server.url("ac")) as blocker, connect(stall_server.url(late)) as other:
+        await blocker.send("/block 1")
+        await asyncio.sleep(0.2)  # the loop is held now: this message waits in the socket
+        await other.send("late")
+        assert await other.recv() == "late"
+        assert await blocker.recv() == "blocked 1 s"
+        blocking = stall_server.connection_of(blocker.local_address[1])
+        waiting = stall_server.connection_of(other.local_address[1])
+    [done] = [
+        r
+        for r in stall_server.records_of(blocking)
+        if r["kind"] == "done" and r["event"]["type"] == "websocket.receive" and r["handler"] >= 1
+    ]
+    [held] = done["notes"]
+    assert held.startswith("held the event loop's thread for 1.0")
+    assert "Every connection on this loop waited" in held
+    [arrived] = [
+        r for r in stall_server.records_of(waiting) if r["kind"] == "in" and r["event"].get("text") == "late"
+    ]
+    assert any(
+        note.startswith(
+            f"arrived as {blocking}'s handler (websocket.receive '/block 1') let go of the event loop"
+        )
+        for note in arrived["notes"]
+    ), arrived
+
+
+async def test_an_async_sleep_holds_nothing_and_says_nothing(stall_server):
+    async with connect(stall_server.url("ac")) as sleeper:
+        await sleeper.send("/sleep 0.5")
+        assert await sleeper.recv() == "slept 0.5 s"
+        connection = stall_server.connection_of(sleeper.local_address[1])
+    [done] = [r for r in stall_server.records_of(connection) if r["kind"] == "done" and r["handler"] >= 0.5]
+    assert "notes" not in done  # 0.5 s in the handler, none of it holding the loop

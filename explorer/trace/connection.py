@@ -24,7 +24,7 @@ from explorer.trace.entry import TraceEntry
 from explorer.trace.rules import WebSocketRules, event_type_of
 from explorer.trace.server_notes import notes_for
 from explorer.trace.servers import identify
-from explorer.trace.timing import Hold, blame, ledger
+from explorer.trace.timing import LATE_WINDOW, Hold, arrived_late, blame, held_the_loop, ledger, loop_ledger
 
 logger = logging.getLogger("explorer.trace")
 
@@ -230,6 +230,9 @@ class ConnectionTrace:
             event = await receive()
             arrived = self.seconds()
             notes = tuple(self.notes.incoming(event, self.rules))
+            late = loop_ledger.ended_before(self.opened + arrived, LATE_WINDOW)
+            if late:
+                notes = (arrived_late(late, self.name), *notes)
             violations = tuple(self.rules.incoming(event))
             if self.consumer is not None:  # its dispatch traces it, when a handler takes it
                 self.arrivals[id(event)] = Arrival(arrived, "in", violations, notes, event=event)
@@ -304,20 +307,30 @@ class ConnectionTrace:
         self.running = Handling(event_type, summary(event), started, thread, looping)
         return self.running
 
-    def handler_ended(self, handling, error=None):
-        """The handler has returned or raised."""
+    def handler_ended(self, handling, error=None, steps=None):
+        """The handler has returned or raised. ``steps``: an async handler's stretches on the loop."""
         ended = self.seconds()
         self.running = None
+        notes = ()
         if not handling.looping:
-            ledger.record(
-                Hold(
-                    self.name,
-                    handling.summary,
-                    handling.thread,
-                    self.opened + handling.started,
-                    self.opened + ended,
-                )
+            hold = Hold(
+                self.name,
+                handling.summary,
+                handling.thread,
+                self.opened + handling.started,
+                self.opened + ended,
             )
+            ledger.record(hold)
+        elif steps is not None and steps.longest >= self.config.slow_wait:
+            hold = Hold(
+                self.name,
+                handling.summary,
+                handling.thread,
+                steps.longest_started,
+                steps.longest_started + steps.longest,
+            )
+            loop_ledger.record(hold)
+            notes = (held_the_loop(hold),)
         self.emit(
             "done",
             {"type": handling.event_type},
@@ -325,6 +338,7 @@ class ConnectionTrace:
             thread=handling.thread,
             handler=ended - handling.started,
             note=handler_outcome(error),
+            notes=notes,
         )
 
     def unhandled(self, event, problem):

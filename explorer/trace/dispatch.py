@@ -25,6 +25,7 @@ from channels.consumer import AsyncConsumer, SyncConsumer, get_handler_name
 
 from explorer.trace.connection import current
 from explorer.trace.layer import TracedLayer
+from explorer.trace.timing import Steps
 
 NOTHING = object()
 
@@ -107,12 +108,13 @@ class TracedDispatch:
     def timed_async(self, handler):
         async def timed(message):
             handling = self.trace.handler_started(message)
+            steps = Steps(handler(message))  # each stretch it held the event loop, timed
             try:
-                result = await handler(message)
+                result = await steps
             except BaseException as error:
-                self.trace.handler_ended(handling, error)
+                self.trace.handler_ended(handling, error, steps)
                 raise
-            self.trace.handler_ended(handling)
+            self.trace.handler_ended(handling, steps=steps)
             return result
 
         return timed

@@ -1,4 +1,4 @@
-"""Where an event's time went: waiting for its handler, and in it.
+"""Where an event's time went: waiting for its handler, and in it, and what held the threads meanwhile.
 
 channels runs every SyncConsumer handler on one thread-sensitive worker
 thread, and ``AsyncConsumer.dispatch`` awaits ``aclose_old_connections()``
@@ -9,6 +9,7 @@ wait can be put down to the handler that caused it.
 """
 
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 
@@ -26,8 +27,8 @@ class Hold:
     end: float
 
 
-class SyncThreadLedger:
-    """The last few handlers that ran off the event loop, for blaming long waits."""
+class HoldLedger:
+    """The last few handlers that held a shared thread (the sync thread, or the event loop), for blame."""
 
     def __init__(self, size=256):
         self.holds = deque(maxlen=size)
@@ -43,8 +44,78 @@ class SyncThreadLedger:
             holds = list(self.holds)
         return [h for h in holds if h.connection != connection and h.end > since and h.start < until]
 
+    def ended_before(self, moment, within):
+        """Holds that ended no more than ``within`` seconds before ``moment``: what it may have waited for."""
+        with self.lock:
+            if not self.holds or moment - self.holds[-1].end > within:
+                return []
+            holds = list(self.holds)
+        return [h for h in holds if 0 <= moment - h.end <= within]
 
-ledger = SyncThreadLedger()
+
+ledger = HoldLedger()  # handlers on the sync thread (SyncConsumer handlers)
+loop_ledger = HoldLedger()  # stretches of async handlers that held the event loop without yielding
+LATE_WINDOW = 0.05  # seconds after a loop hold ends in which an arrival is put down to it
+
+
+class Steps:
+    """A coroutine driven one step at a time, each step timed: how long it held the event loop at once.
+
+    Between two awaits a coroutine has the loop to itself: a step that takes
+    long is blocking code in an async handler (``time.sleep``, a sync
+    client), and nothing else on the loop runs meanwhile, as asyncio's debug
+    mode reports with ``slow_callback_duration``.
+    """
+
+    __slots__ = ("coroutine", "longest", "longest_started")
+
+    def __init__(self, coroutine):
+        self.coroutine = coroutine
+        self.longest = 0.0
+        self.longest_started = 0.0
+
+    def __await__(self):
+        inner = self.coroutine.__await__()
+        value, error = None, None
+        while True:
+            started = time.perf_counter()
+            try:
+                yielded = inner.send(value) if error is None else inner.throw(error)
+            except StopIteration as done:
+                self.timed(started)
+                return done.value
+            except BaseException:
+                self.timed(started)
+                raise
+            self.timed(started)
+            try:
+                value, error = (yield yielded), None
+            except BaseException as thrown:  # cancellation, and whatever the loop throws in
+                value, error = None, thrown
+
+    def timed(self, started):
+        took = time.perf_counter() - started
+        if took > self.longest:
+            self.longest, self.longest_started = took, started
+
+
+def held_the_loop(hold):
+    """The note at a handler that held the event loop, and what it did to everyone else."""
+    return (
+        f"held the event loop's thread for {duration(hold.end - hold.start)} without letting go: blocking "
+        "code in an async handler (time.sleep, a sync call). Every connection on this loop waited, and the "
+        "server could read nothing meanwhile"
+    )
+
+
+def arrived_late(holds, connection):
+    """Why an event that arrived just after the event loop was held may have waited before it arrived."""
+    hold = max(holds, key=lambda h: h.end - h.start)
+    who = "its own handler" if hold.connection == connection else f"{hold.connection}'s handler"
+    return (
+        f"arrived as {who} ({hold.event}) let go of the event loop, which it had held for "
+        f"{duration(hold.end - hold.start)}: it may have waited that long before the server could read it"
+    )
 
 
 def blame(holds, waited, on_event_loop, before_consumer=0.0):
