@@ -1,4 +1,4 @@
-"""Two adjustments to daphne 4.2, made as the explorer starts (``install``, from the app's ``ready``).
+"""Three adjustments to daphne 4.2, made as the explorer starts (``install``, from the app's ``ready``).
 
 1. Failures are explained with a close frame. autobahn, under daphne, fails
    a connection by dropping it (its ``failByDrop`` option), so a client that
@@ -14,17 +14,35 @@
    connection whose application has already ended has none; the KeyError
    aborted the shutdown, the consumers were never cancelled, and the
    interpreter crashed (SIGSEGV) finalising their suspended coroutines at
-   exit. This version skips those connections.
+   exit. This version skips those connections, and first closes each open
+   WebSocket with 1001 (going away), so its client is told rather than
+   dropped.
+
+3. Stopping under ``manage.py runserver``'s autoreloader: daphne runs in a
+   daemon thread of a child process with no signal handlers, and Ctrl-C
+   ends the process around it. As the interpreter stops its threads (before
+   the thread pools go), this stops daphne's reactor from the main thread
+   and waits for it, so the stop above happens. The reloader's parent gives
+   its child only 0.25 s on Ctrl-C and none on SIGTERM, so ``make run``
+   runs with ``--noreload``.
 """
 
 import asyncio
+import atexit
+import contextlib
 import logging
+import threading
 
 from daphne.server import Server
-from daphne.ws_protocol import WebSocketFactory
+from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
 from twisted.internet import defer
 
 logger = logging.getLogger("daphne.server")
+
+
+STOP_TIMEOUT = 10  # seconds exit waits for daphne to close its connections and end its consumers
+GOING_AWAY = 1001
+CLOSE_TIMEOUT = 1.0  # seconds clients have to answer the server's close before their consumers are cancelled
 
 
 def install():
@@ -39,11 +57,68 @@ def install():
     WebSocketFactory.__init__ = __init__
     WebSocketFactory.explorer_adjusted = True
     Server.kill_all_applications = kill_all_applications
+    server_run = Server.run
+
+    def run(self):  # daphne's own, noting which thread runs the reactor
+        running.append(threading.current_thread())
+        try:
+            return server_run(self)
+        finally:
+            running.remove(threading.current_thread())
+
+    Server.run = run
+    # Before the interpreter stops the thread pools channels dispatches through
+    # (concurrent.futures registers its own stop the same way, earlier, so it runs later).
+    register = getattr(threading, "_register_atexit", atexit.register)
+    register(stop_at_exit)
+
+
+running = []  # the threads running daphne's reactor in this process
+
+
+def stop_at_exit():
+    """daphne in another thread (the autoreloader's child): stop its reactor, and wait for it."""
+    threads = [thread for thread in running if thread is not threading.current_thread()]
+    if not threads:
+        return
+    from twisted.internet import reactor
+
+    with contextlib.suppress(Exception):  # already stopping, or gone
+        reactor.callFromThread(reactor.stop)
+    for thread in threads:
+        thread.join(timeout=STOP_TIMEOUT)
 
 
 def kill_all_applications(self):
+    """Close every open WebSocket (1001), give the clients a moment to answer, then cancel what still runs."""
+    closing = [protocol for protocol in self.connections if isinstance(protocol, WebSocketProtocol)]
+    closing = [protocol for protocol in closing if protocol.state == protocol.STATE_OPEN]
+    for protocol in closing:
+        with contextlib.suppress(Exception):  # a connection going away by itself meanwhile
+            # sendCloseFrame: autobahn's sendClose takes only an application's codes (1000, 3000-4999).
+            protocol.sendCloseFrame(code=GOING_AWAY, reasonUtf8=b"server shutting down")
+    waiting = until_closed(closing, CLOSE_TIMEOUT)
+    waiting.addCallback(lambda _: cancel_applications(self))
+    return waiting
+
+
+def until_closed(protocols, timeout):
+    """A Deferred that fires once every protocol has closed, or after ``timeout`` seconds."""
+    from twisted.internet import reactor, task
+
+    deadline = reactor.seconds() + timeout
+
+    def check():
+        if reactor.seconds() < deadline and any(p.state != p.STATE_CLOSED for p in protocols):
+            return task.deferLater(reactor, 0.05, check)
+        return None
+
+    return defer.maybeDeferred(check)
+
+
+def cancel_applications(server):
     """Cancel every application still running, and have Twisted wait until they have ended."""
-    instances = (details.get("application_instance") for details in self.connections.values())
+    instances = (details.get("application_instance") for details in server.connections.values())
     pending = [instance for instance in instances if instance is not None and not instance.done()]
     for instance in pending:
         instance.cancel()

@@ -123,22 +123,30 @@ async def test_a_client_that_stops_reading_does_not_stall_the_others(server, end
 
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
-@pytest.mark.parametrize("command", ["daphne", "runserver"])
+@pytest.mark.parametrize("command", ["daphne", "make run"])
 async def test_stopping_with_connections_open_is_clean_and_the_recording_complete(tmp_path, stop, command):
-    """Every consumer is cancelled and traced as such, the process exits 0 (explorer/wire.py)."""
+    """Every client is told (1001), every consumer ends and is traced, the process exits 0 (explorer/wire.py).
+
+    ``make run`` is ``manage.py runserver --noreload``, signalled as a terminal's Ctrl-C is: the whole
+    process group.
+    """
     recording = tmp_path / "trace.jsonl"
     server = DaphneServer(recording, **WIRE_ENV) if command == "daphne" else RunserverProcess(recording)
+    closes = []
     try:
         async with connect(server.url("ac")) as first, connect(server.url("sc")) as second:
             for ws in (first, second):
                 await ws.send("hello")
                 assert await ws.recv() == "hello"
-            server.process.send_signal(stop)
+            os.killpg(server.process.pid, stop) if command == "make run" else server.process.send_signal(stop)
+            for ws in (first, second):
+                with pytest.raises(ConnectionClosed):
+                    await asyncio.wait_for(ws.recv(), 30)
+                closes.append((ws.protocol.close_rcvd.code, ws.protocol.close_rcvd.reason))
             assert await asyncio.to_thread(server.process.wait, 30) == 0
-    except ConnectionClosed:
-        pass  # the server went away under the open connections, as it should
     finally:
         server.stop()
+    assert closes == [(1001, "server shutting down")] * 2
     data = recording.read_bytes()
     assert data.endswith(b"\n")
     records = [json.loads(line) for line in data.decode().splitlines() if '"kind": "server"' not in line]
@@ -158,7 +166,8 @@ class RunserverProcess(TracedServer):
         self.recording = recording
         self.port = free_port()
         self.process = subprocess.Popen(
-            [sys.executable, "manage.py", "runserver", f"127.0.0.1:{self.port}", "--noreload"],
+            [sys.executable, "manage.py", "runserver", f"127.0.0.1:{self.port}", "--noreload"],  # as make run
+            start_new_session=True,  # a process group of its own, to signal as a terminal would
             cwd=ROOT,
             env={**os.environ, "EXPLORER_TRACE_FILE": str(recording), "PYTHONUNBUFFERED": "1", **WIRE_ENV},
             stdout=subprocess.PIPE,
