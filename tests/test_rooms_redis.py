@@ -3,8 +3,10 @@
 import asyncio
 import os
 import shutil
+from io import StringIO
 
 import pytest
+from django.core.management import call_command
 from websockets.asyncio.client import connect
 
 from tests.conftest import WIRE_ENV, DaphneServer, RedisServer
@@ -47,6 +49,23 @@ async def test_a_message_crosses_from_one_process_to_the_other(two_servers, spea
     channel = room_message["event"]["channel"]
     channel = channel.get("$shortened") if isinstance(channel, dict) else channel  # the servers cut at 64
     assert channel.startswith("specific.") and "!" in channel  # channels_redis: specific.PROCESS!CHANNEL
+    # Both recordings as one timeline: each connection named after its process's file, and the
+    # message followed from the group_send in one process to the room.message in the other.
+    copies = []
+    for name, server in (("first", first), ("second", second)):
+        copies.append(server.recording.parent / f"{name}.jsonl")
+        shutil.copy(server.recording, copies[-1])
+    out = StringIO()
+    call_command("trace", *map(str, copies), "--width", "250", stdout=out)
+    lines = out.getvalue().splitlines()
+    sending = next(
+        i for i, line in enumerate(lines) if f"first:{speaker_id} " in line and "group_send" in line
+    )
+    arriving = next(
+        i for i, line in enumerate(lines) if f"second:{listener_id} " in line and "room.message" in line
+    )
+    assert sending < arriving  # merged by time
+    assert f"sent by first:{speaker_id}'s group_send" in " ".join(lines[arriving : arriving + 3])
 
 
 def require_redis_server():

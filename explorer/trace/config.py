@@ -17,6 +17,7 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 
 MODES = ("compact", "full", "off")
+CLOCKS = ("process", "connection", "wall")  # the time column: see entry.clock
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off", ""}
 MIB = 1024 * 1024
@@ -88,6 +89,7 @@ SETTINGS = {
     "SHOW_CREDENTIALS": ("EXPLORER_TRACE_SHOW_CREDENTIALS", False, flag),
     "SLOW_WAIT_MS": ("EXPLORER_TRACE_SLOW_WAIT_MS", 50, whole(0, 600_000)),
     "FILE": ("EXPLORER_TRACE_FILE", None, recording_file),
+    "CLOCK": ("EXPLORER_TRACE_CLOCK", "process", one_of(CLOCKS)),
     "QUEUE_SIZE": ("EXPLORER_TRACE_QUEUE_SIZE", 10_000, whole(1, 1_000_000)),
     "QUEUE_BYTES": ("EXPLORER_TRACE_QUEUE_BYTES", 64 * MIB, whole(MIB, 4096 * MIB)),
     "CREDENTIALS": (None, (CREDENTIALS,), patterns),
@@ -103,6 +105,7 @@ class TraceConfig:
     max_payload: int = 200
     show_credentials: bool = False
     slow_wait: float = 0.05  # seconds an event may wait for its handler before it is flagged
+    clock: str = "process"
     credentials: tuple = field(default_factory=lambda: patterns(CREDENTIALS))
     credential_subprotocols: tuple = field(default_factory=lambda: patterns(CREDENTIAL_SUBPROTOCOLS))
 
@@ -150,6 +153,7 @@ def trace_config():
         max_payload=values["MAX_PAYLOAD"],
         show_credentials=values["SHOW_CREDENTIALS"],
         slow_wait=values["SLOW_WAIT_MS"] / 1000,
+        clock=values["CLOCK"],
         credentials=values["CREDENTIALS"],
         credential_subprotocols=values["CREDENTIAL_SUBPROTOCOLS"],
     )

@@ -34,6 +34,7 @@ logger = logging.getLogger("explorer.trace")
 current: ContextVar["ConnectionTrace | None"] = ContextVar("explorer.trace.current", default=None)
 # One sequence for every connection, so #3 and #4 tell which came first.
 connection_numbers = itertools.count(1)
+TRACE_STARTED = time.time()  # the process clock's zero: when this process's trace started
 MAX_NAME = 40  # a path used as a name is cut to this many characters
 MAX_PENDING = 20  # lines held until the scope is out; more are not kept
 # The scope key through which a consumer learns its connection's name (sc#3),
@@ -133,6 +134,7 @@ class ConnectionTrace:
         self.name = f"{path_name(scope)}#{self.number}"  # until a consumer gives it its own
         self.server_scope = scope
         self.opened = time.perf_counter()
+        self.opened_at = time.time()  # the same moment on the wall clock
         self.consumer = None  # the channels consumer class serving it, once one starts
         self.scope_shown = False
         self.pending = []  # what was said before the scope was out
@@ -169,6 +171,8 @@ class ConnectionTrace:
             connection=self.name if label is None else label,
             kind=kind,
             seconds=seconds,
+            at=self.opened_at + seconds,
+            started=TRACE_STARTED,
             event=event,
             config=self.config,
             **details,

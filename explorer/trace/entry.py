@@ -4,6 +4,7 @@ The consumer's side (``connection``) makes entries; the listener's side
 (``render``, ``recording``, ``replay``) reads them, and never needs the other.
 """
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,11 +40,24 @@ class TraceEntry:
     notes: tuple[str, ...] = ()  # what the server does differently, or why the event waited
     consumer: str | None = None  # scope: the consumer's dotted class path, when one ran
     recorded: bool = False  # read back from a file: the event is already as shown
+    at: float = 0.0  # the wall clock (time.time()) of ``seconds``
+    started: float = 0.0  # when this process's trace started (time.time()): the process clock's zero
 
     @property
     def endpoint(self) -> str:
         """The name part of ``connection``: ``sc``, ``ChatConsumer``, ``/ws/chat/``."""
         return self.connection.rpartition("#")[0]
+
+
+def clock(entry: "TraceEntry", which: str) -> str:
+    """The time column of a line: since the process's trace started (lines from every connection in
+    one order), since the connection arrived, or the wall clock."""
+    if which == "wall" and entry.at:
+        moment = time.localtime(entry.at)
+        return f"{time.strftime('%H:%M:%S', moment)}.{int(entry.at % 1 * 1000):03d}"
+    if which == "process" and entry.at and entry.started:
+        return f"{entry.at - entry.started:8.3f}s"
+    return f"{entry.seconds:8.3f}s"
 
 
 def duration(seconds: float) -> str:

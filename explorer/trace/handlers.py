@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.text import Text
 
 from explorer.trace.display import printable
-from explorer.trace.recording import as_record
+from explorer.trace.recording import as_record, last_run, run_header
 from explorer.trace.render import dropped, plain, render, shown
 
 
@@ -138,18 +138,26 @@ class JsonLinesTraceHandler(FailsOnce, logging.FileHandler):
     def __init__(self, filename):
         super().__init__(filename, mode="ab", delay=True)  # opened at the first record
         self.sink = f"recording to {filename}"
+        self.run = None  # this process's run in the file, once its header is written
 
     def _open(self):
-        return open(self.baseFilename, self.mode, buffering=0)
+        stream = open(self.baseFilename, self.mode, buffering=0)  # noqa: SIM115 - FileHandler keeps it
+        if self.run is None:  # a run begins: its header first, numbered after the file's last
+            self.run = last_run(self.baseFilename) + 1
+            header = run_header(self.run)
+            stream.write((json.dumps(header, ensure_ascii=True) + "\n").encode("ascii"))
+        return stream
 
     def format(self, record):
         entry = getattr(record, "trace", None)
         if entry is None:
             data = {"kind": "message", "text": record.getMessage()} if record.msg else {}
         else:
-            data = as_record(entry, shown(entry), record.created, record.exc_info)
+            data = as_record(entry, shown(entry), record.exc_info)
         if getattr(record, "trace_dropped", 0):
             data["dropped"] = record.trace_dropped
+        if data and self.run is not None:
+            data["run"] = self.run
         # ensure_ascii: bidi and C1 controls stay escaped for whoever cats or tails the file.
         return json.dumps(data, ensure_ascii=True) if data else ""
 
@@ -157,10 +165,10 @@ class JsonLinesTraceHandler(FailsOnce, logging.FileHandler):
         if self.failed:
             return
         try:
+            if self.stream is None:  # the first record, or closed by a logging reconfiguration
+                self.stream = self._open()
             line = self.format(record)
             if line:
-                if self.stream is None:  # closed by a logging reconfiguration: open it again
-                    self.stream = self._open()
                 data = memoryview((line + "\n").encode("ascii"))
                 while data:
                     data = data[self.stream.write(data) :]

@@ -11,9 +11,14 @@ Every line is checked when it is read back (``validated``): a recording is
 a file anyone could have written.
 """
 
+import contextlib
 import datetime
 import json
+import os
+import platform
+import sys
 import traceback
+from importlib import metadata
 
 from explorer.trace.config import TraceConfig
 from explorer.trace.display import REDACTED, Opaque, Redacted, Shortened, printable
@@ -82,10 +87,14 @@ def hashable(key):
     return key
 
 
-def as_record(entry, shown_event, created=None, exc_info=None):
-    """One trace entry as a JSON-ready dict."""
+def iso(moment):
+    return datetime.datetime.fromtimestamp(moment, datetime.UTC).isoformat(timespec="microseconds")
+
+
+def as_record(entry, shown_event, exc_info=None):
+    """One trace entry as a JSON-ready dict; ``at`` is the moment of ``seconds`` on the wall clock."""
     record = {
-        "at": datetime.datetime.fromtimestamp(created, datetime.UTC).isoformat() if created else None,
+        "at": iso(entry.at) if entry.at else None,
         "connection": entry.connection,
         "endpoint": entry.endpoint,
         "kind": entry.kind,
@@ -107,6 +116,43 @@ def as_record(entry, shown_event, created=None, exc_info=None):
     if exc_info:
         record["traceback"] = "".join(traceback.format_exception(*exc_info)).rstrip("\n")
     return record
+
+
+def run_header(number):
+    """The record a run begins with: this process, when its trace started, the stack's versions.
+
+    The server is not known until a connection comes: its ``server`` record follows then.
+    """
+    from explorer.trace.connection import TRACE_STARTED
+
+    versions = {}
+    for name in ("django", "channels", "asgiref", "rich"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions[name] = metadata.version(name)
+    return {
+        "kind": "run",
+        "run": number,
+        "pid": os.getpid(),
+        "command": " ".join(sys.argv)[:500],
+        "started": iso(TRACE_STARTED),
+        "python": platform.python_version(),
+        "versions": versions,
+    }
+
+
+def last_run(path):
+    """The number of the last run recorded in ``path`` (0 for none): only run headers are parsed."""
+    last = 0
+    if not os.path.isfile(path):  # a pipe, /dev/full...: nothing to number after
+        return last
+    with contextlib.suppress(OSError), open(path, "rb") as file:
+        for line in file:
+            if b'"kind": "run"' in line[:200]:
+                with contextlib.suppress(ValueError):
+                    number = json.loads(line).get("run")
+                    if isinstance(number, int) and not isinstance(number, bool):
+                        last = max(last, number)
+    return last
 
 
 MAX_LINE = 1024 * 1024  # characters a recorded line may have: one record, never a whole file
@@ -146,10 +192,16 @@ def validated(record):
     """
     if not isinstance(record, dict):
         raise NotARecordError(f"a {type(record).__name__}, not an object")
+    run = record.get("run")
+    if run is not None and (isinstance(run, bool) or not isinstance(run, int) or run < 1):
+        raise NotARecordError("run is not a number")
+    if record.get("kind") == "run":
+        return run_record(record)
     kind = text_field(record, "kind", required=True)
     if kind not in KINDS:
         raise NotARecordError(f"kind {kind[:20]!r} is not one the trace writes")
     clean = {
+        "run": run,
         "connection": text_field(record, "connection", required=True),
         "kind": kind,
         "seconds": number_field(record, "seconds", required=True),
@@ -181,6 +233,32 @@ def validated(record):
     return {key: value for key, value in clean.items() if value is not None}
 
 
+def run_record(record):
+    """A run's header, checked: a number, and texts made printable."""
+    if not isinstance(record.get("run"), int):
+        raise NotARecordError("a run header without a number")
+    clean = {"kind": "run", "run": record["run"]}
+    for key in ("command", "started", "python"):
+        clean[key] = text_field(record, key) or ""
+    pid = record.get("pid")
+    clean["pid"] = pid if isinstance(pid, int) and not isinstance(pid, bool) else None
+    versions = record.get("versions")
+    clean["versions"] = (
+        {printable(str(k)): printable(str(v)) for k, v in versions.items()}
+        if isinstance(versions, dict)
+        else {}
+    )
+    return clean
+
+
+def moment(text):
+    """An ``at`` or ``started`` text back on the wall clock, or None."""
+    try:
+        return datetime.datetime.fromisoformat(text).timestamp()
+    except (TypeError, ValueError):
+        return None
+
+
 def other_line(record):
     """A line of the writer's that is no entry: ``{"dropped": N}``, or a message on the trace's logger."""
     dropped = record.get("dropped", 0)
@@ -189,14 +267,19 @@ def other_line(record):
     return {"kind": "message", "text": text_field(record, "text") or "", "dropped": dropped}
 
 
-def from_record(record, mode="compact"):
-    """A trace entry from a validated record (``validated``), ready to render."""
+def from_record(record, mode="compact", clock="connection"):
+    """A trace entry from a validated record (``validated``), ready to render.
+
+    ``record["started"]``, where the reader put it, is its run's start: the process clock's zero.
+    """
     return TraceEntry(
         connection=record["connection"],
         kind=record["kind"],
         seconds=record["seconds"],
+        at=moment(record.get("at")) or 0.0,
+        started=record.get("started") or 0.0,
         event=decode(record.get("event")),
-        config=TraceConfig(mode=mode, max_payload=10**9, show_credentials=True),
+        config=TraceConfig(mode=mode, max_payload=10**9, show_credentials=True, clock=clock),
         thread=record.get("thread"),
         note=record.get("note"),
         wait=record.get("wait"),

@@ -17,7 +17,7 @@ from rich.text import Span, Text
 from rich.traceback import Traceback
 
 from explorer.trace.display import printable, shown_event, shown_scope
-from explorer.trace.entry import duration
+from explorer.trace.entry import clock, duration
 
 # (arrow, style) per kind: incoming and outgoing look different at a glance.
 # Parsed once: a Style object renders faster than a style string.
@@ -61,7 +61,7 @@ def header(entry):
     """Time since open, connection id, arrow and direction, event type, thread, as (text, style) parts."""
     arrow, style = KINDS.get(entry.kind, UNKNOWN_KIND)
     parts = [
-        (f"{entry.seconds:8.3f}s ", DIM),
+        (f"{clock(entry, entry.config.clock)} ", DIM),
         (f"{printable(entry.connection):<6} ", BOLD),
         (f"{arrow} {entry.kind:<6}", style),
     ]

@@ -7,6 +7,7 @@ same code as the live console.
 
 import difflib
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 
 from rich.table import Table
@@ -14,12 +15,85 @@ from rich.text import Text
 
 from explorer.trace.display import printable
 from explorer.trace.entry import duration
-from explorer.trace.recording import from_record
+from explorer.trace.recording import from_record, moment, read
 from explorer.trace.render import DIM, KINDS, UNKNOWN_KIND, shown, styled
 
 # What a diff compares: the protocol's events and how the consumer ended,
 # not the scope (its path and client port always differ) nor timings.
 COMPARED_KINDS = ("in", "out", "layer", "error", "exit")
+
+
+LAYER_CALLS = ("group_add", "group_discard", "group_send", "send")
+
+
+@dataclass
+class Loaded:
+    """One or more recordings read back: their lines in order, their runs, and what was skipped."""
+
+    lines: list = field(default_factory=list)  # entries (with "started") and the writer's messages
+    runs: list = field(default_factory=list)  # run headers, each with its "label"
+    skipped: Counter = field(default_factory=Counter)
+
+    @property
+    def entries(self):
+        return [line for line in self.lines if line["kind"] != "message"]
+
+
+def load(sources):
+    """Read ``sources``, (label, lines) pairs: several files are several processes, merged by time.
+
+    A connection's name is unique in what is shown: prefixed by its file's label when there are
+    several files, and by its run's number when a file holds several runs (``2:sc#1``,
+    ``a:2:sc#1``). Each entry gets its run's start, the process clock's zero.
+    """
+    loaded = Loaded()
+    for label, lines in sources:
+        headers, mine = {}, []
+        for _number, record, problem in read(lines):
+            if record is None:
+                loaded.skipped[problem] += 1
+            elif record["kind"] == "run":
+                headers[record["run"]] = record
+                loaded.runs.append({**record, "label": label})
+            else:
+                mine.append(record)
+        several = len({record.get("run") for record in mine if record["kind"] != "message"}) > 1
+        for record in mine:
+            if record["kind"] == "message":
+                continue
+            header = headers.get(record.get("run"))
+            record["started"] = moment(header["started"]) if header else None
+            prefix = (f"{label}:" if label else "") + (f"{record.get('run')}:" if several else "")
+            if prefix and record["connection"]:
+                record["connection"] = prefix + record["connection"]
+        loaded.lines += mine
+    if len(sources) > 1:  # processes side by side: one timeline
+        loaded.lines.sort(key=lambda line: moment(line.get("at")) or 0.0)
+    followed(loaded.entries)
+    return loaded
+
+
+def followed(records):
+    """A message a consumer got from the channel layer, traced back to the group_send that sent it:
+    which connection, and the hop's latency, across processes too."""
+    sent = {}
+    for record in records:
+        event = record.get("event")
+        if record["kind"] != "layer" or not isinstance(event, dict):
+            continue
+        if event.get("type") == "group_send" and isinstance(event.get("message"), dict):
+            sent.setdefault(json.dumps(event["message"], sort_keys=True), []).append(record)
+        elif event.get("type") not in LAYER_CALLS:
+            message = {key: value for key, value in event.items() if key != "channel"}
+            senders = sent.get(json.dumps(message, sort_keys=True), [])
+            arrived = moment(record.get("at"))
+            if senders and arrived is not None and moment(senders[-1].get("at")) is not None:
+                sender = senders[-1]
+                latency = max(0.0, arrived - moment(sender["at"]))
+                record["notes"] = [
+                    *record.get("notes", []),
+                    f"sent by {sender['connection']}'s group_send {duration(latency)} earlier",
+                ]
 
 
 def names_of(records):

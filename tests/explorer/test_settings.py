@@ -44,6 +44,7 @@ def test_defaults():
         "QUEUE_BYTES": 64 * MIB,
         "SLOW_WAIT_MS": 50,
         "FILE": None,
+        "CLOCK": "process",
     }
 
 
@@ -56,6 +57,7 @@ def test_environment_overrides_each_setting(tmp_path):
         EXPLORER_TRACE_QUEUE_BYTES=str(2 * MIB),
         EXPLORER_TRACE_SLOW_WAIT_MS="250",
         EXPLORER_TRACE_FILE=str(tmp_path / "trace.jsonl"),
+        EXPLORER_TRACE_CLOCK="wall",
     )
     assert json.loads(result.stdout) == {
         "MODE": "full",
@@ -65,6 +67,7 @@ def test_environment_overrides_each_setting(tmp_path):
         "QUEUE_BYTES": 2 * MIB,
         "SLOW_WAIT_MS": 250,
         "FILE": str(tmp_path / "trace.jsonl"),
+        "CLOCK": "wall",
     }
 
 

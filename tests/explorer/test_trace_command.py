@@ -1,6 +1,8 @@
 """``manage.py trace``: a recording rendered, filtered and diffed, from real sessions on both endpoints."""
 
+import asyncio
 import json
+import logging
 from io import StringIO
 
 import pytest
@@ -347,3 +349,55 @@ def test_arbitrary_json_records_never_crash_the_command_nor_reach_the_terminal(t
         except CommandError:
             continue  # a clear refusal (nothing matches) is fine; a traceback is not
         assert escape_free(output)
+
+
+async def recorded_run(path, endpoint):
+    """One run of a process: a handler of its own appending to ``path``, as a server started anew would."""
+    from explorer.trace.handlers import QueuedTraceHandler
+
+    handler = QueuedTraceHandler(file=path, console=None)
+    logger = logging.getLogger("explorer.trace")
+    logger.addHandler(handler)
+    try:
+        await session(endpoint, ["hello"])
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+
+
+async def test_each_run_has_a_header_and_names_stay_unique_in_the_file(tmp_path):
+    path = tmp_path / "runs.jsonl"
+    await recorded_run(path, "sc")
+    await recorded_run(path, "ac")
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    headers = [line for line in lines if line["kind"] == "run"]
+    assert [h["run"] for h in headers] == [1, 2]
+    assert all(h["pid"] and h["started"] and "django" in h["versions"] for h in headers)
+    assert {line["run"] for line in lines if line["kind"] != "run"} == {1, 2}
+    listed = trace_command(path, "--runs")
+    assert "Runs in the recording" in listed and "1 " in listed and "2 " in listed
+    output = trace_command(path)
+    [first] = {line["connection"] for line in lines if line.get("run") == 1 and line.get("connection")}
+    [second] = {line["connection"] for line in lines if line.get("run") == 2 and line.get("connection")}
+    assert f"1:{first} " in output and f"2:{second} " in output  # qualified by run
+    only_second = trace_command(path, "--run", "2")
+    assert f"1:{first}" not in only_second and f"2:{second}" in only_second
+
+
+@pytest.mark.parametrize("clock", ["process", "connection", "wall"])
+async def test_the_time_column_follows_the_clock(trace, clock):
+    import re
+
+    await session("sc", ["hello"])
+    await asyncio.sleep(0.3)
+    await session("ac", ["hello"])
+    output = trace_command(trace.flushed(), "--clock", clock)
+    starts = [line for line in output.splitlines() if "● scope" in line]
+    times = [line.split()[0] for line in starts]
+    if clock == "wall":
+        assert all(re.fullmatch(r"\d\d:\d\d:\d\d\.\d{3}", t) for t in times)
+    elif clock == "connection":
+        assert times == ["0.000s", "0.000s"]  # each from its own arrival
+    else:
+        first, second = (float(t.rstrip("s")) for t in times)
+        assert second - first >= 0.3  # one timeline: the later connection is later

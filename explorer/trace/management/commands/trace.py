@@ -1,14 +1,18 @@
 """``python manage.py trace FILE``: render a recorded trace, filter it, or diff two connections."""
 
+import contextlib
 import os
 import sys
 from collections import Counter
+from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 from rich.console import Console
+from rich.table import Table
 from rich.text import Text
 
 from explorer.trace import recording, regression, replay
+from explorer.trace.config import CLOCKS, trace_settings
 from explorer.trace.display import printable
 from explorer.trace.handlers import RichTraceHandler
 from explorer.trace.render import dropped, render
@@ -30,7 +34,12 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("file", help="the recording; - reads standard input")
+        parser.add_argument(
+            "file",
+            nargs="+",
+            help="the recording; - reads standard input. Several files (processes sharing Redis, say) "
+            "are merged by time, each connection named after its file (a:sc#1)",
+        )
         parser.add_argument(
             "-c",
             "--connection",
@@ -56,6 +65,16 @@ class Command(BaseCommand):
         )
         parser.add_argument("--violations", action="store_true", help="only records that broke an ASGI rule")
         parser.add_argument("--mode", choices=["compact", "full"], default="compact")
+        parser.add_argument(
+            "--clock",
+            choices=CLOCKS,
+            help="the time column: since the process's trace started, since the connection arrived, or "
+            "the wall clock (default: EXPLORER_TRACE_CLOCK's, process)",
+        )
+        parser.add_argument(
+            "--run", action="append", default=[], type=int, help="only this run of the file; repeatable"
+        )
+        parser.add_argument("--runs", action="store_true", help="list the runs the recording holds")
         parser.add_argument("--diff", nargs=2, metavar=("A", "B"), help="line up connections A and B")
         parser.add_argument(
             "--pytest",
@@ -76,10 +95,14 @@ class Command(BaseCommand):
         self.console = Console(
             file=self.stdout._out, markup=False, emoji=False, highlight=False, width=options["width"]
         )
-        lines, skipped = self.read(options["file"])
+        self.clock = options["clock"] or trace_settings()["CLOCK"]
+        loaded = self.read(options["file"])
+        if options["runs"]:
+            return self.list_runs(loaded)
+        lines = [line for line in loaded.lines if not options["run"] or line.get("run") in options["run"]]
         records = entries(lines)
         if options["pytest"]:
-            return self.pytest_module(records, options["pytest"], options["file"])
+            return self.pytest_module(records, options["pytest"], " ".join(options["file"]))
         if options["diff"]:
             return self.diff(records, *options["diff"])
         selection = replay.Selection(
@@ -89,22 +112,35 @@ class Command(BaseCommand):
             violations_only=options["violations"],
             names=replay.names_of(records),
         )
-        self.show(lines, selection, options["mode"], skipped)
+        self.show(lines, selection, options["mode"], loaded.skipped)
 
-    def read(self, path):
-        """The recording's records (validated), its other lines, and why each skipped line was skipped."""
-        try:
-            file = sys.stdin if path == "-" else open(path, encoding="utf-8", errors="replace")  # noqa: SIM115
-        except OSError as error:
-            raise CommandError(f"cannot read {path}: {error.strerror}") from None
-        with file:
-            lines, skipped = [], Counter()
-            for _number, record, problem in recording.read(file):
-                if record is None:
-                    skipped[problem] += 1
-                else:
-                    lines.append(record)
-        return lines, skipped
+    def read(self, paths):
+        """Every recording named, read and validated: several are labelled by their file's name."""
+        labels = [Path(path).stem if path != "-" else "stdin" for path in paths]
+        if len(set(labels)) < len(labels):
+            labels = [f"{label}{index}" for index, label in enumerate(labels, 1)]
+        sources = []
+        with contextlib.ExitStack() as files:
+            for path, label in zip(paths, labels, strict=True):
+                try:
+                    file = sys.stdin if path == "-" else open(path, encoding="utf-8", errors="replace")  # noqa: SIM115
+                except OSError as error:
+                    raise CommandError(f"cannot read {path}: {error.strerror}") from None
+                files.enter_context(file)
+                sources.append((label if len(paths) > 1 else "", list(file)))
+        return replay.load(sources)
+
+    def list_runs(self, loaded):
+        table = Table(title="Runs in the recording", title_justify="left")
+        for column in ("run", "pid", "started", "command", "connections"):
+            table.add_column(column)
+        for run in loaded.runs:
+            name = f"{run['label']}:{run['run']}" if run["label"] else str(run["run"])
+            connections = {
+                r["connection"] for r in loaded.entries if r.get("run") == run["run"] and r["connection"]
+            }
+            table.add_row(name, str(run["pid"]), run["started"], run["command"], f"{len(connections):,}")
+        self.console.print(table)
 
     def show(self, lines, selection, mode, skipped):
         printer = RichTraceHandler(self.console)
@@ -118,7 +154,7 @@ class Command(BaseCommand):
                 continue
             if not selection.admits(record):
                 continue
-            entry = recording.from_record(record, mode)
+            entry = recording.from_record(record, mode, self.clock)
             for renderable in render(entry):
                 printer.print(renderable)
             if record.get("traceback"):
