@@ -218,9 +218,10 @@ async def test_a_killed_server_leaves_a_recording_of_whole_lines(tmp_path, endpo
     data = recording.read_bytes()
     assert data.endswith(b"\n")
     records = [json.loads(line) for line in data.decode("utf-8").splitlines()]
-    # The server, named once from the first connection, then that connection's scope.
-    assert [r["kind"] for r in records[:2]] == ["server", "scope"]
-    assert records[0]["note"].startswith("daphne 4.2.")
+    # The run's header, the server named once from the first connection, then that connection's scope.
+    assert [r["kind"] for r in records[:3]] == ["run", "server", "scope"]
+    assert records[0]["run"] == 1 and records[0]["command"].endswith("explorer.asgi:application")
+    assert records[1]["note"].startswith("daphne 4.2.")
     assert len(records) > 10
 
 
