@@ -33,16 +33,21 @@ def whereabouts(consumer):
     }
 
 
+def status_kib(lines, key):
+    return next((int(line.split()[1]) for line in lines if line.startswith(key)), None)
+
+
 async def process_stats():
     """The server process's figures, read on its event loop (a sync consumer hops there to ask)."""
     status = Path("/proc/self/status")
     lines = status.read_text().splitlines() if status.exists() else []
-    rss_kib = next((int(line.split()[1]) for line in lines if line.startswith("VmRSS:")), None)
+    rss_kib = status_kib(lines, "VmRSS:")
     fd_dir = Path("/proc/self/fd")
     return {
         "asyncio_tasks": len(asyncio.all_tasks()),
         "threads": threading.active_count(),
         "open_files": len(os.listdir(fd_dir)) if fd_dir.exists() else None,
         "rss_kib": rss_kib,
-        "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        # VmHWM, from the same reading as VmRSS: getrusage's ru_maxrss can lag behind it.
+        "peak_rss_kib": status_kib(lines, "VmHWM:") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
     }

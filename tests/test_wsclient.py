@@ -188,3 +188,16 @@ def test_the_timeout_bounds_the_whole_run_while_a_room_keeps_talking(server, end
     assert "stopped: the run went past --timeout 2 s" in output
     assert "[chatter]" in output  # it heard the room until then
     assert took < 30  # bounded (generously: only that it ends)
+
+
+def test_the_help_reads_cleanly():
+    shown = subprocess.run(
+        [sys.executable, "manage.py", "wsclient", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shown.stdout.startswith("usage: manage.py wsclient")
+    assert "A WebSocket client that shows the handshake and every frame." in shown.stdout
+    assert "`" not in shown.stdout

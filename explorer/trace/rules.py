@@ -42,7 +42,8 @@ RULES = {
     "accept.headers": (
         "websocket.accept's headers are [name, value] byte pairs, names lowercase, "
         "without sec-websocket-protocol",
-        "use the subprotocol key to choose a subprotocol; encode names and values as bytes",
+        "encode names and values as bytes, names in lowercase; choose a subprotocol with the subprotocol "
+        "key, not a header",
     ),
     "send.payload": (
         "websocket.send carries exactly one of bytes (bytes) and text (str)",

@@ -341,3 +341,12 @@ async def test_allowed_origins_let_a_named_page_in(endpoint):
         client = communicator(endpoint, headers=[*PAGE, (b"origin", b"http://localhost:3000")])
         assert await client.connect() == (True, None)
         await client.disconnect()
+
+
+async def test_stats_peak_memory_is_never_below_the_current(endpoint):
+    client = communicator(endpoint)
+    await client.connect()
+    await client.send_to(text_data="/stats")
+    stats = json.loads(await client.receive_from())
+    await client.disconnect()
+    assert stats["peak_rss_kib"] >= stats["rss_kib"] > 0

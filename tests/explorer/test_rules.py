@@ -112,3 +112,12 @@ def test_every_rule_has_a_summary_and_a_hint():
         subject = rule.split(".")[0]
         assert subject in {"scope", "event", "receive", "disconnect", "accept", "send", "close", "state"}
         assert summary and hint
+
+
+def test_the_uppercase_header_hint_says_lowercase():
+    from explorer.trace.rules import WebSocketRules
+
+    rules = WebSocketRules({"type": "websocket", "path": "/", "headers": []})
+    rules.incoming({"type": "websocket.connect"})
+    [violation] = rules.outgoing({"type": "websocket.accept", "headers": [(b"X-A", b"1")]})
+    assert "lowercase" in violation.hint

@@ -52,7 +52,7 @@ def number(value, digits=0):
 
 
 class Command(BaseCommand):
-    help = __doc__.splitlines()[0].strip("`")
+    help = "Each layer's cost, sync against async, and what the trace costs, under each server."
 
     def add_arguments(self, parser):
         parser.add_argument("--connections", type=int, default=20, help="echo: connections (default 20)")

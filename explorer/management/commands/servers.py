@@ -52,7 +52,7 @@ def markdown(results):
 
 
 class Command(BaseCommand):
-    help = __doc__.splitlines()[0].strip("`")
+    help = "How each ASGI server treats what the explorer asks of it, side by side, from the wire."
 
     def add_arguments(self, parser):
         parser.add_argument(

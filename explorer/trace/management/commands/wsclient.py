@@ -67,7 +67,7 @@ def parse_header(spec):
 
 
 class Command(BaseCommand):
-    help = __doc__.splitlines()[0].strip("`") + "\n\n" + STATUSES
+    help = "A WebSocket client that shows the handshake and every frame.\n\n" + STATUSES
 
     def add_arguments(self, parser):
         parser.add_argument("url", nargs="?", default=DEFAULT_URL, help=f"default {DEFAULT_URL}")
