@@ -16,7 +16,10 @@
    interpreter crashed (SIGSEGV) finalising their suspended coroutines at
    exit. This version skips those connections, and first closes each open
    WebSocket with 1001 (going away), so its client is told rather than
-   dropped.
+   dropped. Then it lets the sync thread finish what it is running: a sync
+   handler cannot be cancelled, and one that sends after the event loop has
+   stopped waits for it for ever in ``async_to_sync``, while the interpreter,
+   exiting, waits for that thread: daphne never exits.
 
 3. Stopping under ``manage.py runserver``'s autoreloader: daphne runs in a
    daemon thread of a child process with no signal handlers, and Ctrl-C
@@ -43,6 +46,9 @@ logger = logging.getLogger("daphne.server")
 STOP_TIMEOUT = 10  # seconds exit waits for daphne to close its connections and end its consumers
 GOING_AWAY = 1001
 CLOSE_TIMEOUT = 1.0  # seconds clients have to answer the server's close before their consumers are cancelled
+# Seconds a sync handler has to finish before the consumers are cancelled: longer than the
+# longest hold the explorer allows (consumers.limits), and well inside STOP_TIMEOUT.
+SYNC_TIMEOUT = 6.0
 
 
 def install():
@@ -98,7 +104,22 @@ def kill_all_applications(self):
             # sendCloseFrame: autobahn's sendClose takes only an application's codes (1000, 3000-4999).
             protocol.sendCloseFrame(code=GOING_AWAY, reasonUtf8=b"server shutting down")
     waiting = until_closed(closing, CLOSE_TIMEOUT)
+    waiting.addCallback(lambda _: until_sync_thread_free(SYNC_TIMEOUT))
     waiting.addCallback(lambda _: cancel_applications(self))
+    return waiting
+
+
+def until_sync_thread_free(timeout):
+    """A Deferred that fires once the sync thread has run what was queued on it, or after ``timeout``.
+
+    asgiref runs thread-sensitive sync code on one thread, in order: a no-op
+    queued there runs once every handler ahead of it has ended.
+    """
+    from asgiref.sync import sync_to_async
+
+    turn = asyncio.ensure_future(asyncio.wait_for(sync_to_async(lambda: None)(), timeout))
+    waiting = defer.Deferred.fromFuture(turn)
+    waiting.addErrback(lambda failure: None)  # still held: cancel anyway
     return waiting
 
 

@@ -157,6 +157,37 @@ async def test_stopping_with_connections_open_is_clean_and_the_recording_complet
     assert all(note.startswith("consumer ") for note in ended.values())
 
 
+async def test_stopping_while_a_handler_sleeps_lets_the_sync_thread_finish_then_exits(tmp_path, endpoint):
+    """A sync handler cannot be cancelled: daphne waits for the sync thread before cancelling (wire.py).
+
+    Cancelled at once, the sync handler's ``send`` would wait for ever for the stopped loop, and the
+    interpreter for that thread: the process never exited. An async handler is cancelled, and says so.
+    """
+    recording = tmp_path / "trace.jsonl"
+    server = DaphneServer(recording, **WIRE_ENV)
+    try:
+        async with connect(server.url(endpoint)) as ws:
+            await ws.send("/sleep 2")
+            connection = server.connection_of(ws.local_address[1])
+            server.wait_for(rf"{connection}\s+→ in\s+websocket.receive")
+            server.process.send_signal(signal.SIGTERM)
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 30)
+        assert await asyncio.to_thread(server.process.wait, 30) == 0
+    finally:
+        server.stop()
+    records = read_records(recording, connection)
+    assert records[-1]["kind"] == "exit"
+    [slept] = [r for r in records if r["kind"] == "done" and r["event"]["type"] == "websocket.receive"]
+    assert not any("after the consumer ended" in note for r in records for note in r.get("notes", ()))
+    if endpoint == "sc":  # it ran to its end, its reply traced (to a client already gone), then the exit
+        assert "outcome" not in slept
+        assert any(r["kind"] == "out" and r["event"].get("text") == "slept 2 s" for r in records)
+    else:
+        assert slept["outcome"] == "cancelled"
+        assert records[-1]["note"].startswith("consumer cancelled")
+
+
 class RunserverProcess(TracedServer):
     """``manage.py runserver`` (daphne's), on a free port, as ``make run`` starts it."""
 

@@ -17,6 +17,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidMessage, InvalidStatus
 
+from explorer.trace.server_notes import NOTES
 from tests.conftest import read_records
 
 D, U, UW, UL, H, G = "daphne", "uvicorn", "uvicorn-wsproto", "uvicorn-websockets", "hypercorn", "granian"
@@ -277,6 +278,21 @@ async def test_each_server_note_is_what_the_wire_shows(served, endpoint, script,
         assert not any(note.startswith(SERVER_NAMES[kind]) for note in noted), noted
     if expect.ending:
         assert expect.ending in records[-1]["note"], records[-1]["note"]
+    if script.startswith("raise"):
+        assert_the_traceback_is_printed_once(server, kind, records[-1])
+
+
+def assert_the_traceback_is_printed_once(server, kind, error):
+    """The server logs the application's traceback under its own message: the trace says so, and
+    prints none of its own (the recording keeps it)."""
+    logged = NOTES[SERVER_NAMES[kind]].LOGS_TRACEBACK
+    assert f"logs the whole traceback ({logged!r})" in " ".join(error.get("notes", ()))
+    assert "Traceback (most recent call last)" in error["traceback"]
+    server.wait_for(re.escape(logged))
+    time.sleep(0.2)  # the server's traceback follows its message
+    tracebacks = sum("Traceback (most recent call last)" in line for line in server.lines)
+    said = sum(logged in line and "logs the whole traceback" not in line for line in server.lines)
+    assert tracebacks == said
 
 
 def handled(server, connection):

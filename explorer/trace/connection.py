@@ -24,7 +24,18 @@ from explorer.trace.entry import TraceEntry
 from explorer.trace.rules import WebSocketRules, event_type_of
 from explorer.trace.server_notes import notes_for
 from explorer.trace.servers import identify
-from explorer.trace.timing import LATE_WINDOW, Hold, arrived_late, blame, held_the_loop, ledger, loop_ledger
+from explorer.trace.timing import (
+    LATE_WINDOW,
+    Hold,
+    arrived_late,
+    blame,
+    blamed,
+    held_the_loop,
+    ledger,
+    longest,
+    loop_ledger,
+)
+from explorer.trace.tracebacks import raised_at
 
 logger = logging.getLogger("explorer.trace")
 
@@ -37,6 +48,7 @@ connection_numbers = itertools.count(1)
 TRACE_STARTED = time.time()  # the process clock's zero: when this process's trace started
 MAX_NAME = 40  # a path used as a name is cut to this many characters
 MAX_PENDING = 20  # lines held until the scope is out; more are not kept
+MAX_MESSAGE = 200  # characters of an exception's message on its error line
 # The scope key through which a consumer learns its connection's name (sc#3),
 # for instance to sign what it says in a room.
 SCOPE_KEY = "trace_connection"
@@ -53,6 +65,7 @@ class Arrival:
     notes: tuple = ()
     channel: str | None = None  # the consumer's channel, for a layer message
     event: object = None  # the event itself, in case no handler ever takes it
+    held_by: tuple = ()  # whose hold of the event loop it arrived just after
 
 
 @dataclass(slots=True)
@@ -143,6 +156,7 @@ class ConnectionTrace:
         self.weight = 0  # bytes the event being emitted holds (captured sets it)
         self.arrivals = {}  # id(event) -> Arrival, until a handler takes it
         self.delivered = {}  # event type -> True once the server took one without raising
+        self.ended = None  # how the consumer ended, once it has: later lines come from a thread it left
         if self.enabled:
             self.rules = WebSocketRules(scope)
             self.server = identify(scope, send)
@@ -167,6 +181,11 @@ class ConnectionTrace:
             if len(self.pending) < MAX_PENDING:
                 self.pending.append((kind, event, seconds, exc_info, details))
             return
+        if self.ended and kind not in ("exit", "error"):
+            details["notes"] = (
+                f"after the consumer ended ({self.ended}): a handler still ran",
+                *details.get("notes", ()),
+            )
         entry = TraceEntry(
             connection=self.name if label is None else label,
             kind=kind,
@@ -235,11 +254,15 @@ class ConnectionTrace:
             arrived = self.seconds()
             notes = tuple(self.notes.incoming(event, self.rules))
             late = loop_ledger.ended_before(self.opened + arrived, LATE_WINDOW)
+            held_by = ()
             if late:
                 notes = (arrived_late(late, self.name), *notes)
+                held_by = (longest(late).connection,)
             violations = tuple(self.rules.incoming(event))
             if self.consumer is not None:  # its dispatch traces it, when a handler takes it
-                self.arrivals[id(event)] = Arrival(arrived, "in", violations, notes, event=event)
+                self.arrivals[id(event)] = Arrival(
+                    arrived, "in", violations, notes, event=event, held_by=held_by
+                )
             else:  # a plain ASGI application: it has it now
                 self.show_scope()
                 self.emit(
@@ -249,6 +272,7 @@ class ConnectionTrace:
                     thread=threading.current_thread().name,
                     violations=violations,
                     notes=notes,
+                    held_by=held_by or None,
                 )
             return event
 
@@ -290,11 +314,13 @@ class ConnectionTrace:
             arrival.seconds = 0.0  # it was there when the connection arrived
         waited = started - arrival.seconds
         notes = arrival.notes
+        held_by = arrival.held_by
         slow = waited >= self.config.slow_wait
         if slow:
             holders = ledger.holders(self.opened + arrival.seconds, self.opened + started, self.name)
             before = self.consumer_seconds if event_type == "websocket.connect" else 0.0
             notes = (blame(holders, waited, looping, before_consumer=before), *notes)
+            held_by = tuple(dict.fromkeys([*(hold.connection for hold in blamed(holders)), *held_by]))
         shown = self.captured(event)
         if arrival.kind == "layer":
             shown = {**shown, "channel": arrival.channel}
@@ -305,6 +331,7 @@ class ConnectionTrace:
             thread=thread,
             wait=waited,
             slow=slow,
+            held_by=held_by or None,
             violations=arrival.violations,
             notes=notes,
         )
@@ -316,6 +343,7 @@ class ConnectionTrace:
         ended = self.seconds()
         self.running = None
         notes = ()
+        held_loop = None
         if not handling.looping:
             hold = Hold(
                 self.name,
@@ -335,13 +363,17 @@ class ConnectionTrace:
             )
             loop_ledger.record(hold)
             notes = (held_the_loop(hold),)
+            held_loop = (hold.start - self.opened, hold.end - hold.start)
         self.emit(
             "done",
             {"type": handling.event_type},
             seconds=ended,
             thread=handling.thread,
             handler=ended - handling.started,
+            on_loop=handling.looping,
+            held_loop=held_loop,
             note=handler_outcome(error),
+            outcome=failure(error),
             notes=notes,
         )
 
@@ -395,18 +427,43 @@ class ConnectionTrace:
             raised, bool(self.delivered.get("websocket.accept")), closing, attempted=self.rules.accepted
         )
         outcome = f"; {outcome}" if outcome else ""
+        notes = ()
+        if self.running and not self.running.looping:
+            # Python cannot stop a thread: the sync handler runs on, and whatever it does next
+            # is traced after this line, marked as such.
+            notes = (
+                f"its sync handler for {self.running.event_type} still runs on {self.running.thread}, "
+                "past the consumer's end",
+            )
         if error is None:
-            self.emit("exit", None, note=f"{who} returned{outcome}; {tally}")
+            self.emit("exit", None, note=f"{who} returned{outcome}; {tally}", notes=notes)
+            self.ended = "returned"
         elif not raised:
-            self.emit("exit", None, note=f"{who} cancelled; {tally}")
+            self.emit("exit", None, note=f"{who} cancelled; {tally}", notes=notes)
+            self.ended = "cancelled"
         else:
+            exc_info = (type(error), error, error.__traceback__)
+            logged = self.notes.logs_traceback()
+            where = raised_at(exc_info)
+            message = printable(str(error))[:MAX_MESSAGE]
             self.emit(
                 "error",
                 None,
                 thread=self.thread(),
-                note=f"{who} raised {type(error).__name__}{outcome}; {tally}",
-                exc_info=(type(error), error, error.__traceback__),
+                note=f"{who} raised {type(error).__name__}{f' at {where}' if where else ''}"
+                f"{f': {message}' if message else ''}{outcome}; {tally}",
+                notes=(*notes, logged) if logged else notes,
+                server_logs_traceback=bool(logged),
+                exc_info=exc_info,
             )
+            self.ended = f"raised {type(error).__name__}"
+
+
+def failure(error):
+    """``raised`` or ``cancelled`` for a handler that did not return (StopConsumer is an ending)."""
+    if error is None or type(error).__name__ == "StopConsumer":
+        return None
+    return "cancelled" if isinstance(error, asyncio.CancelledError) else "raised"
 
 
 def handler_outcome(error):

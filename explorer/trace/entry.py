@@ -11,6 +11,7 @@ from typing import Any
 from explorer.trace.config import TraceConfig
 
 KINDS = ("server", "scope", "in", "out", "layer", "done", "note", "error", "exit")
+OUTCOMES = ("raised", "cancelled")  # a done line's, when its handler did not return
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +43,12 @@ class TraceEntry:
     recorded: bool = False  # read back from a file: the event is already as shown
     at: float = 0.0  # the wall clock (time.time()) of ``seconds``
     started: float = 0.0  # when this process's trace started (time.time()): the process clock's zero
+    # Where the page's timeline links and marks (panel, export): structured, not read from notes.
+    held_by: tuple[str, ...] | None = None  # in, layer: whose handlers held the thread it waited for
+    on_loop: bool | None = None  # done: the handler ran on the event loop's thread
+    held_loop: tuple[float, float] | None = None  # done: (start in seconds, length) of its hold of the loop
+    outcome: str | None = None  # done: "raised" or "cancelled" when the handler did not return
+    server_logs_traceback: bool = False  # error: the server prints the whole traceback itself
 
     @property
     def endpoint(self) -> str:

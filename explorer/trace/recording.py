@@ -17,12 +17,12 @@ import json
 import os
 import platform
 import sys
-import traceback
 from importlib import metadata
 
 from explorer.trace.config import TraceConfig
 from explorer.trace.display import REDACTED, Opaque, Redacted, Shortened, printable
-from explorer.trace.entry import KINDS, TraceEntry, Violation
+from explorer.trace.entry import KINDS, OUTCOMES, TraceEntry, Violation
+from explorer.trace.tracebacks import traceback_text
 
 MAX_DEPTH = 64  # a recorded value nested deeper is shown as such, not followed
 
@@ -101,12 +101,16 @@ def as_record(entry, shown_event, exc_info=None):
         "seconds": round(entry.seconds, 6),
         "event": encode(shown_event),
     }
-    for key in ("thread", "note", "wait", "handler", "consumer"):
+    for key in ("thread", "note", "wait", "handler", "consumer", "outcome"):
         value = getattr(entry, key)
         if value is not None:
             record[key] = round(value, 6) if isinstance(value, float) else value
     if entry.slow:
         record["slow"] = True
+    for key in ("held_by", "on_loop", "held_loop"):  # what the page's timeline links and marks
+        value = getattr(entry, key)
+        if value is not None:
+            record[key] = list(value) if isinstance(value, tuple) else value
     if entry.violations:
         record["violations"] = [
             {"rule": v.rule, "problem": v.problem, "hint": v.hint} for v in entry.violations
@@ -114,7 +118,7 @@ def as_record(entry, shown_event, exc_info=None):
     if entry.notes:
         record["notes"] = list(entry.notes)
     if exc_info:
-        record["traceback"] = "".join(traceback.format_exception(*exc_info)).rstrip("\n")
+        record["traceback"] = traceback_text(exc_info, entry.config.mode)
     return record
 
 
@@ -209,9 +213,14 @@ def validated(record):
     }
     for key in ("thread", "note", "consumer", "endpoint", "at", "traceback"):
         clean[key] = text_field(record, key)
+    if record.get("outcome") is not None:
+        if record["outcome"] not in OUTCOMES:
+            raise NotARecordError("outcome is not raised or cancelled")
+        clean["outcome"] = record["outcome"]
     for key in ("wait", "handler"):
         clean[key] = number_field(record, key)
     clean["slow"] = record.get("slow") is True
+    clean.update(timeline_fields(record))
     notes = record.get("notes", [])
     if not isinstance(notes, list) or not all(isinstance(note, str) for note in notes):
         raise NotARecordError("notes are not a list of texts")
@@ -231,6 +240,30 @@ def validated(record):
             raise NotARecordError("dropped is not a count")
         clean["dropped"] = dropped
     return {key: value for key, value in clean.items() if value is not None}
+
+
+def timeline_fields(record):
+    """``held_by``, ``on_loop`` and ``held_loop``, checked: what the page's timeline draws links from."""
+    clean = {}
+    held_by = record.get("held_by")
+    if held_by is not None:
+        if not isinstance(held_by, list) or not all(isinstance(name, str) for name in held_by):
+            raise NotARecordError("held_by is not a list of texts")
+        clean["held_by"] = [printable(name) for name in held_by]
+    if record.get("on_loop") is not None:
+        if not isinstance(record["on_loop"], bool):
+            raise NotARecordError("on_loop is not true or false")
+        clean["on_loop"] = record["on_loop"]
+    held_loop = record.get("held_loop")
+    if held_loop is not None:
+        if not (
+            isinstance(held_loop, list)
+            and len(held_loop) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v == v for v in held_loop)
+        ):
+            raise NotARecordError("held_loop is not a start and a length")
+        clean["held_loop"] = [float(value) for value in held_loop]
+    return clean
 
 
 def run_record(record):
@@ -285,6 +318,10 @@ def from_record(record, mode="compact", clock="connection"):
         wait=record.get("wait"),
         handler=record.get("handler"),
         consumer=record.get("consumer"),
+        held_by=tuple(record["held_by"]) if record.get("held_by") else None,
+        on_loop=record.get("on_loop"),
+        held_loop=tuple(record["held_loop"]) if record.get("held_loop") else None,
+        outcome=record.get("outcome"),
         slow=record.get("slow", False),
         violations=tuple(Violation(v["rule"], v["problem"], v["hint"]) for v in record.get("violations", ())),
         notes=tuple(record.get("notes", ())),

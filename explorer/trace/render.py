@@ -7,7 +7,6 @@ reach it as an escape sequence.
 
 import asyncio
 import concurrent.futures
-import traceback
 
 import asgiref
 from rich.padding import Padding
@@ -18,6 +17,7 @@ from rich.traceback import Traceback
 
 from explorer.trace.display import printable, shown_event, shown_scope
 from explorer.trace.entry import clock, duration
+from explorer.trace.tracebacks import traceback_text
 
 # (arrow, style) per kind: incoming and outgoing look different at a glance.
 # Parsed once: a Style object renders faster than a style string.
@@ -36,6 +36,11 @@ KINDS = {
     }.items()
 }
 UNKNOWN_KIND = ("?", Style())
+# A handler that did not return is not "done": (arrow, label, style) by its outcome.
+FAILED = {
+    "raised": ("✗", "failed", Style.parse("bold red")),
+    "cancelled": ("⊘", "cancelled", Style.parse("yellow")),
+}
 SUPPRESSED_MODULES = (asgiref, asyncio, concurrent.futures)
 DIM, BOLD = Style(dim=True), Style(bold=True)
 SLOW = Style.parse("bold yellow reverse")
@@ -60,10 +65,13 @@ def styled(parts):
 def header(entry):
     """Time since open, connection id, arrow and direction, event type, thread, as (text, style) parts."""
     arrow, style = KINDS.get(entry.kind, UNKNOWN_KIND)
+    label = entry.kind
+    if entry.outcome in FAILED:
+        arrow, label, style = FAILED[entry.outcome]
     parts = [
         (f"{clock(entry, entry.config.clock)} ", DIM),
         (f"{printable(entry.connection):<6} ", BOLD),
-        (f"{arrow} {entry.kind:<6}", style),
+        (f"{arrow} {label:<6}", style),
     ]
     if entry.kind in ("in", "out", "layer", "done"):
         event_type = entry.event.get("type") if isinstance(entry.event, dict) else None
@@ -130,18 +138,23 @@ def full(entry):
     return renderables + remarks(entry)
 
 
-def exception(exc_info, mode):
-    """The traceback, with the exception's message escaped like everything else."""
+def exception(entry, exc_info):
+    """The traceback, with the exception's message escaped like everything else.
+
+    Compact mode prints none when the server logs the whole traceback itself
+    (the error line says so), and folds the plumbing otherwise (``tracebacks``).
+    """
     exc_type, error, tb = exc_info
-    if mode == "full":
+    if entry.config.mode == "full":
         trace = Traceback.extract(exc_type, error, tb)
         for stack in trace.stacks:
             stack.exc_type = printable(stack.exc_type)
             stack.exc_value = printable(stack.exc_value)
         # Plumbing frames are listed without their source, so the consumer's stand out.
         return [Traceback(trace, extra_lines=1, suppress=SUPPRESSED_MODULES)]
-    text = "".join(traceback.format_exception(exc_type, error, tb)).rstrip("\n")
-    return [Text(printable(text, keep_newlines=True), style="red")]
+    if entry.server_logs_traceback:
+        return []
+    return [Text(printable(traceback_text(exc_info), keep_newlines=True), style="red")]
 
 
 def plain(entry, exc_info=None):
@@ -159,9 +172,8 @@ def plain(entry, exc_info=None):
         lines += ["".join(text for text, _ in parts) for parts in remark_parts(entry)]
     else:
         lines = ["".join(text for text, _ in parts) for parts in compact_parts(entry)]
-    if exc_info:
-        text = "".join(traceback.format_exception(*exc_info)).rstrip("\n")
-        lines.append(printable(text, keep_newlines=True))
+    if exc_info and not (entry.server_logs_traceback and entry.config.mode != "full"):
+        lines.append(printable(traceback_text(exc_info, entry.config.mode), keep_newlines=True))
     return lines
 
 
@@ -169,7 +181,7 @@ def render(entry, exc_info=None):
     """The renderables for one trace entry, in the entry's mode."""
     renderables = full(entry) if entry.config.mode == "full" else compact(entry)
     if exc_info:
-        renderables.extend(exception(exc_info, entry.config.mode))
+        renderables.extend(exception(entry, exc_info))
     return renderables
 
 

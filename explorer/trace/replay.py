@@ -66,6 +66,8 @@ def load(sources):
             prefix = (f"{label}:" if label else "") + (f"{record.get('run')}:" if several else "")
             if prefix and record["connection"]:
                 record["connection"] = prefix + record["connection"]
+                if record.get("held_by"):  # the same process's connections
+                    record["held_by"] = [prefix + name for name in record["held_by"]]
         loaded.lines += mine
     if len(sources) > 1:  # processes side by side: one timeline
         loaded.lines.sort(key=lambda line: moment(line.get("at")) or 0.0)

@@ -81,6 +81,8 @@ class Notes:
     """A server's notes, by situation. The base knows no server: only what the spec version implies."""
 
     OUTGOING = {}
+    # The message under which the server logs an application's whole traceback, when it is known to.
+    LOGS_TRACEBACK = None
 
     def __init__(self, server):
         self.server = server
@@ -106,6 +108,12 @@ class Notes:
         (True, True): "what the client sees depends on the server, which the explorer does not know",
         (True, False): "what the client sees depends on the server, which the explorer does not know",
     }
+
+    def logs_traceback(self):
+        """A note saying the server prints the traceback itself, so the trace need not; or None."""
+        if self.LOGS_TRACEBACK is None:
+            return None
+        return f"{self.name} logs the whole traceback ({self.LOGS_TRACEBACK!r})"
 
     def ending(self, raised, accepted, closing, attempted=False):
         """What the client sees as the application ends, given what the server really took.
@@ -194,6 +202,7 @@ class DaphneNotes(Notes):
         # autobahn's onCloseFrame: a server that closed first aborts the TCP connection.
         return "autobahn resets the TCP connection once the client answers, so browsers say wasClean false"
 
+    LOGS_TRACEBACK = "Exception inside application"
     OUTGOING = {
         "after-disconnect": "{server} drops events sent after the connection ended, without an error",
         "after-close": "{server} raises autobahn's Disconnected in the consumer's send until the client "
@@ -308,6 +317,7 @@ class UvicornNotes(Notes):
             "with this event's code and reason"
         )
 
+    LOGS_TRACEBACK = "Exception in ASGI application"
     OUTGOING = {
         "after-close": "{server} raises RuntimeError in send (Unexpected ASGI message after websocket.close)",
         "after-disconnect": "{server} raises in send: ClientDisconnected (an OSError) once the TCP "
@@ -362,6 +372,7 @@ class HypercornNotes(Notes):
             return f"wsproto puts 1000 on the wire instead of {code!r}"
         return ON_THE_WIRE.replace("{code}", repr(code))
 
+    LOGS_TRACEBACK = "Error in ASGI Framework"
     OUTGOING = {
         "after-close": "{server} raises UnexpectedMessageError in send until it has read the client's answer "
         "to the close, and drops the event silently after that",
@@ -405,6 +416,7 @@ class HypercornNotes(Notes):
 class GranianNotes(Notes):
     """granian 2.8: its Rust ASGI WebSocket protocol, seen from the wire."""
 
+    LOGS_TRACEBACK = "Application callable raised an exception"
     OUTGOING = {
         "after-close": "{server} drops events sent after a close, without an error",
         "after-disconnect": "{server} drops events sent after the connection ended, without an error",

@@ -108,9 +108,19 @@ def held_the_loop(hold):
     )
 
 
+def longest(holds):
+    """The hold an arrival just after the event loop was held is put down to."""
+    return max(holds, key=lambda h: h.end - h.start)
+
+
+def blamed(holds):
+    """The holds a wait is put down to, by name: the last few."""
+    return holds[-3:]
+
+
 def arrived_late(holds, connection):
     """Why an event that arrived just after the event loop was held may have waited before it arrived."""
-    hold = max(holds, key=lambda h: h.end - h.start)
+    hold = longest(holds)
     who = "its own handler" if hold.connection == connection else f"{hold.connection}'s handler"
     return (
         f"arrived as {who} ({hold.event}) let go of the event loop, which it had held for "
@@ -133,7 +143,7 @@ def blame(holds, waited, on_event_loop, before_consumer=0.0):
     if not holds:
         return f"waited {duration(waited)} before its handler started{ahead}"
     names = ", ".join(
-        f"{hold.connection} ({hold.event}, {duration(hold.end - hold.start)})" for hold in holds[-3:]
+        f"{hold.connection} ({hold.event}, {duration(hold.end - hold.start)})" for hold in blamed(holds)
     )
     why = (
         "AsyncConsumer.dispatch awaits aclose_old_connections() on that thread before every handler"

@@ -80,6 +80,9 @@ async def test_malformed_command_gets_an_error_and_the_connection_stays_open(end
     await client.disconnect()
 
 
+MODULES = {"sc": "sync_consumer", "ac": "async_consumer"}
+
+
 async def test_exception_in_a_handler_leaves_the_consumer_and_is_traced(endpoint, trace):
     client = communicator(endpoint)
     await client.connect()
@@ -88,7 +91,8 @@ async def test_exception_in_a_handler_leaves_the_consumer_and_is_traced(endpoint
         await client.wait()
     text = trace.text()
     # No server here: the trace says what happens in a test, not what daphne would do.
-    assert "consumer raised DeliberateError; the test's next receive_output() raises it" in text
+    assert f"consumer raised DeliberateError at consumers/{MODULES[endpoint]}.py:" in text
+    assert ": /raise: an exception in the handler; the test's next receive_output() raises it" in text
     assert "Traceback (most recent call last)" in text
     assert (
         "raise DeliberateError(reason)" in text

@@ -2,6 +2,7 @@
 subclasses and a plain ASGI application, each unchanged behind ``TraceMiddleware``."""
 
 import asyncio
+import re
 import threading
 
 import pytest
@@ -239,11 +240,35 @@ async def test_a_handler_that_raises_is_traced_with_its_traceback_and_nothing_el
     records = trace.records()
     [done] = [r for r in records if r["kind"] == "done" and r["event"]["type"] == "websocket.receive"]
     assert done["note"] == "raised ZeroDivisionError"
+    assert done["outcome"] == "raised"
     error = records[-1]
     assert error["kind"] == "error"
-    assert error["note"].startswith("consumer raised ZeroDivisionError;")
+    # Where it was raised, in the consumer's own file, and what it said.
+    assert error["note"].startswith(
+        "consumer raised ZeroDivisionError at tests/explorer/test_any_consumer.py:"
+    )
+    assert "(receive): a bug in the handler;" in error["note"]
     assert "ZeroDivisionError: a bug in the handler" in error["traceback"]
-    assert "def receive" in error["traceback"] or "in receive" in error["traceback"]
+    assert "in receive" in error["traceback"]
+
+
+async def test_a_failed_handler_is_not_marked_done_and_its_traceback_folds_the_plumbing(trace, flavour):
+    consumer = Failing if flavour == "sync" else AsyncFailing
+    client = WebsocketCommunicator(served(consumer), "/ws/thing/")
+    await client.connect()
+    await client.send_to(text_data="boom")
+    with pytest.raises(ZeroDivisionError):
+        await client.receive_output()
+    text = trace.text()
+    [failed] = [line for line in text.splitlines() if "websocket.receive" in line and "handler" in line]
+    assert "✗ failed" in failed and "✓" not in failed
+    traceback = text[text.index("Traceback (most recent call last)") :]
+    # The test harness logs no traceback of its own: the trace prints one, the consumer's frames whole
+    # and channels' and asgiref's folded into a line that counts them.
+    assert "in receive" in traceback
+    assert "channels/consumer.py" not in traceback and "asgiref/sync.py" not in traceback
+    assert re.search(r"… \d+ frames of [^\n]*channels", traceback)
+    assert len(traceback.splitlines()) < 20
 
 
 async def raw_echo(scope, receive, send):

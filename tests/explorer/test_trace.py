@@ -1,5 +1,6 @@
 """The trace of real consumer sessions: what appears, in which order, and what never does."""
 
+import asyncio
 import logging
 import threading
 
@@ -190,3 +191,38 @@ async def test_the_credential_names_are_a_setting(endpoint, trace):
     text = trace.text()
     assert "('x-tenant', <redacted>)" in text
     assert "('x-api-key', 'visible')" in text  # the setting replaces the default list
+
+
+async def test_a_cancelled_consumer_keeps_the_order_true(endpoint, trace):
+    """Cancelled while its handler runs: an async handler is cancelled with it; a sync one cannot be,
+    and what it does afterwards is traced after the exit, marked as coming after the consumer's end."""
+    client = communicator(endpoint, "delay=0.5")
+    with pytest.raises(asyncio.TimeoutError):
+        await client.connect(timeout=0.1)  # the harness cancels the application on a timeout
+    records = await until(trace, lambda records: endpoint == "ac" or records[-1]["kind"] == "done")
+    kinds = [record["kind"] for record in records]
+    exit_at = kinds.index("exit")
+    assert records[exit_at]["note"].startswith("consumer cancelled")
+    if endpoint == "ac":
+        assert kinds[exit_at:] == ["exit"]
+        [done] = [record for record in records if record["kind"] == "done"]
+        assert done["outcome"] == "cancelled"
+    else:
+        assert "its sync handler for websocket.connect still runs" in records[exit_at]["notes"][0]
+        late = records[exit_at + 1 :]
+        assert [(r["kind"], r["event"]["type"]) for r in late] == [
+            ("out", "websocket.accept"),
+            ("done", "websocket.connect"),
+        ]
+        assert all(r["notes"][0].startswith("after the consumer ended (cancelled)") for r in late)
+
+
+async def until(trace, ready, timeout=5):
+    """The recording's records once ``ready(records)`` holds, the last one an exit or later."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        records = trace.records()
+        if records and "exit" in [r["kind"] for r in records] and ready(records):
+            return records
+        assert asyncio.get_running_loop().time() < deadline, records
+        await asyncio.sleep(0.05)
