@@ -357,6 +357,25 @@ async def test_what_the_application_hears_of_the_clients_close(served, endpoint,
     assert any(note in n for n in notes) if note else notes == []
 
 
+async def test_an_ordinary_end_gets_no_note_on_its_disconnect(server, endpoint):
+    """A note on every disconnect is noise: a refused handshake's 1006 and a client's 1000 say nothing."""
+    refused, refused_tag = server.url_with_tag(endpoint, "reject=1")
+    with pytest.raises(InvalidStatus):
+        async with connect(refused):
+            pass
+    closed, closed_tag = server.url_with_tag(endpoint)
+    async with connect(closed) as ws:
+        await ws.send("hi")
+        await ws.recv()
+    for tag, code in ((refused_tag, 1006), (closed_tag, 1000)):
+        records = server.records_of(server.connection_tagged(tag))
+        [disconnect] = [
+            r for r in records if r["kind"] == "in" and r["event"]["type"] == "websocket.disconnect"
+        ]
+        assert disconnect["event"]["code"] == code
+        assert disconnect.get("notes", []) == []
+
+
 async def test_a_handshake_open_past_daphnes_timeout_is_dropped(rule_breaker_server, server, endpoint):
     """Two ways to keep a handshake open too long, run together: both take daphne's 5 s timeout."""
     unoffered, unoffered_tag = rule_breaker_server.url_with_tag(endpoint, "script=subprotocol-not-offered")
