@@ -7,8 +7,10 @@ reach it as an escape sequence.
 
 import asyncio
 import concurrent.futures
+import re
 
 import asgiref
+from rich.cells import cell_len, set_cell_size
 from rich.padding import Padding
 from rich.pretty import Pretty, pretty_repr
 from rich.style import Style
@@ -126,16 +128,103 @@ def compact_parts(entry):
     return [parts, *remark_parts(entry)]
 
 
-def compact(entry):
-    """One line. The dict is plain: syntax colouring costs more than the rest of the line."""
-    return [styled(parts) for parts in compact_parts(entry)]
+def compact(entry, width=None):
+    """One line. The dict is plain: syntax colouring costs more than the rest of the line.
+
+    Given a terminal's ``width``, lines fit it (``fitted``) and a scope is folded (``folded_scope``).
+    """
+    if width is None:
+        return [styled(parts) for parts in compact_parts(entry)]
+    parts = tokens(entry)
+    if entry.kind == "scope" and isinstance(shown(entry), dict):
+        parts += folded_scope(shown(entry), width - len(INDENT))
+    lines = fitted(parts, width)
+    [body, *_] = compact_parts(entry)
+    if entry.kind != "scope" and len(body) > len(header(entry)):
+        lines = with_body(lines, body[-1][0].lstrip(), width)
+    lines += [line for remark in remark_parts(entry) for line in fitted(words(remark), width, NOTE_INDENT)]
+    return [styled(line) for line in lines]
 
 
-def full(entry):
-    renderables = [styled(header(entry))]
+def full(entry, width=None):
+    if width is not None:
+        renderables = [styled(line) for line in fitted(tokens(entry), width)]
+    else:
+        renderables = [styled(header(entry))]
     if entry.event is not None and entry.kind != "done":
         renderables.append(Padding(Pretty(shown(entry), indent_guides=True), (0, 0, 0, 10)))
-    return renderables + remarks(entry)
+    if width is None:
+        return renderables + remarks(entry)
+    return renderables + [
+        styled(line) for remark in remark_parts(entry) for line in fitted(words(remark), width, NOTE_INDENT)
+    ]
+
+
+# Narrow terminals: a line is broken only between tokens, and continues under the event.
+NOTE_INDENT = INDENT + "  "  # a remark's continuation, under its text
+MIN_BODY = 24  # cells a shortened payload needs to say something; fewer, and it starts a line of its own
+SCOPE_FIELDS = ("path", "query_string", "subprotocols", "client", "user", "url_route")
+
+
+def tokens(entry):
+    """The header's parts, its note split into words."""
+    parts = header(entry)
+    return [*parts[:-1], *words(parts[-1:])] if entry.note else parts
+
+
+def words(parts):
+    """Parts split into words, each keeping its style and the spaces before it."""
+    return [(word, style) for text, style in parts for word in re.findall(r"\s*\S+", text)]
+
+
+def fitted(parts, width, indent=INDENT):
+    """Lines of (text, style) parts no wider than ``width``, broken only between parts.
+
+    A header's parts are tokens (``wait 5.6ms``, ``[MainThread]``): a terminal
+    wrapping at the edge split them (``wait 103`` / ``µs``). A part wider
+    than a line on its own is left to the terminal.
+    """
+    lines, used = [[]], 0
+    for text, style in parts:
+        size = cell_len(text.rstrip())
+        if lines[-1] and used + size > width:
+            text = text.lstrip()
+            lines.append([(indent, None)])
+            used, size = len(indent), cell_len(text.rstrip())
+        lines[-1].append((text, style))
+        used += cell_len(text)
+    for line in lines:  # a padded column at the end of a line is only trailing space
+        text, style = line[-1]
+        line[-1] = (text.rstrip(), style)
+    return lines
+
+
+def with_body(lines, body, width):
+    """The payload after the last line, shortened with … to what is left of it, or on a line of its own."""
+    room = width - sum(cell_len(text) for text, _ in lines[-1]) - 1
+    if room >= MIN_BODY:
+        lines[-1].append((" " + cut(body, room), None))
+    else:
+        lines.append([(INDENT, None), (cut(body, width - len(INDENT)), None)])
+    return lines
+
+
+def cut(text, cells):
+    """``text`` in at most ``cells`` cells, ending with … when shortened."""
+    if cell_len(text) <= cells:
+        return text
+    return set_cell_size(text, max(cells - 1, 0)) + "…"
+
+
+def folded_scope(scope, room):
+    """The scope's fields that tell connections apart as tokens, each cut to ``room`` cells, and the
+    names of the rest: the whole is in ``EXPLORER_TRACE=full`` and in the recording."""
+    kept = [key for key in SCOPE_FIELDS if scope.get(key) not in (None, b"", "", [], ())]
+    parts = [(" " + cut(f"{key}={scope[key]!r}", room - 1), None) for key in kept]
+    rest = [printable(str(key)) for key in scope if key not in kept]
+    if rest:
+        parts += [(f" +{len(rest)} more:", DIM), *words([(" " + ", ".join(rest), DIM)])]
+    return parts
 
 
 def exception(entry, exc_info):
@@ -177,9 +266,9 @@ def plain(entry, exc_info=None):
     return lines
 
 
-def render(entry, exc_info=None):
-    """The renderables for one trace entry, in the entry's mode."""
-    renderables = full(entry) if entry.config.mode == "full" else compact(entry)
+def render(entry, exc_info=None, width=None):
+    """The renderables for one trace entry, in the entry's mode; fitted to ``width``, when given."""
+    renderables = full(entry, width) if entry.config.mode == "full" else compact(entry, width)
     if exc_info:
         renderables.extend(exception(entry, exc_info))
     return renderables

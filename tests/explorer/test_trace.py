@@ -1,14 +1,19 @@
 """The trace of real consumer sessions: what appears, in which order, and what never does."""
 
 import asyncio
+import io
 import logging
+import re
 import threading
 
 import pytest
 from channels.testing import WebsocketCommunicator
 from django.test import override_settings
+from rich.cells import cell_len
+from rich.console import Console
 
 from explorer.asgi import application
+from explorer.trace.handlers import QueuedTraceHandler
 
 TRACE = {"MODE": "compact", "MAX_PAYLOAD": 200, "SHOW_CREDENTIALS": False, "QUEUE_SIZE": 10_000}
 SECRETS = {
@@ -226,3 +231,43 @@ async def until(trace, ready, timeout=5):
             return records
         assert asyncio.get_running_loop().time() < deadline, records
         await asyncio.sleep(0.05)
+
+
+@pytest.fixture(params=[60, 80])
+def narrow_terminal(request):
+    """The trace on a terminal ``request.param`` columns wide, through the real queue and listener."""
+    buffer = io.StringIO()
+    console = Console(
+        file=buffer, width=request.param, force_terminal=True, color_system=None, markup=False, emoji=False
+    )
+    handler = QueuedTraceHandler(queue_size=10_000, console=console)
+    logger = logging.getLogger("explorer.trace")
+    logger.addHandler(handler)
+    yield request.param, buffer, handler
+    logger.removeHandler(handler)
+    handler.close()
+
+
+# A token the terminal must not split: a duration, a thread, a connection's name.
+TOKENS = re.compile(r"wait \d[\d.]*(µs|ms|s)|handler \d[\d.]*(µs|ms|s)|\[[\w-]+\]")
+
+
+@pytest.mark.parametrize("mode", ["compact", "full"])
+async def test_on_a_narrow_terminal_lines_fit_and_tokens_stay_whole(endpoint, narrow_terminal, mode):
+    width, buffer, handler = narrow_terminal
+    with override_settings(EXPLORER_TRACE={**TRACE, "MODE": mode}):
+        await session(endpoint, "x" * 500, "/close 4000 " + "bye " * 20, query="header=X-Long:" + "v" * 90)
+    handler.flush()
+    lines = buffer.getvalue().splitlines()
+    assert all(cell_len(line) <= width for line in lines), [line for line in lines if cell_len(line) > width]
+    text = "\n".join(lines)
+    # Every duration and thread is on one line: the words of each were printed together.
+    assert len(TOKENS.findall(text)) >= 6
+    assert not re.search(r"(wait|handler)\s*\n", text)
+    if mode == "compact":
+        payloads = [line for line in lines if "'xxxx" in line]  # the message in, and its echo out
+        assert len(payloads) == 2 and all(line.endswith("…") for line in payloads)  # shortened to fit
+        [scope] = [i for i, line in enumerate(lines) if "● scope" in line]
+        folded = " ".join(lines[scope : scope + 6])
+        assert "path='/ws/" in folded and re.search(r"\+\d+ more:\s+type, headers", folded)
+        assert "sec-websocket-key" not in text  # headers are among the rest, shown in full mode
