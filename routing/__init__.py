@@ -1,11 +1,14 @@
-"""WebSocket routes: ``ws/sc/`` to the SyncConsumer, ``ws/ac/`` to the AsyncConsumer."""
+"""WebSocket routes: ``ws/sc/`` to the SyncConsumer, ``ws/ac/`` to the AsyncConsumer, ``ws/trace/`` to the
+page's trace panel (inside the origin check, as these routes are: it shows every connection's traffic)."""
 
 from django.urls import path
 
 from consumers.async_consumer import ExplorerAsyncConsumer
 from consumers.sync_consumer import ExplorerSyncConsumer
+from explorer.trace import panel
 
 websocket_urlpatterns = [
     path("ws/sc/", ExplorerSyncConsumer.as_asgi()),
     path("ws/ac/", ExplorerAsyncConsumer.as_asgi()),
+    path(panel.ROUTE, panel.TracePanel()),
 ]

@@ -5,8 +5,9 @@
 bounded queue and never waits: when the queue is full the record is dropped
 and counted, and the count is shown with the next record that gets through.
 A ``logging.handlers.QueueListener`` thread hands each record to
-``RichTraceHandler``, which renders it. (Rendering a pretty scope takes about
-1.7 ms, far too long to do inline on the event loop.)
+``RichTraceHandler``, which renders it, and to the recording and the page's
+panel (``panel``). (Rendering a pretty scope takes about 1.7 ms, far too
+long to do inline on the event loop.)
 """
 
 import atexit
@@ -24,6 +25,7 @@ from rich.console import Console
 from rich.text import Text
 
 from explorer.trace.display import printable
+from explorer.trace.panel import PanelTraceHandler
 from explorer.trace.recording import as_record, last_run, run_header
 from explorer.trace.render import dropped, plain, render, shown
 
@@ -234,6 +236,7 @@ class QueuedTraceHandler(QueueHandler):
         self.targets = [self.target]
         if file:
             self.targets.append(JsonLinesTraceHandler(file))
+        self.targets.append(PanelTraceHandler())  # the page's live panel: idle until a page watches
         self.queue_bytes = queue_bytes
         self.held = 0  # bytes the queued records hold
         self.counting = threading.Lock()  # records come from the loop and from worker threads

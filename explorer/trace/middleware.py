@@ -11,24 +11,36 @@ dicts that cross, and the connection is made current for the dispatch hook,
 which adds what only channels knows (the consumer, each handler's thread
 and time). An application with no channels behind it is traced at the
 boundary alone. HTTP and lifespan pass straight through.
+
+Paths in ``untraced`` pass through too: by default the trace's own page
+panel (``panel.PATH``), whose every message is trace records, so tracing it
+would trace itself without end.
 """
 
 from dataclasses import replace
 
 from explorer.trace.config import trace_config
 from explorer.trace.connection import ConnectionTrace, current
+from explorer.trace.panel import PATH as PANEL_PATH
 
 
 class TraceMiddleware:
-    """Traces each WebSocket connection of ``app``; ``mode`` overrides EXPLORER_TRACE's MODE."""
+    """Traces each WebSocket connection of ``app``; ``mode`` overrides EXPLORER_TRACE's MODE.
 
-    def __init__(self, app, mode: str | None = None):
+    ``untraced``: paths whose connections are not traced (exact paths, as in the scope).
+    """
+
+    def __init__(self, app, mode: str | None = None, untraced=(PANEL_PATH,)):
         self.app = app
         self.mode = mode
+        self.untraced = frozenset(untraced)
 
     async def __call__(self, scope, receive, send):
-        if scope.get("type") != "websocket" or current.get() is not None:
-            return await self.app(scope, receive, send)  # not a WebSocket, or traced further out
+        path = scope.get("path")
+        untraced = isinstance(path, str) and path in self.untraced
+        if scope.get("type") != "websocket" or current.get() is not None or untraced:
+            # Not a WebSocket, traced further out, or not to be traced.
+            return await self.app(scope, receive, send)
         config = trace_config()
         trace = ConnectionTrace(scope, replace(config, mode=self.mode) if self.mode else config, send)
         token = current.set(trace)

@@ -1,0 +1,254 @@
+"""The page's live trace panel: the trace's records, as they happen, sent to the browsers watching.
+
+Another sink of the trace's listener (``PanelTraceHandler``), beside the
+console and the recording, and fed the same records: ``as_record`` of the
+entry as shown, so redacted and shortened alike. Off the consumers' path
+twice over: the listener thread only appends each record to every watching
+page's own bounded buffer (``Subscriber``), and a page that falls behind
+loses records from its buffer, counted, never anyone's time. A page
+acknowledges each batch it has drawn; with ``WINDOW`` batches unacknowledged
+the panel sends no more, so a stalled page (or one that stopped reading)
+holds at most its buffer and that window, under any server.
+
+``TracePanel`` is the panel's WebSocket endpoint, a plain ASGI application
+(no consumer: a consumer's dispatch hops onto the sync thread before every
+event, and the panel must stay live while that thread is held). The trace
+never traces it (``TraceMiddleware`` leaves ``PATH`` alone): it would trace
+its own records. Route it inside the origin check: it shows every
+connection's traffic to whoever opens it.
+"""
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import threading
+from collections import deque
+
+from explorer.trace.recording import as_record, iso
+from explorer.trace.render import shown
+
+ROUTE = "ws/trace/"  # for URLRouter
+PATH = "/" + ROUTE  # what TraceMiddleware leaves untraced, and the page connects to
+BUFFER_RECORDS = 2000  # records one page may have waiting; more are dropped and counted
+BUFFER_BYTES = 2 * 1024 * 1024  # and what they may hold
+BATCH_RECORDS = 200  # records sent in one message
+BATCH_BYTES = 256 * 1024
+WINDOW = 4  # batches a page may leave unacknowledged before the panel waits for it
+RECENT_RECORDS = 500  # records a page gets when it opens, the last ones before it came
+RECENT_BYTES = 1024 * 1024
+MAX_PANELS = 8  # pages watching at once: each may hold its buffer
+MAX_ACK = 64  # characters of a page's acknowledgement; anything longer is not one
+
+
+class Subscriber:
+    """One watching page's buffer: the listener thread offers, the page's task takes."""
+
+    def __init__(self, loop, wake):
+        self.loop = loop
+        self.wake = wake  # an asyncio.Event on the page's loop
+        self.lock = threading.Lock()
+        self.lines = deque()
+        self.held = 0  # bytes in ``lines``
+        self.dropped = 0  # records lost since the page was last told
+        self.before_gap = 0  # of the lines waiting, how many came before the first of those losses
+        self.signalled = False  # a wake is on its way: one per batch, not per record
+
+    def offer(self, line):
+        """Called on the listener thread: keep ``line`` if there is room, else count it. Never waits."""
+        with self.lock:
+            if len(self.lines) >= BUFFER_RECORDS or self.held + len(line) > BUFFER_BYTES:
+                if not self.dropped:
+                    self.before_gap = len(self.lines)
+                self.dropped += 1
+                return
+            self.lines.append(line)
+            self.held += len(line)
+            if self.signalled:
+                return
+            self.signalled = True
+        with contextlib.suppress(RuntimeError):  # the page's loop has closed: it is going anyway
+            self.loop.call_soon_threadsafe(self.wake.set)
+
+    def take(self):
+        """A batch of lines, and how many were lost just before them; on the page's loop.
+
+        A batch stops where records were lost, so the page can say where: the
+        count comes with the first batch after the gap (losses that follow
+        before it is told are added to it).
+        """
+        with self.lock:
+            dropped, limit = 0, BATCH_RECORDS
+            if self.dropped and not self.before_gap:
+                dropped, self.dropped = self.dropped, 0
+            elif self.dropped:
+                limit = min(limit, self.before_gap)
+            batch, size = [], 0
+            while self.lines and len(batch) < limit:
+                if batch and size + len(self.lines[0]) > BATCH_BYTES:
+                    break
+                line = self.lines.popleft()
+                batch.append(line)
+                size += len(line)
+            self.held -= size
+            if self.dropped:
+                self.before_gap -= len(batch)
+            self.signalled = bool(self.lines) or bool(self.dropped)
+            return batch, dropped
+
+
+class Hub:
+    """The pages watching this process's trace, and the last few records for a page that opens."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.subscribers = set()
+        self.recent = deque()
+        self.recent_held = 0
+        # Nothing is built until a page has watched: a process never shown a panel pays nothing.
+        self.watched = False
+        self.numbers = itertools.count(1)
+
+    def publish(self, data):
+        """Called on the listener thread with a record's JSON-ready dict."""
+        with self.lock:
+            data["seq"] = next(self.numbers)  # one order for every page: the listener's
+            line = json.dumps(data, ensure_ascii=True)
+            self.recent.append(line)
+            self.recent_held += len(line)
+            while len(self.recent) > RECENT_RECORDS or self.recent_held > RECENT_BYTES:
+                self.recent_held -= len(self.recent.popleft())
+            for subscriber in self.subscribers:
+                subscriber.offer(line)
+
+    def subscribe(self, loop, wake):
+        """A page begins to watch: its buffer, holding the recent records; None when too many watch."""
+        with self.lock:
+            if len(self.subscribers) >= MAX_PANELS:
+                return None
+            self.watched = True
+            subscriber = Subscriber(loop, wake)
+            for line in self.recent:
+                subscriber.offer(line)
+            self.subscribers.add(subscriber)
+            return subscriber
+
+    def unsubscribe(self, subscriber):
+        with self.lock:
+            self.subscribers.discard(subscriber)
+
+
+hub = Hub()
+
+
+class PanelTraceHandler(logging.Handler):
+    """Hands each trace record to the watching pages. Runs on the listener thread, like the console."""
+
+    said = False
+
+    def emit(self, record):
+        if not hub.watched:
+            return
+        try:
+            entry = getattr(record, "trace", None)
+            if entry is not None:
+                data = as_record(entry, shown(entry), record.exc_info)
+            elif record.msg or getattr(record, "trace_dropped", 0):
+                data = {"kind": "message", "text": record.getMessage() if record.msg else ""}
+            else:
+                return
+            if getattr(record, "trace_dropped", 0):
+                data["dropped"] = record.trace_dropped  # the trace's own queue was full
+            hub.publish(data)
+        except Exception as error:  # a record the panel cannot send: the others still go
+            if not self.said:
+                self.said = True
+                from explorer.trace.handlers import say
+
+                say(f"the page's panel could not send a record ({type(error).__name__}: {error}); it goes on")
+
+
+def acknowledged(event):
+    """The batch number a page's ``{"ack": N}`` acknowledges, or None for anything else."""
+    text = event.get("text")
+    if not isinstance(text, str) or len(text) > MAX_ACK:
+        return None
+    try:
+        ack = json.loads(text).get("ack")
+    except (ValueError, AttributeError):
+        return None
+    return ack if isinstance(ack, int) and not isinstance(ack, bool) else None
+
+
+class TracePanel:
+    """The panel's WebSocket endpoint: a hello, then batches of records as they come, acknowledged.
+
+    Every message is JSON: ``{"type": "hello", ...}`` once, then
+    ``{"type": "records", "batch": N, "dropped": D, "records": [...]}``,
+    where ``dropped`` counts what this page lost just before these records. The
+    page answers each batch with ``{"ack": N}``; it may send nothing else.
+    """
+
+    async def __call__(self, scope, receive, send):
+        if scope.get("type") != "websocket" or (await receive()).get("type") != "websocket.connect":
+            return
+        wake = asyncio.Event()
+        subscriber = hub.subscribe(asyncio.get_running_loop(), wake)
+        if subscriber is None:
+            await send({"type": "websocket.close", "code": 1013})  # before accepting: HTTP 403
+            return
+        try:
+            await self.serve(subscriber, wake, receive, send)
+        finally:
+            hub.unsubscribe(subscriber)
+
+    async def serve(self, subscriber, wake, receive, send):
+        from explorer.trace.connection import TRACE_STARTED
+
+        state = {"sent": 0, "acked": 0, "gone": False}
+        await send({"type": "websocket.accept"})
+        hello = {
+            "type": "hello",
+            "started": iso(TRACE_STARTED),
+            "buffer": BUFFER_RECORDS,
+            "window": WINDOW,
+            "panels": MAX_PANELS,
+        }
+        await send({"type": "websocket.send", "text": json.dumps(hello)})
+        reader = asyncio.ensure_future(self.read(receive, state, wake))
+        try:
+            while not state["gone"]:
+                await wake.wait()
+                wake.clear()
+                while not state["gone"] and state["sent"] - state["acked"] < WINDOW:
+                    lines, dropped = subscriber.take()
+                    if not lines and not dropped:
+                        break
+                    state["sent"] += 1
+                    text = (
+                        f'{{"type": "records", "batch": {state["sent"]}, "dropped": {dropped}, '
+                        f'"records": [{", ".join(lines)}]}}'
+                    )
+                    await send({"type": "websocket.send", "text": text})
+        finally:
+            reader.cancel()
+
+    async def read(self, receive, state, wake):
+        """The page's acknowledgements, until it goes."""
+        try:
+            with contextlib.suppress(Exception):  # a server that fails its receive: the page is gone
+                await self.acknowledgements(receive, state, wake)
+        finally:
+            state["gone"] = True
+            wake.set()
+
+    async def acknowledgements(self, receive, state, wake):
+        while True:
+            event = await receive()
+            if event.get("type") != "websocket.receive":
+                return  # websocket.disconnect
+            ack = acknowledged(event)
+            if ack is not None:
+                state["acked"] = max(state["acked"], min(ack, state["sent"]))
+                wake.set()
