@@ -1,4 +1,5 @@
-"""``python manage.py trace FILE``: render a recorded trace, filter it, or diff two connections."""
+"""``python manage.py trace FILE``: render a recorded trace, filter it, diff two connections, or write it as
+a page (``--html``)."""
 
 import contextlib
 import os
@@ -11,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from explorer.trace import recording, regression, replay
+from explorer.trace import export, recording, regression, replay
 from explorer.trace.config import CLOCKS, trace_settings
 from explorer.trace.display import printable
 from explorer.trace.handlers import RichTraceHandler
@@ -82,6 +83,12 @@ class Command(BaseCommand):
             help="write a pytest module that replays this connection's client side and expects "
             "the same events back",
         )
+        parser.add_argument(
+            "--html",
+            metavar="OUT",
+            help="write the records that pass the filters to OUT as one self-contained HTML page: the "
+            "explorer's trace panel and timeline, loading nothing from the network",
+        )
         parser.add_argument("--width", type=int, help="console width (default: the terminal's)")
 
     def handle(self, *args, **options):
@@ -112,7 +119,22 @@ class Command(BaseCommand):
             violations_only=options["violations"],
             names=replay.names_of(records),
         )
+        if options["html"]:
+            return self.write_html(lines, selection, options["html"], options["file"])
         self.show(lines, selection, options["mode"], loaded.skipped)
+
+    def write_html(self, lines, selection, out, sources):
+        # Drop counts stay in: the page says records were lost where they were.
+        kept = [r for r in lines if (r.get("dropped") if r["kind"] == "message" else selection.admits(r))]
+        if selection.filters() and not entries(kept):
+            raise CommandError("no record passes the filters")
+        try:
+            size = export.write(out, kept, sources)
+        except OSError as error:
+            raise CommandError(f"cannot write {out}: {error.strerror}") from None
+        self.console.print(
+            Text(f"wrote {out}: {plural(len(entries(kept)), 'record')}, {size:,} bytes"), soft_wrap=True
+        )
 
     def read(self, paths):
         """Every recording named, read and validated: several are labelled by their file's name."""
