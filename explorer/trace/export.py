@@ -59,7 +59,15 @@ PAGE = """<!doctype html>
 """
 
 
+class MissingPageError(RuntimeError):
+    """The page's files are not here: the trace was installed without them (pip installs only Python)."""
+
+
 def asset(name, *unsafe):
+    if not (STATIC / name).is_file():
+        raise MissingPageError(
+            f"the page's {name} is not in {STATIC}: write --html from a clone of the explorer"
+        )
     text = (STATIC / name).read_text(encoding="utf-8")
     for part in unsafe:
         if part in text.lower():  # it would end its own element early, or hide the rest of it

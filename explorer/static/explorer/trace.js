@@ -148,6 +148,7 @@
       this.droppedQueue = 0; // records the trace's own queue dropped (the console's too)
       this.listeners = new Set();
       this.consumers = new Map(); // connection -> its consumer's dotted path, from its scope
+      this.offered = new Set(); // "filter value": the choices the filters have
       this.linked = new Set();
       this.selected = null;
       this.live = Boolean(options.live);
@@ -273,7 +274,6 @@
     }
 
     clear() {
-      this.letGo += this.records.length;
       this.records = [];
       this.bySeq.clear();
       this.list.replaceChildren();
@@ -284,12 +284,11 @@
     // A new connection, endpoint or event type becomes a choice in its filter.
     learn(record) {
       const offer = (name, value) => {
-        if (!value) return;
-        const select = this.filters[name];
-        if ([...select.options].some((option) => option.value === value)) return;
-        const option = element("option", "", value.startsWith("kind:") ? value.slice(5) + " (kind)" : value);
+        if (!value || this.offered.has(name + " " + value)) return;
+        this.offered.add(name + " " + value);
+        const option = element("option", "", value.startsWith("kind:") ? value.slice(5) + " (kind)" : printable(value));
         option.value = value;
-        select.append(option);
+        this.filters[name].append(option);
       };
       offer("connection", record.connection);
       offer("endpoint", record.endpoint);
@@ -380,6 +379,9 @@
         item.append(element("div", "remark violation", `⚠ ${printable(violation.rule)} ${printable(violation.problem)}${hint}`));
       }
       for (const note of record.notes) item.append(element("div", "remark", `ℹ ${printable(note)}`));
+      if (record.dropped && record.kind !== "message") {
+        item.append(element("div", "remark violation", `⚠ ${record.dropped.toLocaleString("en")} records dropped before this one (the trace's queue was full)`));
+      }
       return item;
     }
 
@@ -540,7 +542,7 @@
       const firstSeen = new Map(this.view.records.map((r, index) => [r.connection, index]).reverse());
       connections.sort((a, b) => (firstSeen.get(a) ?? 0) - (firstSeen.get(b) ?? 0));
 
-      const LABEL = 230;
+      const LABEL = 250;
       const LANE = 22;
       const AXIS = 20;
       const lanes = new Map();
@@ -726,8 +728,11 @@
     };
     view.resumed = take;
     socket.addEventListener("close", () => {
-      // Refused before opening: the origin check (this page's origin is not allowed), or too many panels.
       say(opened ? "closed" : "refused");
+      if (!opened && state) {
+        state.title = "The server refused the panel: this page's origin is not one the origin check allows "
+          + "(DJANGO_ALLOWED_ORIGINS), or as many pages as it serves already watch.";
+      }
     });
     view.socket = socket;
   }

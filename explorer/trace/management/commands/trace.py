@@ -132,6 +132,8 @@ class Command(BaseCommand):
             size = export.write(out, kept, sources)
         except OSError as error:
             raise CommandError(f"cannot write {out}: {error.strerror}") from None
+        except export.MissingPageError as error:
+            raise CommandError(str(error)) from None
         self.console.print(
             Text(f"wrote {out}: {plural(len(entries(kept)), 'record')}, {size:,} bytes"), soft_wrap=True
         )
