@@ -148,7 +148,10 @@ def test_html_in_a_message_is_shown_literally(page, endpoint):
 
 
 def test_two_windows_in_one_room_sync_and_async(browser, server, tmp_path):
-    """The Channels tutorial's end result, across the two endpoints, with a screenshot of the page."""
+    """The Channels tutorial's end result, across the two endpoints, with a screenshot of the page.
+
+    (The README's picture, docs/page.png, is taken during a cross-stall in tests/test_panel.py.)
+    """
     from playwright.sync_api import expect
 
     windows = []
@@ -181,9 +184,7 @@ def test_two_windows_in_one_room_sync_and_async(browser, server, tmp_path):
     logged(async_in_first, "in", "slept 0.2 s")
     send(async_in_first, "bin", binary=True)
     logged(async_in_first, "in", "binary, 3 bytes: 62 69 6e")
-    target = Path(SCREENSHOTS) if SCREENSHOTS else tmp_path
-    target.mkdir(parents=True, exist_ok=True)
-    first.screenshot(path=target / "page.png", full_page=True)
-    assert (target / "page.png").stat().st_size > 10_000
+    first.screenshot(path=tmp_path / "page.png", full_page=True)
+    assert (tmp_path / "page.png").stat().st_size > 10_000
     for window in windows:
         window.context.close()
