@@ -3,6 +3,7 @@
 import asyncio
 import io
 import logging
+import os
 import re
 import threading
 
@@ -150,6 +151,34 @@ async def test_logging_configuration_can_silence_it(endpoint, trace):
     finally:
         logger.setLevel(logging.INFO)
     assert trace.text() == ""
+
+
+async def test_logging_routes_it_to_any_handler_with_the_usual_fields(endpoint, trace):
+    """Trace records are made without LogRecord's own lookups: a stdlib formatter still finds
+    every field it knows, with the event's moment and its handler's thread."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(
+        logging.Formatter(
+            "%(asctime)s|%(msecs)d|%(relativeCreated)d|%(name)s|%(levelname)s|%(process)d|%(processName)s"
+            "|%(thread)s|%(threadName)s|%(filename)s|%(module)s|%(funcName)s|%(lineno)d|%(message)s"
+        )
+    )
+    logger = logging.getLogger("explorer.trace")
+    logger.addHandler(handler)
+    try:
+        await session(endpoint, "hello")
+    finally:
+        logger.removeHandler(handler)
+    lines = [line.split("|") for line in stream.getvalue().splitlines()]
+    receive = [fields for fields in lines if fields[-1].endswith(" in websocket.receive")]
+    assert len(receive) == 1
+    fields = receive[0]
+    assert fields[3:7] == ["explorer.trace", "INFO", str(os.getpid()), "MainProcess"]
+    thread = "ThreadPoolExecutor" if endpoint == "sc" else threading.main_thread().name
+    assert fields[8].startswith(thread)
+    assert fields[-1].startswith(f"{endpoint}#")
+    assert [record["kind"] for record in trace.records()][:2] == ["scope", "in"]  # and the trace's own
 
 
 @pytest.mark.parametrize("mode", ["compact", "full"])
