@@ -4,10 +4,11 @@ import json
 from io import StringIO
 
 import pytest
+from channels.testing import WebsocketCommunicator
 from django.core.management import CommandError, call_command
 
 from explorer.bench.app import SUBJECTS
-from explorer.management.commands.bench import QUICK, TARGETS
+from explorer.management.commands.bench import HANDSHAKE_SUBJECTS, QUICK, RECORDS_PER_ECHO, TARGETS
 
 
 def test_a_quick_run_reports_every_subject_and_scenario(tmp_path):
@@ -15,7 +16,7 @@ def test_a_quick_run_reports_every_subject_and_scenario(tmp_path):
     call_command("bench", "--quick", "--json", str(tmp_path / "bench.json"), stdout=out)
     runs = json.loads((tmp_path / "bench.json").read_text())
     text = out.getvalue()
-    for title in ("Echo:", "Concurrency:", "Cross-stall:", "Scale:", "Targets"):
+    for title in ("Echo:", "Handshakes:", "Concurrency:", "Cross-stall:", "Scale:", "Targets"):
         assert title in text
     [report] = runs["servers"].values()
     assert report["label"].startswith("daphne 4.2")
@@ -26,12 +27,20 @@ def test_a_quick_run_reports_every_subject_and_scenario(tmp_path):
         assert row["messages"] == QUICK["connections"] * QUICK["trips"] * QUICK["rounds"]
         assert row["rate"] > 0 and row["cpu_us_per_message"] is not None
         assert row["p50_ms"] <= row["p95_ms"] <= row["p99_ms"]
+        assert (
+            0 < row["client_cpu_share"] <= 2
+        )  # the bench's own CPU over the time: one thread, near one core
     assert echo["raw"]["vs_raw"] == 1
     assert echo["bare-ac"]["vs_bare"] == echo["bare-sc"]["vs_bare"] == 1
     assert echo["explorer-sc-off"]["vs_trace_off"] == 1
     assert echo["explorer-ac-full"]["vs_trace_off"] == pytest.approx(
         echo["explorer-ac-full"]["rate"] / echo["explorer-ac-off"]["rate"]
     )
+
+    shakes = {row["subject"]: row for row in report["handshakes"]}
+    assert list(shakes) == list(HANDSHAKE_SUBJECTS)
+    assert all(row["handshakes_per_s"] > 0 for row in shakes.values())
+    assert shakes["bare-ac"]["vs_bare"] == 1 and shakes["raw"]["vs_bare"] is None
 
     sleepers = {row["subject"]: row for row in report["concurrency"]["sleepers"]}
     assert set(sleepers) == {"explorer-ac-off", "explorer-sc-off"}
@@ -42,13 +51,37 @@ def test_a_quick_run_reports_every_subject_and_scenario(tmp_path):
     assert scale["connections"] == scale["answered"] == QUICK["scale"]
     assert scale["open"]["open_files"] >= scale["before"]["open_files"] + QUICK["scale"]  # one socket each
 
-    assert [target["target"] for target in report["targets"]] == [name for name, *_ in TARGETS]
+    assert [target["target"] for target in report["targets"]] == [target.name for target in TARGETS]
     assert all(isinstance(target["met"], bool) for target in report["targets"])
+    per_event = [t for t in report["targets"] if t["target"].endswith("server CPU per traced event")]
+    assert len(per_event) == 2 and all(t["value"] is not None for t in per_event)
     assert runs["machine"]["cpus"] and "daphne" in runs["machine"]["versions"]
     assert isinstance(report["dropped_trace_records"], int)
 
 
-@pytest.mark.parametrize(("option", "value"), [("--scale", "9000"), ("--connections", "0")])
+async def test_a_traced_echo_makes_the_records_the_bench_counts(trace, endpoint):
+    """The bench's CPU per traced event divides by RECORDS_PER_ECHO: an echo is an in, an out, a done."""
+    client = WebsocketCommunicator(
+        SUBJECTS[f"explorer-{endpoint}-compact"], f"/bench/explorer-{endpoint}-compact/"
+    )
+    await client.connect()
+    before = len(trace.records())
+    await client.send_to(text_data="hello")
+    assert await client.receive_from() == "hello"
+    await client.disconnect()
+    records = trace.records()
+    echo = [r for r in records[before:] if r["kind"] in ("in", "out", "done")][:RECORDS_PER_ECHO]
+    assert [(r["kind"], r["event"]["type"]) for r in echo] == [
+        ("in", "websocket.receive"),
+        ("out", "websocket.send"),
+        ("done", "websocket.receive"),
+    ]
+    assert not [
+        r for r in records[before:] if r["kind"] == "in" and r["event"]["type"] == "websocket.receive"
+    ][1:]
+
+
+@pytest.mark.parametrize(("option", "value"), [("--scale", "9001"), ("--connections", "0")])
 def test_sizes_out_of_bounds_are_refused(option, value):
     with pytest.raises(CommandError):
         call_command("bench", option, value, stdout=StringIO())

@@ -24,6 +24,10 @@ ROOT = Path(__file__).resolve().parents[2]
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 CONNECT_BATCH = 100  # handshakes in flight at once in the scale scenario
 TIMEOUT = 60  # seconds any one step may take before the bench gives up on it
+# What the trace's console says as it stops (explorer.trace.handlers), read from the server's log.
+SCREEN_LATENCY = (
+    r"([\d,]+) records shown; from event to screen: p50 ([\d.]+) ms, p99 ([\d.]+) ms, max ([\d.]+) ms"
+)
 
 
 @dataclass
@@ -77,6 +81,21 @@ class BenchServer:
         text = self.log.read_text(errors="replace")
         return sum(int(n.replace(",", "")) for n in re.findall(r"([\d,]+) records dropped", text))
 
+    def screen_latency(self):
+        """From event to its line on the console, as the trace's console sink said when it stopped."""
+        if not self.log or not self.log.exists():
+            return None
+        found = re.findall(SCREEN_LATENCY, self.log.read_text(errors="replace"))
+        if not found:
+            return None
+        records, p50, p99, largest = found[-1]
+        return {
+            "records": int(records.replace(",", "")),
+            "p50_ms": float(p50),
+            "p99_ms": float(p99),
+            "max_ms": float(largest),
+        }
+
     def stop(self):
         if self.running:
             self.running.stop()
@@ -124,9 +143,11 @@ async def echo(server, subject, connections, trips, on_progress=lambda n: None):
             on_progress(1)
 
     cpu = server.cpu_seconds()
+    client_cpu = time.process_time()
     started = time.perf_counter()
     await asyncio.wait_for(asyncio.gather(*(client(ws) for ws in clients)), TIMEOUT)
     elapsed = time.perf_counter() - started
+    client_cpu = time.process_time() - client_cpu
     cpu = server.cpu_seconds() - cpu if cpu is not None else None
     await close_all(clients)
     messages = connections * trips
@@ -139,7 +160,18 @@ async def echo(server, subject, connections, trips, on_progress=lambda n: None):
         "p95_ms": percentile(latencies, 0.95) * 1000,
         "p99_ms": percentile(latencies, 0.99) * 1000,
         "cpu_us_per_message": cpu / messages * 1e6 if cpu is not None else None,
+        # The bench's own share of a core: near 1, the client, not the server, sets the pace.
+        "client_cpu_share": client_cpu / elapsed,
     }
+
+
+async def handshakes(server, subject, count):
+    """``count`` handshakes to ``subject``, CONNECT_BATCH in flight: how many per second, then all closed."""
+    started = time.perf_counter()
+    clients = await asyncio.wait_for(open_connections(server.url(subject), count), TIMEOUT)
+    elapsed = time.perf_counter() - started
+    await close_all(clients)
+    return {"subject": subject, "connections": count, "handshakes_per_s": count / elapsed}
 
 
 async def sleepers(server, subject, connections, seconds=0.5):
@@ -218,15 +250,20 @@ async def scale(
     }
 
 
-def median_rows(rows):
+ECHO_FIGURES = ("rate", "p50_ms", "p95_ms", "p99_ms", "cpu_us_per_message", "client_cpu_share")
+
+
+def median_rows(rows, figures=ECHO_FIGURES):
     """One row per subject from several rounds: the median of each figure."""
     merged = {}
     for row in rows:
         merged.setdefault(row["subject"], []).append(row)
     result = []
     for subject, runs in merged.items():
-        row = {"subject": subject, "rounds": len(runs), "messages": sum(r["messages"] for r in runs)}
-        for key in ("rate", "p50_ms", "p95_ms", "p99_ms", "cpu_us_per_message"):
+        row = {"subject": subject, "rounds": len(runs)}
+        if "messages" in runs[0]:
+            row["messages"] = sum(r["messages"] for r in runs)
+        for key in figures:
             values = [r[key] for r in runs if r[key] is not None]
             row[key] = statistics.median(values) if values else None
         result.append(row)
