@@ -95,7 +95,7 @@ class RichTraceHandler(FailsOnce, logging.Handler):
             elif self.plain:
                 self.write(plain(entry, record.exc_info))
             else:
-                for renderable in render(entry, record.exc_info):
+                for renderable in render(entry, record.exc_info, self.console.width):
                     self.print(renderable)
         except Exception as error:
             self.failed_with(error)
