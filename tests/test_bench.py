@@ -57,6 +57,8 @@ def test_a_quick_run_reports_every_subject_and_scenario(tmp_path):
     assert len(per_event) == 2 and all(t["value"] is not None for t in per_event)
     assert runs["machine"]["cpus"] and "daphne" in runs["machine"]["versions"]
     assert isinstance(report["dropped_trace_records"], int)
+    screen = report["screen"]  # what the trace's console said as the server stopped
+    assert screen["records"] > 0 and screen["p50_ms"] <= screen["p99_ms"] <= screen["max_ms"]
 
 
 async def test_a_traced_echo_makes_the_records_the_bench_counts(trace, endpoint):

@@ -11,23 +11,25 @@ long to do inline on the event loop.)
 """
 
 import atexit
+import collections
 import contextlib
 import copy
 import json
 import logging
-import queue
+import random
 import sys
 import threading
 import time
-from logging.handlers import QueueHandler, QueueListener
 
 from rich.console import Console
 from rich.text import Text
 
 from explorer.trace.display import printable
+from explorer.trace.entry import TraceEntry
 from explorer.trace.panel import PanelTraceHandler
 from explorer.trace.recording import as_record, last_run, run_header
 from explorer.trace.render import dropped, plain, render, shown
+from explorer.trace.tracebacks import failure_of
 
 
 def trace_console(file=None):
@@ -80,6 +82,7 @@ class RichTraceHandler(FailsOnce, logging.Handler):
         self.console = console or trace_console()
         self.plain = not self.console.is_terminal
         self.pending = []
+        self.latency = ScreenLatency()
 
     def emit(self, record):
         if self.failed:
@@ -90,12 +93,14 @@ class RichTraceHandler(FailsOnce, logging.Handler):
             entry = getattr(record, "trace", None)
             if entry is None and not record.msg:  # only a drop count
                 return
+            if isinstance(entry, TraceEntry):
+                self.latency.made(entry.at)
             if entry is None:  # a plain message logged on the trace's logger
                 self.print(Text(printable(record.getMessage())))
             elif self.plain:
-                self.write(plain(entry, record.exc_info))
+                self.write(plain(entry, failure_of(record)))
             else:
-                for renderable in render(entry, record.exc_info, self.console.width):
+                for renderable in render(entry, failure_of(record), self.console.width):
                     self.print(renderable)
         except Exception as error:
             self.failed_with(error)
@@ -122,11 +127,60 @@ class RichTraceHandler(FailsOnce, logging.Handler):
                 text, self.pending = "\n".join(self.pending) + "\n", []
                 self.console.file.write(text)
             self.console.file.flush()
+            self.latency.shown()
 
     def close(self):
         if self.pending:  # the listener normally wrote them out before it stopped
             self.flush()
+        if self.latency.count:
+            say(self.latency.summary())
+        self.latency = ScreenLatency()
         super().close()
+
+
+class ScreenLatency:
+    """How long records took from their event to the console, from a fair sample of every one shown.
+
+    The console is no use if it lags: this is what ``manage.py bench`` reports
+    (the trace says it as it stops).
+    """
+
+    SAMPLE = 20_000
+
+    def __init__(self):
+        self.waiting = []  # the moments of records made but not yet written out
+        self.sample = []
+        self.count = 0
+        self.largest = 0.0
+
+    def made(self, at):
+        if at:
+            self.waiting.append(at)
+
+    def shown(self):
+        now = time.time()
+        for at in self.waiting:
+            latency = now - at
+            self.count += 1
+            self.largest = max(self.largest, latency)
+            if len(self.sample) < self.SAMPLE:
+                self.sample.append(latency)
+            else:  # reservoir sampling: every record equally likely to be in the sample
+                slot = random.randrange(self.count)
+                if slot < self.SAMPLE:
+                    self.sample[slot] = latency
+        self.waiting = []
+
+    def summary(self):
+        ordered = sorted(self.sample)
+
+        def ms(fraction):
+            return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] * 1000
+
+        return (
+            f"{self.count:,} records shown; from event to screen: p50 {ms(0.5):.1f} ms, "
+            f"p99 {ms(0.99):.1f} ms, max {self.largest * 1000:.1f} ms"
+        )
 
 
 class JsonLinesTraceHandler(FailsOnce, logging.FileHandler):
@@ -155,7 +209,7 @@ class JsonLinesTraceHandler(FailsOnce, logging.FileHandler):
         if entry is None:
             data = {"kind": "message", "text": record.getMessage()} if record.msg else {}
         else:
-            data = as_record(entry, shown(entry), record.exc_info)
+            data = as_record(entry, shown(entry), failure_of(record))
         if getattr(record, "trace_dropped", 0):
             data["dropped"] = record.trace_dropped
         if data and self.run is not None:
@@ -178,51 +232,65 @@ class JsonLinesTraceHandler(FailsOnce, logging.FileHandler):
             self.failed_with(error)
 
 
-SENTINEL_TIMEOUT = 10  # seconds a close waits for a stuck console
-BATCH_PAUSE = 0.02  # seconds the listener waits when the queue runs dry
+STOP_TIMEOUT = 10  # seconds a close waits for a stuck console
+BATCH_PAUSE = 0.02  # seconds the listener lets records gather between batches
 
 
-class TraceListener(QueueListener):
-    """A QueueListener whose thread has a name, so the trace's own work is easy to spot."""
+class TraceListener(threading.Thread):
+    """The thread that hands each batch of records to the sinks: console, recording, page panel.
 
-    def start(self):
-        self._thread = threading.Thread(target=self._monitor, name="explorer.trace", daemon=True)
-        self._thread.start()
+    Records gather in a deque (an append, no lock, no wakeup) and the thread
+    takes them all every BATCH_PAUSE: one wakeup per batch, not per record,
+    leaves the GIL with the event loop for longer stretches. (A
+    ``queue.Queue`` woke the listener for each record, and each wakeup made
+    the event loop wait for the GIL.)
+    """
 
-    released = staticmethod(lambda record: None)  # QueuedTraceHandler sets its own
+    def __init__(self, handler):
+        super().__init__(name="explorer.trace", daemon=True)
+        self.handler = handler
+        self.stopping = threading.Event()
+        self.done = threading.Condition()
+        self.handled = 0  # records handed on, all told: what flush waits for
 
-    def handle(self, record):
-        super().handle(record)
-        self.released(record)
-        if self.queue.empty():  # caught up: write out what the handlers gathered
-            self.flush_handlers()
+    def run(self):
+        failed = False
+        while True:
+            stopping = self.stopping.wait(BATCH_PAUSE)
+            try:
+                self.take()
+            except Exception as error:  # a sink's bug must not end the trace, nor repeat itself
+                if not failed:
+                    failed = True
+                    say(f"a batch of records was lost ({type(error).__name__}: {error}); the trace goes on")
+            if stopping:
+                return
 
-    def dequeue(self, block):
-        if self.queue.empty():
-            # Let records gather: one wakeup per batch rather than per record
-            # leaves the GIL with the event loop for longer stretches.
-            time.sleep(BATCH_PAUSE)
-        record = super().dequeue(block)
-        if record is self._sentinel:  # stopping: write out the rest from this thread
-            self.flush_handlers()
-        return record
+    def take(self):
+        records = self.handler.taken()
+        for record in records:
+            for target in self.handler.targets:
+                if record.levelno >= target.level:
+                    target.handle(record)
+        for target in self.handler.targets:
+            target.flush()
+        self.handler.released(records)
+        with self.done:
+            self.handled += len(records)
+            self.done.notify_all()
 
-    def flush_handlers(self):
-        for handler in self.handlers:
-            handler.flush()
-
-    def enqueue_sentinel(self):
-        # Called at close, off every consumer's path: wait for room in a full
-        # queue (the stdlib's put_nowait would fail there), but not forever.
-        self.queue.put(self._sentinel, timeout=SENTINEL_TIMEOUT)
+    def wait_for(self, count, timeout=None):
+        """Until ``count`` records have been handed on (or ``timeout``): whether they have."""
+        with self.done:
+            return self.done.wait_for(lambda: self.handled >= count, timeout)
 
 
-class QueuedTraceHandler(QueueHandler):
-    """Enqueues records for a listener thread; drops and counts them when the queue is full.
+class QueuedTraceHandler(logging.Handler):
+    """Gathers records for a listener thread; drops and counts them when it holds too many.
 
-    Full means ``queue_size`` records, or ``queue_bytes`` of what they hold
-    (each record carries its weight, counted when it is made): a stuck
-    console must not hold a server's memory either.
+    Too many means ``queue_size`` records, or ``queue_bytes`` of what they
+    hold (each record carries its weight, counted when it is made): a stuck
+    console must not hold a server's memory either. A consumer never waits.
     """
 
     listening = False
@@ -230,16 +298,18 @@ class QueuedTraceHandler(QueueHandler):
     def __init__(
         self, queue_size=10_000, console=None, file=None, level=logging.NOTSET, queue_bytes=64 * 1024 * 1024
     ):
-        super().__init__(queue.Queue(maxsize=queue_size))
-        self.setLevel(level)
+        super().__init__(level)
         self.target = RichTraceHandler(console)
         self.targets = [self.target]
         if file:
             self.targets.append(JsonLinesTraceHandler(file))
         self.targets.append(PanelTraceHandler())  # the page's live panel: idle until a page watches
+        self.queue_size = queue_size
         self.queue_bytes = queue_bytes
-        self.held = 0  # bytes the queued records hold
+        self.waiting = collections.deque()  # records the listener has not taken yet
+        self.held = 0  # bytes the records waiting and being handed on hold
         self.counting = threading.Lock()  # records come from the loop and from worker threads
+        self.accepted = 0  # records taken in, all told
         self.dropped = 0  # records lost to a full queue, all told
         self.reported = 0  # of which the console has been told
         self.exiting = False
@@ -247,10 +317,15 @@ class QueuedTraceHandler(QueueHandler):
         atexit.register(self.exit)
 
     def listen(self):
-        self.listener = TraceListener(self.queue, *self.targets, respect_handler_level=True)
-        self.listener.released = self.released
+        self.listener = TraceListener(self)
         self.listener.start()
         self.listening = True
+
+    def handle(self, record):
+        # logging.Handler.handle takes the handler's lock around emit: not needed, the count has its own.
+        if self.filter(record):
+            self.emit(record)
+        return record
 
     def emit(self, record):
         # logging.config.dictConfig closes every handler it finds, and
@@ -259,39 +334,36 @@ class QueuedTraceHandler(QueueHandler):
         # attached is still on its logger, so it listens again.
         if not self.listening and not self.exiting:
             self.listen()
-        super().emit(record)
-
-    def prepare(self, record):
-        # Records stay in this process, so skip QueueHandler's formatting (and
-        # its traceback rendering) on the consumer's thread: the listener does it.
-        if self.dropped > self.reported:
-            record = copy.copy(record)
-            record.trace_dropped = self.dropped - self.reported
-        return record
-
-    def enqueue(self, record):
         weight = getattr(record, "trace_weight", 0)
         with self.counting:
-            if self.held + weight > self.queue_bytes:
+            if len(self.waiting) >= self.queue_size or self.held + weight > self.queue_bytes:
                 self.dropped += 1
                 return
-            try:
-                self.queue.put_nowait(record)
-            except queue.Full:
-                self.dropped += 1
-                return
+            if self.dropped > self.reported:  # the first record through says how many were lost
+                record = copy.copy(record)
+                record.trace_dropped = self.dropped - self.reported
+                self.reported = self.dropped
             self.held += weight
-            self.reported += getattr(record, "trace_dropped", 0)
+            self.accepted += 1
+            self.waiting.append(record)
 
-    def released(self, record):
-        """The listener is done with ``record``: what it held is free again."""
+    def taken(self):
+        """Every record waiting, for the listener."""
+        records = []
+        while self.waiting:
+            records.append(self.waiting.popleft())
+        return records
+
+    def released(self, records):
+        """The listener is done with ``records``: what they held is free again."""
+        weight = sum(getattr(record, "trace_weight", 0) for record in records)
         with self.counting:
-            self.held -= getattr(record, "trace_weight", 0)
+            self.held -= weight
 
-    def flush(self):
-        """Wait until every queued record has been rendered."""
+    def flush(self, timeout=None):
+        """Wait until every record taken in so far has been handed on, and the sinks have written it."""
         if self.listening:
-            self.queue.join()
+            self.listener.wait_for(self.accepted, timeout)
         for target in self.targets:
             target.flush()
 
@@ -302,18 +374,19 @@ class QueuedTraceHandler(QueueHandler):
     def close(self):
         if self.listening:
             self.listening = False
-            # The listener renders what is queued, then ends. If the console is
-            # stuck, give up: its daemon thread ends with the process.
-            with contextlib.suppress(queue.Full):
+            with self.counting:
                 if self.dropped > self.reported:
                     # A last record that only carries the count, so the listener says it.
                     notice = logging.makeLogRecord(
                         {"name": "explorer.trace", "msg": "", "levelno": logging.INFO}
                     )
                     notice.trace_dropped = self.dropped - self.reported
-                    self.queue.put(notice, timeout=SENTINEL_TIMEOUT)
+                    self.waiting.append(notice)
                     self.reported = self.dropped
-                self.listener.stop()
+            # The listener hands on what is waiting, then ends. If the console is
+            # stuck, give up: its daemon thread ends with the process.
+            self.listener.stopping.set()
+            self.listener.join(STOP_TIMEOUT)
         for target in self.targets:
             target.close()
         super().close()

@@ -28,6 +28,7 @@ from collections import deque
 
 from explorer.trace.recording import as_record, iso
 from explorer.trace.render import shown
+from explorer.trace.tracebacks import failure_of
 
 ROUTE = "ws/trace/"  # for URLRouter
 PATH = "/" + ROUTE  # what TraceMiddleware leaves untraced, and the page connects to
@@ -153,7 +154,7 @@ class PanelTraceHandler(logging.Handler):
         try:
             entry = getattr(record, "trace", None)
             if entry is not None:
-                data = as_record(entry, shown(entry), record.exc_info)
+                data = as_record(entry, shown(entry), failure_of(record))
             elif record.msg or getattr(record, "trace_dropped", 0):
                 data = {"kind": "message", "text": record.getMessage() if record.msg else ""}
             else:

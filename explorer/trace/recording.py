@@ -22,7 +22,6 @@ from importlib import metadata
 from explorer.trace.config import TraceConfig
 from explorer.trace.display import REDACTED, Opaque, Redacted, Shortened, printable
 from explorer.trace.entry import KINDS, OUTCOMES, TraceEntry, Violation
-from explorer.trace.tracebacks import traceback_text
 
 MAX_DEPTH = 64  # a recorded value nested deeper is shown as such, not followed
 
@@ -91,7 +90,7 @@ def iso(moment):
     return datetime.datetime.fromtimestamp(moment, datetime.UTC).isoformat(timespec="microseconds")
 
 
-def as_record(entry, shown_event, exc_info=None):
+def as_record(entry, shown_event, failure=None):
     """One trace entry as a JSON-ready dict; ``at`` is the moment of ``seconds`` on the wall clock."""
     record = {
         "at": iso(entry.at) if entry.at else None,
@@ -117,8 +116,8 @@ def as_record(entry, shown_event, exc_info=None):
         ]
     if entry.notes:
         record["notes"] = list(entry.notes)
-    if exc_info:
-        record["traceback"] = traceback_text(exc_info, entry.config.mode)
+    if failure:
+        record["traceback"] = failure.text
     return record
 
 

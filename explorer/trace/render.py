@@ -19,7 +19,6 @@ from rich.traceback import Traceback
 
 from explorer.trace.display import printable, shown_event, shown_scope
 from explorer.trace.entry import clock, duration
-from explorer.trace.tracebacks import traceback_text
 
 # (arrow, style) per kind: incoming and outgoing look different at a glance.
 # Parsed once: a Style object renders faster than a style string.
@@ -227,26 +226,21 @@ def folded_scope(scope, room):
     return parts
 
 
-def exception(entry, exc_info):
-    """The traceback, with the exception's message escaped like everything else.
+def exception(entry, failure):
+    """The traceback (a ``tracebacks.Failure``), with the exception's message escaped like everything else.
 
     Compact mode prints none when the server logs the whole traceback itself
     (the error line says so), and folds the plumbing otherwise (``tracebacks``).
     """
-    exc_type, error, tb = exc_info
-    if entry.config.mode == "full":
-        trace = Traceback.extract(exc_type, error, tb)
-        for stack in trace.stacks:
-            stack.exc_type = printable(stack.exc_type)
-            stack.exc_value = printable(stack.exc_value)
+    if entry.config.mode == "full" and failure.trace is not None:
         # Plumbing frames are listed without their source, so the consumer's stand out.
-        return [Traceback(trace, extra_lines=1, suppress=SUPPRESSED_MODULES)]
+        return [Traceback(failure.trace, extra_lines=1, suppress=SUPPRESSED_MODULES)]
     if entry.server_logs_traceback:
         return []
-    return [Text(printable(traceback_text(exc_info), keep_newlines=True), style="red")]
+    return [Text(printable(failure.text, keep_newlines=True), style="red")]
 
 
-def plain(entry, exc_info=None):
+def plain(entry, failure=None):
     """The entry as lines of plain text, for a file or a pipe, where styles would only be stripped.
 
     Every piece is already printable (``printable`` or ``repr``), so no Text
@@ -261,16 +255,16 @@ def plain(entry, exc_info=None):
         lines += ["".join(text for text, _ in parts) for parts in remark_parts(entry)]
     else:
         lines = ["".join(text for text, _ in parts) for parts in compact_parts(entry)]
-    if exc_info and not (entry.server_logs_traceback and entry.config.mode != "full"):
-        lines.append(printable(traceback_text(exc_info, entry.config.mode), keep_newlines=True))
+    if failure and not (entry.server_logs_traceback and entry.config.mode != "full"):
+        lines.append(printable(failure.text, keep_newlines=True))
     return lines
 
 
-def render(entry, exc_info=None, width=None):
+def render(entry, failure=None, width=None):
     """The renderables for one trace entry, in the entry's mode; fitted to ``width``, when given."""
     renderables = full(entry, width) if entry.config.mode == "full" else compact(entry, width)
-    if exc_info:
-        renderables.extend(exception(entry, exc_info))
+    if failure:
+        renderables.extend(exception(entry, failure))
     return renderables
 
 

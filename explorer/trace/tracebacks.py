@@ -13,9 +13,14 @@ import concurrent.futures
 import os
 import threading
 import traceback
+from dataclasses import dataclass
+from typing import Any
 
 import asgiref
 import channels
+from rich.traceback import Traceback
+
+from explorer.trace.display import printable
 
 # Where the plumbing lives, with the name a folded run of its frames is given.
 PLUMBING = {
@@ -89,3 +94,39 @@ def raised_at(exc_info):
     if place.startswith(os.pardir):  # outside the project: the whole path says more
         place = frame.filename
     return f"{place}:{frame.lineno} ({frame.name})"
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """An exception as the trace shows it, made once, where it was raised.
+
+    A traceback cannot leave its process, and every sink (console, recording,
+    page) shows the same: the text in the entry's mode, and for full mode
+    Rich's own extraction of the frames.
+    """
+
+    text: str
+    trace: Any = None  # full mode: rich.traceback.Trace
+
+
+def failure(exc_info, mode="compact"):
+    """``exc_info`` as a Failure in ``mode``, or None."""
+    if not exc_info:
+        return None
+    trace = None
+    if mode == "full":
+        trace = Traceback.extract(*exc_info)
+        for stack in trace.stacks:  # what the exception says is shown, never interpreted
+            stack.exc_type = printable(stack.exc_type)
+            stack.exc_value = printable(stack.exc_value)
+    return Failure(traceback_text(exc_info, mode), trace)
+
+
+def failure_of(record):
+    """A logging record's Failure (made once, and kept on it for the other sinks), or None."""
+    made = getattr(record, "trace_failure", None)
+    if made is None and record.exc_info:
+        entry = getattr(record, "trace", None)
+        made = failure(record.exc_info, getattr(getattr(entry, "config", None), "mode", "compact"))
+        record.trace_failure = made
+    return made

@@ -11,6 +11,7 @@ from explorer.trace.config import TraceConfig
 from explorer.trace.display import REDACTED, shown_event, shown_scope
 from explorer.trace.entry import TraceEntry
 from explorer.trace.render import header, render, styled
+from explorer.trace.tracebacks import failure
 
 COMPACT = TraceConfig(mode="compact", max_payload=50)
 FULL = TraceConfig(mode="full", max_payload=50)
@@ -102,7 +103,11 @@ def test_an_exception_message_from_a_client_is_shown_literally(config):
         raise ValueError("client said [bold red]hi[/] \x1b[2J")
     except ValueError:
         exc_info = sys.exc_info()
-    text = output(render(entry("error", None, config, note="consumer raised ValueError"), exc_info))
+    text = output(
+        render(
+            entry("error", None, config, note="consumer raised ValueError"), failure(exc_info, config.mode)
+        )
+    )
     assert "\x1b" not in text
     assert "[bold red]hi[/] \\x1b[2J" in text
 
