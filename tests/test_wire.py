@@ -86,7 +86,8 @@ async def test_exception_in_a_handler_closes_only_that_connection_with_1011(serv
         assert await healthy.recv() == "still here"
         connection = server.connection_of(client_port(failing))
     [error] = [m for m in server.trace_of(connection, until_kind="error") if m["kind"] == "error"]
-    assert "consumer raised DeliberateError; daphne closes the connection with 1011" in error["rest"]
+    assert "consumer raised DeliberateError at consumers/" in error["rest"]
+    assert ": /raise: an exception in the handler; daphne closes the connection with 1011" in error["rest"]
 
 
 async def test_exception_before_accept_is_an_http_500(server, endpoint):

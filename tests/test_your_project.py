@@ -212,6 +212,17 @@ def test_the_trace_and_wsclient_commands_are_there_in_that_project(chat, install
     lines = [line for line in shown.stdout.splitlines() if "#" in line and "→ in" in line]
     assert lines and all("ChatConsumer#" in line for line in lines)
     assert "{'text': '{\"message\": \"via wsclient\"}'}" in shown.stdout
+    # The shareable page takes its script and styles from the installed package.
+    page = project / "trace.html"
+    subprocess.run(
+        [sys.executable, "manage.py", "trace", str(chat.recording), "--html", str(page)],
+        cwd=project,
+        env=project_env(site),
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
+    assert "via wsclient" in page.read_text() and "function" in page.read_text()
 
 
 @pytest.mark.parametrize("endpoint", list(FLAVOURS))
@@ -221,7 +232,12 @@ async def test_a_recorded_chat_connection_becomes_a_test_that_passes_in_that_pro
     project, site = installed
     path, name = FLAVOURS[endpoint]
     room = f"replay{endpoint}"
-    async with chat_connect(chat, f"{path}/{room}") as recorded, chat_connect(chat, f"chat/{room}") as other:
+    # The other client is of the other flavour, so the recorded one is the only `name` in the room.
+    other_path = FLAVOURS["ac" if endpoint == "sc" else "sc"][0]
+    async with (
+        chat_connect(chat, f"{path}/{room}") as recorded,
+        chat_connect(chat, f"{other_path}/{room}") as other,
+    ):
         for text in ("one", "two"):
             await recorded.send(json.dumps({"message": text}))
             for client in (recorded, other):
