@@ -38,7 +38,10 @@ def attach_default_handler():
 
     values = trace_settings()
     handler = QueuedTraceHandler(
-        queue_size=values["QUEUE_SIZE"], queue_bytes=values["QUEUE_BYTES"], file=values["FILE"]
+        queue_size=values["QUEUE_SIZE"],
+        queue_bytes=values["QUEUE_BYTES"],
+        file=values["FILE"],
+        renderer=values["RENDERER"],
     )
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)

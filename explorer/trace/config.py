@@ -18,6 +18,7 @@ from django.dispatch import receiver
 
 MODES = ("compact", "full", "off")
 CLOCKS = ("process", "connection", "wall")  # the time column: see entry.clock
+RENDERERS = ("process", "thread")  # where records are made readable and written: renderer.py
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off", ""}
 MIB = 1024 * 1024
@@ -90,6 +91,7 @@ SETTINGS = {
     "SLOW_WAIT_MS": ("EXPLORER_TRACE_SLOW_WAIT_MS", 50, whole(0, 600_000)),
     "FILE": ("EXPLORER_TRACE_FILE", None, recording_file),
     "CLOCK": ("EXPLORER_TRACE_CLOCK", "process", one_of(CLOCKS)),
+    "RENDERER": ("EXPLORER_TRACE_RENDERER", "process", one_of(RENDERERS)),
     "QUEUE_SIZE": ("EXPLORER_TRACE_QUEUE_SIZE", 10_000, whole(1, 1_000_000)),
     "QUEUE_BYTES": ("EXPLORER_TRACE_QUEUE_BYTES", 64 * MIB, whole(MIB, 4096 * MIB)),
     "CREDENTIALS": (None, (CREDENTIALS,), patterns),

@@ -29,6 +29,7 @@ from explorer.trace.entry import TraceEntry
 from explorer.trace.panel import PanelTraceHandler
 from explorer.trace.recording import as_record, last_run, run_header
 from explorer.trace.render import dropped, plain, render, shown
+from explorer.trace.renderer import RendererProcess
 from explorer.trace.tracebacks import failure_of
 
 
@@ -120,13 +121,17 @@ class RichTraceHandler(FailsOnce, logging.Handler):
 
     def flush(self):
         with self.lock:
-            if getattr(self.console.file, "closed", False):  # at exit, after the stream went
+            if self.failed or getattr(self.console.file, "closed", False):  # at exit, after the stream went
                 self.pending = []
                 return
-            if self.pending:
-                text, self.pending = "\n".join(self.pending) + "\n", []
-                self.console.file.write(text)
-            self.console.file.flush()
+            try:
+                if self.pending:
+                    text, self.pending = "\n".join(self.pending) + "\n", []
+                    self.console.file.write(text)
+                self.console.file.flush()
+            except Exception as error:  # a closed pipe: the recording goes on
+                self.failed_with(error)
+                return
             self.latency.shown()
 
     def close(self):
@@ -191,16 +196,17 @@ class JsonLinesTraceHandler(FailsOnce, logging.FileHandler):
     by a buffer boundary.
     """
 
-    def __init__(self, filename):
+    def __init__(self, filename, origin=None):
         super().__init__(filename, mode="ab", delay=True)  # opened at the first record
         self.sink = f"recording to {filename}"
         self.run = None  # this process's run in the file, once its header is written
+        self.origin = origin  # the traced process, when it is not this one (renderer.py)
 
     def _open(self):
         stream = open(self.baseFilename, self.mode, buffering=0)  # noqa: SIM115 - FileHandler keeps it
         if self.run is None:  # a run begins: its header first, numbered after the file's last
             self.run = last_run(self.baseFilename) + 1
-            header = run_header(self.run)
+            header = run_header(self.run, self.origin)
             stream.write((json.dumps(header, ensure_ascii=True) + "\n").encode("ascii"))
         return stream
 
@@ -296,13 +302,24 @@ class QueuedTraceHandler(logging.Handler):
     listening = False
 
     def __init__(
-        self, queue_size=10_000, console=None, file=None, level=logging.NOTSET, queue_bytes=64 * 1024 * 1024
+        self,
+        queue_size=10_000,
+        console=None,
+        file=None,
+        level=logging.NOTSET,
+        queue_bytes=64 * 1024 * 1024,
+        renderer="thread",
     ):
         super().__init__(level)
-        self.target = RichTraceHandler(console)
-        self.targets = [self.target]
-        if file:
-            self.targets.append(JsonLinesTraceHandler(file))
+
+        def in_this_process():
+            return [RichTraceHandler(console), *([JsonLinesTraceHandler(file)] if file else [])]
+
+        # A console object given here lives in this process: it is rendered to here.
+        if renderer == "process" and console is None:
+            self.targets = [RendererProcess(file, in_this_process)]
+        else:
+            self.targets = in_this_process()
         self.targets.append(PanelTraceHandler())  # the page's live panel: idle until a page watches
         self.queue_size = queue_size
         self.queue_bytes = queue_bytes

@@ -121,13 +121,16 @@ def as_record(entry, shown_event, failure=None):
     return record
 
 
-def run_header(number):
-    """The record a run begins with: this process, when its trace started, the stack's versions.
+def run_header(number, origin=None):
+    """The record a run begins with: the traced process, when its trace started, the stack's versions.
 
-    The server is not known until a connection comes: its ``server`` record follows then.
+    ``origin`` (pid, command, started) names the traced process when the
+    recording is written by another (``renderer``). The server is not known
+    until a connection comes: its ``server`` record follows then.
     """
     from explorer.trace.connection import TRACE_STARTED
 
+    origin = origin or {}
     versions = {}
     for name in ("django", "channels", "asgiref", "rich"):
         with contextlib.suppress(metadata.PackageNotFoundError):
@@ -135,9 +138,9 @@ def run_header(number):
     return {
         "kind": "run",
         "run": number,
-        "pid": os.getpid(),
-        "command": " ".join(sys.argv)[:500],
-        "started": iso(TRACE_STARTED),
+        "pid": origin.get("pid", os.getpid()),
+        "command": origin.get("command", " ".join(sys.argv)[:500]),
+        "started": iso(origin.get("started", TRACE_STARTED)),
         "python": platform.python_version(),
         "versions": versions,
     }

@@ -45,6 +45,7 @@ def test_defaults():
         "SLOW_WAIT_MS": 50,
         "FILE": None,
         "CLOCK": "process",
+        "RENDERER": "process",
     }
 
 
@@ -58,6 +59,7 @@ def test_environment_overrides_each_setting(tmp_path):
         EXPLORER_TRACE_SLOW_WAIT_MS="250",
         EXPLORER_TRACE_FILE=str(tmp_path / "trace.jsonl"),
         EXPLORER_TRACE_CLOCK="wall",
+        EXPLORER_TRACE_RENDERER="thread",
     )
     assert json.loads(result.stdout) == {
         "MODE": "full",
@@ -68,10 +70,12 @@ def test_environment_overrides_each_setting(tmp_path):
         "SLOW_WAIT_MS": 250,
         "FILE": str(tmp_path / "trace.jsonl"),
         "CLOCK": "wall",
+        "RENDERER": "thread",
     }
 
 
 BAD = [
+    ({"EXPLORER_TRACE_RENDERER": "gpu"}, "EXPLORER_TRACE_RENDERER='gpu': expected one of"),
     ({"EXPLORER_TRACE_QUEUE_SIZE": "0"}, "EXPLORER_TRACE_QUEUE_SIZE='0': expected a whole number from 1 to"),
     (
         {"EXPLORER_TRACE_QUEUE_SIZE": "-1"},

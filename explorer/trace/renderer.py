@@ -1,0 +1,225 @@
+"""The console and the recording in a process of their own, fed the trace's records through a pipe.
+
+Making a record readable and writing it out costs a server's process more
+than capturing it: a listener thread doing it holds the GIL the event loop
+wants (and the loop waits for it at every I/O call it makes meanwhile). So
+by default (``EXPLORER_TRACE_RENDERER=process``) the listener only pickles
+each batch of records and writes it to this program's stdin; this program,
+``python -m explorer.trace.renderer``, renders them on the server's own
+stderr, which it inherits, and writes the recording.
+
+A frame on the pipe is a 4-byte length and a pickled list of items:
+``("record", entry, failure, dropped)``, ``("message", text, dropped)``.
+The renderer ends at end of input, having written everything (it ignores
+Ctrl-C and SIGTERM: they come to the whole process group, and its server
+still has records to send as it stops). If it cannot be started or dies,
+the trace says so once and renders in the server's process again.
+"""
+
+import argparse
+import contextlib
+import dataclasses
+import fcntl
+import json
+import logging
+import os
+import pickle
+import signal
+import struct
+import subprocess
+import sys
+
+from explorer.trace.render import shown
+
+HEADER = struct.Struct("!I")
+MAX_FRAME = 256 * 1024 * 1024  # what a frame may claim to hold; the queue's own bound is far lower
+STOP_TIMEOUT = 10  # seconds the server waits for the renderer to write out and end
+FRAME_ITEMS = 200  # records in one frame at most
+F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)  # Linux's; Python has the name from 3.10 on Linux
+PIPE_BYTES = 1024 * 1024  # the pipe's size, where the system allows it (Linux's unprivileged maximum)
+
+
+class RendererProcess(logging.Handler):
+    """The server's side: a sink of the listener that ships each batch to the renderer process.
+
+    ``fallback`` makes the in-process sinks, used if the renderer cannot be
+    started or has died: the trace goes on either way.
+    """
+
+    def __init__(self, file, fallback, level=logging.NOTSET):
+        super().__init__(level)
+        self.file = file
+        self.fallback = fallback
+        self.local = None  # the in-process sinks, once the renderer has failed
+        self.process = None
+        self.items = []
+
+    def handle(self, record):  # the listener's thread only: no lock needed
+        if self.local is not None:
+            for sink in self.local:
+                sink.handle(record)
+            return True
+        self.items.append(item(record))
+        return True
+
+    def emit(self, record):
+        self.handle(record)
+
+    def flush(self):
+        if self.local is not None:
+            for sink in self.local:
+                sink.flush()
+            return
+        if not self.items:
+            return
+        items, self.items = self.items, []
+        # Frames of a bounded size: a server killed mid-write loses only the frame it was writing.
+        for start in range(0, len(items), FRAME_ITEMS):
+            try:
+                data = pickled(items[start : start + FRAME_ITEMS])
+                if self.process is None:
+                    self.process = self.start()
+                self.process.stdin.write(HEADER.pack(len(data)) + data)
+                self.process.stdin.flush()
+            except Exception as error:  # not started, or gone: render here from now on
+                self.fail(error, items[start:])
+                return
+
+    def start(self):
+        origin = {"pid": os.getpid(), "command": " ".join(sys.argv)[:500], "started": process_started()}
+        command = [sys.executable, "-m", "explorer.trace.renderer", "--origin", json.dumps(origin)]
+        if self.file:
+            command += ["--file", str(self.file)]
+        # Whatever the server could import, the renderer can: the same path, first.
+        path = os.pathsep.join([*filter(None, sys.path), os.environ.get("PYTHONPATH", "")])
+        process = subprocess.Popen(command, stdin=subprocess.PIPE, env={**os.environ, "PYTHONPATH": path})
+        with contextlib.suppress(OSError):  # room for the records sent while the renderer starts
+            fcntl.fcntl(process.stdin.fileno(), F_SETPIPE_SZ, PIPE_BYTES)
+        return process
+
+    def fail(self, error, items):
+        from explorer.trace.handlers import say
+
+        say(
+            f"the trace's renderer process failed ({type(error).__name__}: {error}); "
+            "the trace is rendered in this process from now on"
+        )
+        self.stop(wait=False)
+        self.local = self.fallback()
+        for kind, *rest in items:
+            for sink in self.local:
+                sink.handle(as_log_record(kind, *rest))
+        self.flush()
+
+    def stop(self, wait=True):
+        process, self.process = self.process, None
+        if process is None:
+            return
+        with contextlib.suppress(OSError):
+            process.stdin.close()
+        if wait:
+            try:
+                process.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+    def close(self):
+        self.flush()
+        self.stop()
+        for sink in self.local or ():
+            sink.close()
+        super().close()
+
+
+def process_started():
+    from explorer.trace.connection import TRACE_STARTED
+
+    return TRACE_STARTED
+
+
+def item(record):
+    """What the renderer needs of a logging record."""
+    from explorer.trace.tracebacks import failure_of
+
+    dropped = getattr(record, "trace_dropped", 0)
+    entry = getattr(record, "trace", None)
+    if entry is None:
+        return ("message", record.getMessage() if record.msg else "", dropped)
+    if entry.kind == "scope" and not entry.recorded:
+        # A scope holds the application's objects (a user, a session): shown here, as they are.
+        entry = dataclasses.replace(entry, event=shown(entry), recorded=True)
+    return ("record", entry, failure_of(record), dropped)
+
+
+def pickled(items):
+    """The batch as one frame; an event that will not pickle (an application's own object in a
+    layer message) goes as the trace would show it."""
+    try:
+        return pickle.dumps(items, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:
+        safe = []
+        for kind, *rest in items:
+            if kind == "record" and not rest[0].recorded:
+                rest[0] = dataclasses.replace(rest[0], event=shown(rest[0]), recorded=True)
+            safe.append((kind, *rest))
+        return pickle.dumps(safe, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def as_log_record(kind, *rest):
+    """An item back as the logging record the sinks take."""
+    if kind == "message":
+        text, dropped = rest
+        record = logging.makeLogRecord({"name": "explorer.trace", "msg": text, "levelno": logging.INFO})
+    else:
+        entry, failure, dropped = rest
+        record = logging.makeLogRecord({"name": "explorer.trace", "msg": "", "levelno": logging.INFO})
+        record.trace = entry
+        record.trace_failure = failure
+    record.trace_dropped = dropped
+    return record
+
+
+def frames(stream):
+    """Each batch of items on ``stream``, until it ends."""
+    while True:
+        header = stream.read(HEADER.size)
+        if len(header) < HEADER.size:
+            return
+        (length,) = HEADER.unpack(header)
+        if length > MAX_FRAME:
+            raise ValueError(f"a frame of {length:,} bytes")
+        data = stream.read(length)
+        if len(data) < length:
+            return
+        yield pickle.loads(data)
+
+
+def main(argv=None):
+    from explorer.trace.handlers import JsonLinesTraceHandler, RichTraceHandler
+
+    parser = argparse.ArgumentParser(
+        prog="python -m explorer.trace.renderer", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--file", help="the recording to append to")
+    parser.add_argument("--origin", default="{}", help="the server process, as JSON: pid, command, started")
+    options = parser.parse_args(argv)
+    for stop in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop, signal.SIG_IGN)
+    sinks = [RichTraceHandler()]
+    if options.file:  # first: a slow or closed console never holds the recording back
+        sinks.insert(0, JsonLinesTraceHandler(options.file, origin=json.loads(options.origin)))
+    try:
+        for batch in frames(sys.stdin.buffer):
+            for kind, *rest in batch:
+                record = as_log_record(kind, *rest)
+                for sink in sinks:
+                    sink.handle(record)
+            for sink in sinks:
+                sink.flush()
+    finally:
+        for sink in sinks:
+            sink.close()
+
+
+if __name__ == "__main__":
+    main()

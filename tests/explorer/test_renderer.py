@@ -1,0 +1,83 @@
+"""The renderer process: the server's records, shipped through a pipe, reach the console and the recording."""
+
+import json
+import os
+import subprocess
+import sys
+
+from explorer.trace.config import TraceConfig
+from explorer.trace.entry import TraceEntry
+from explorer.trace.renderer import HEADER, RendererProcess, as_log_record, item, pickled
+from tests.conftest import ROOT
+
+COMPACT = TraceConfig(mode="compact", max_payload=50)
+
+
+def received(n):
+    event = {"type": "websocket.receive", "text": f"message {n}"}
+    return as_log_record("record", TraceEntry("sc#1", "in", 0.5, event, COMPACT), None, 0)
+
+
+def renderer(recording, stderr):
+    origin = json.dumps({"pid": 4242, "command": "the server", "started": 1767225600.0})
+    return subprocess.Popen(
+        [sys.executable, "-m", "explorer.trace.renderer", "--origin", origin, "--file", str(recording)],
+        cwd=ROOT,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "explorer.settings"},
+        stdin=subprocess.PIPE,
+        stderr=stderr,
+    )
+
+
+def test_what_the_server_ships_is_rendered_and_recorded_under_its_run(tmp_path):
+    recording = tmp_path / "trace.jsonl"
+    process = renderer(recording, subprocess.PIPE)
+    data = pickled([item(received(n)) for n in range(3)])
+    process.stdin.write(HEADER.pack(len(data)) + data)
+    process.stdin.close()  # the server stops: the renderer writes everything out, then ends
+    console = process.stderr.read().decode()
+    assert process.wait(timeout=60) == 0
+    assert all(f"'message {n}'" in console for n in range(3))
+    [header, *records] = [json.loads(line) for line in recording.read_text().splitlines()]
+    assert header["kind"] == "run" and header["pid"] == 4242  # the server's process, not the renderer's
+    assert header["started"] == "2026-01-01T00:00:00.000000+00:00"
+    assert [r["event"]["text"] for r in records] == ["message 0", "message 1", "message 2"]
+
+
+def test_a_closed_console_does_not_stop_the_recording(tmp_path):
+    recording = tmp_path / "trace.jsonl"
+    read, write = os.pipe()
+    os.close(read)  # whoever read the server's stderr has gone
+    process = renderer(recording, write)
+    os.close(write)
+    for batch in range(3):
+        data = pickled([item(received(batch * 300 + n)) for n in range(300)])
+        process.stdin.write(HEADER.pack(len(data)) + data)
+    process.stdin.close()
+    assert process.wait(timeout=60) == 0
+    records = [json.loads(line) for line in recording.read_text().splitlines()][1:]
+    assert len(records) == 900
+
+
+def test_a_renderer_that_cannot_start_leaves_the_trace_in_this_process(tmp_path, capfd):
+    recording = tmp_path / "trace.jsonl"
+
+    def local_sinks():
+        from explorer.trace.handlers import JsonLinesTraceHandler
+
+        return [JsonLinesTraceHandler(recording)]
+
+    sink = RendererProcess(recording, local_sinks)
+    sink.start = lambda: (_ for _ in ()).throw(OSError("no such program"))
+    for n in range(2):
+        sink.handle(received(n))
+    sink.flush()
+    sink.handle(received(2))
+    sink.close()
+    said = [line for line in capfd.readouterr().err.splitlines() if line.startswith("explorer.trace:")]
+    assert said == [
+        "explorer.trace: the trace's renderer process failed (OSError: no such program); "
+        "the trace is rendered in this process from now on"
+    ]
+    records = [json.loads(line) for line in recording.read_text().splitlines()][1:]
+    assert [r["event"]["text"] for r in records] == ["message 0", "message 1", "message 2"]
