@@ -32,6 +32,7 @@ from explorer.trace.timing import (
     arrived_late,
     blame,
     blamed,
+    gist,
     held_the_loop,
     ledger,
     longest,
@@ -75,7 +76,7 @@ class Handling:
     """A handler that is running: what it handles, since when, on which thread."""
 
     event_type: str
-    summary: str
+    event: object  # its gist is kept when the hold is recorded
     started: float
     thread: str
     looping: bool
@@ -87,15 +88,6 @@ def on_event_loop():
     except RuntimeError:
         return False
     return True
-
-
-def summary(event):
-    """A handler's event in a few printable words, for blaming a wait on it."""
-    event_type = printable(str(event.get("type", "?")))
-    text = event.get("text")
-    if isinstance(text, str):
-        return f"{event_type} {text[:40]!r}" + ("…" if len(text) > 40 else "")
-    return event_type
 
 
 def consumer_name(consumer_class):
@@ -117,6 +109,18 @@ def captured(event, limit, depth=0):
     A copy, since the consumer may change its dict after sending it. Returns
     (the copy, about how many bytes it holds), the weight the queue counts.
     """
+    if depth == 0 and type(event) is dict:  # most events: a few short strings and numbers
+        weight = 0
+        for value in event.values():
+            kind = type(value)
+            if (kind is str or kind is bytes) and len(value) <= limit:
+                weight += len(value)
+            elif value is None or kind is int or kind is bool or kind is float:
+                weight += 16
+            else:
+                break
+        else:
+            return dict(event), weight
     if isinstance(event, (str, bytes)):
         return (Shortened(event[:limit], len(event)), limit) if len(event) > limit else (event, len(event))
     if isinstance(event, dict) and depth < 2:  # an event, and a layer message inside one
@@ -137,6 +141,23 @@ def pair_parts(pair):
     return (
         [part for part in pair if isinstance(part, (str, bytes))] if isinstance(pair, (list, tuple)) else []
     )
+
+
+def deliver(record):
+    """``logger.handle(record)``, or straight to the trace's own handler when it is the only way out.
+
+    That is the usual case (the app attaches it; nothing else is configured),
+    and logging's walk through filters, handlers and parents is a sixth of a
+    record's cost on the consumer's path. Any other configuration goes
+    through logging as it is.
+    """
+    handlers = logger.handlers
+    if len(handlers) == 1 and not logger.propagate and not logger.filters and not logger.disabled:
+        handler = handlers[0]
+        if type(handler).__name__ == "QueuedTraceHandler" and record.levelno >= handler.level:
+            handler.handle(record)
+            return
+    logger.handle(record)
 
 
 class TraceRecord(logging.LogRecord):
@@ -166,17 +187,30 @@ class TraceRecord(logging.LogRecord):
     }
 
     def __init__(self, entry, args, exc_info, weight):
-        self.__dict__.update(self.SAME)
-        self.args = args
-        self.exc_info = exc_info
-        self.created = entry.at
-        self.msecs = int(entry.at * 1000) % 1000
-        self.relativeCreated = (entry.at - logging._startTime) * 1000
-        self.threadName = entry.thread
-        self.process = os.getpid()  # a server's workers fork after import
-        self.processName = multiprocessing.current_process().name
-        self.trace = entry
-        self.trace_weight = weight
+        self.__dict__ = {
+            **self.SAME,
+            **this_process,
+            "args": args,
+            "exc_info": exc_info,
+            "created": entry.at,
+            "msecs": int(entry.at * 1000) % 1000,
+            "relativeCreated": (entry.at - logging._startTime) * 1000,
+            "threadName": entry.thread,
+            "trace": entry,
+            "trace_weight": weight,
+        }
+
+
+this_process = {}
+
+
+def note_this_process():
+    """The process fields of a record, asked once per process (a server's workers fork after import)."""
+    this_process.update(process=os.getpid(), processName=multiprocessing.current_process().name)
+
+
+note_this_process()
+os.register_at_fork(after_in_child=note_this_process)
 
 
 class ConnectionTrace:
@@ -245,7 +279,7 @@ class ConnectionTrace:
             RECORD_WEIGHT + self.weight,
         )
         self.weight = 0
-        logger.handle(record)
+        deliver(record)
 
     # The consumer.
 
@@ -371,7 +405,7 @@ class ConnectionTrace:
             violations=arrival.violations,
             notes=notes,
         )
-        self.running = Handling(event_type, summary(event), started, thread, looping)
+        self.running = Handling(event_type, event, started, thread, looping)
         return self.running
 
     def handler_ended(self, handling, error=None, steps=None):
@@ -383,7 +417,7 @@ class ConnectionTrace:
         if not handling.looping:
             hold = Hold(
                 self.name,
-                handling.summary,
+                gist(handling.event),
                 handling.thread,
                 self.opened + handling.started,
                 self.opened + ended,
@@ -392,7 +426,7 @@ class ConnectionTrace:
         elif steps is not None and steps.longest >= self.config.slow_wait:
             hold = Hold(
                 self.name,
-                handling.summary,
+                gist(handling.event),
                 handling.thread,
                 steps.longest_started,
                 steps.longest_started + steps.longest,

@@ -68,6 +68,7 @@ class TracedDispatch:
         self.dispatch = dispatch
         self.trace = trace
         self.timed = self.timed_sync if isinstance(consumer, SyncConsumer) else self.timed_async
+        self.wrappers = {}  # handler name -> (its function, the timed wrapper): made once, not per event
 
     async def __call__(self, message):
         try:
@@ -83,7 +84,11 @@ class TracedDispatch:
             return await self.dispatch(message)
         attributes = vars(self.consumer)
         own = attributes.get(name, NOTHING)  # an instance's own handler is put back afterwards
-        attributes[name] = self.timed(handler)
+        function = getattr(handler, "__func__", handler)
+        made = self.wrappers.get(name)
+        if made is None or made[0] is not function:
+            made = self.wrappers[name] = (function, self.timed(handler))
+        attributes[name] = made[1]
         try:
             return await self.dispatch(message)
         finally:

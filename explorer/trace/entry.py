@@ -5,7 +5,7 @@ The consumer's side (``connection``) makes entries; the listener's side
 """
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from explorer.trace.config import TraceConfig
@@ -23,9 +23,13 @@ class Violation:
     hint: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TraceEntry:
-    """One line of the trace. ``kind`` is one of ``KINDS``."""
+    """One line of the trace. ``kind`` is one of ``KINDS``.
+
+    Not frozen, though nothing changes one once made: a frozen dataclass sets
+    each field through ``object.__setattr__``, and one is made per event.
+    """
 
     connection: str  # Name#N: the consumer's class (or trace_name), else the path, and a number
     kind: str
@@ -50,10 +54,18 @@ class TraceEntry:
     outcome: str | None = None  # done: "raised" or "cancelled" when the handler did not return
     server_logs_traceback: bool = False  # error: the server prints the whole traceback itself
 
+    def __reduce__(self):
+        # A tuple of the fields, made back with one call: the dataclass's own pickling sets
+        # each field in Python, at both ends, and the renderer process takes every record so.
+        return (TraceEntry, tuple(getattr(self, name) for name in FIELDS))
+
     @property
     def endpoint(self) -> str:
         """The name part of ``connection``: ``sc``, ``ChatConsumer``, ``/ws/chat/``."""
         return self.connection.rpartition("#")[0]
+
+
+FIELDS = tuple(field.name for field in fields(TraceEntry))
 
 
 def clock(entry: "TraceEntry", which: str) -> str:

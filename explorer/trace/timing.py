@@ -13,18 +13,37 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
+from explorer.trace.display import printable
 from explorer.trace.entry import duration
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Hold:
     """A handler that ran on a worker thread, from ``start`` to ``end`` (perf_counter seconds)."""
 
     connection: str
-    event: str  # what it was handling, short and printable
+    handled: tuple  # gist() of the event it handled: said only if someone is told to blame it
     thread: str
     start: float
     end: float
+
+    @property
+    def event(self):
+        """What it was handling, short and printable: ``websocket.receive '/sleep 2'``."""
+        event_type, text = self.handled
+        event_type = printable(str(event_type))
+        if text is None:
+            return event_type
+        return f"{event_type} {text[:40]!r}" + ("…" if len(text) > 40 else "")
+
+
+def gist(event):
+    """An event's type and the start of its text: all a Hold keeps of it, made at every handler's end."""
+    text = event.get("text") if isinstance(event, dict) else None
+    return (
+        event.get("type", "?") if isinstance(event, dict) else "?",
+        text[:41] if isinstance(text, str) else None,
+    )
 
 
 class HoldLedger:
