@@ -7,6 +7,7 @@ only, its output (the trace's console among it) kept line by line, and
 stopped by its PID.
 """
 
+import contextlib
 import datetime
 import os
 import platform
@@ -117,11 +118,37 @@ def machine():
     }
 
 
+RENDERER = b"explorer.trace.renderer"  # the trace's renderer process, in its command line
+
+
 def command_line(pid):
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return b""
+
+
+def children(pid):
+    """Process ``pid``'s children, whichever of its threads started them."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            found += [int(child) for child in (task / "children").read_text().split()]
+    return sorted(found)
+
+
+def gone(pid, timeout):
+    """Whether process ``pid`` (not necessarily this one's child) has ended within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return True
+        if state in ("Z", "X"):
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def free_port():
@@ -195,10 +222,18 @@ class RunningServer:
     @property
     def pid(self):
         """The process that runs the application: hypercorn and granian serve from a worker they start."""
-        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
-        found = children.read_text().split() if children.exists() else []
-        workers = [pid for pid in found if b"resource_tracker" not in command_line(pid)]
-        return int(workers[-1]) if workers else self.process.pid
+        workers = [
+            pid
+            for pid in children(self.process.pid)
+            if not any(helper in command_line(pid) for helper in (b"resource_tracker", RENDERER))
+        ]
+        return workers[-1] if workers else self.process.pid
+
+    @property
+    def renderer_pid(self):
+        """The trace's renderer process (``explorer.trace.renderer``), once the application has started it."""
+        found = [pid for pid in children(self.pid) if RENDERER in command_line(pid)]
+        return found[0] if found else None
 
     def wait_for(self, pattern, timeout=10, start=0):
         """The first output line from ``start`` on that matches ``pattern``."""

@@ -30,6 +30,9 @@ def test_a_quick_run_reports_every_subject_and_scenario(tmp_path):
         assert (
             0 < row["client_cpu_share"] <= 2
         )  # the bench's own CPU over the time: one thread, near one core
+    # The trace's renderer process did the traced subjects' rendering, and is counted apart.
+    traced = [row for subject, row in echo.items() if subject.endswith(("-compact", "-full"))]
+    assert sum(row["renderer_cpu_us_per_message"] for row in traced) > 0
     assert echo["raw"]["vs_raw"] == 1
     assert echo["bare-ac"]["vs_bare"] == echo["bare-sc"]["vs_bare"] == 1
     assert echo["explorer-sc-off"]["vs_trace_off"] == 1

@@ -14,6 +14,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from explorer.serving import gone
 from tests.conftest import WIRE_ENV, DaphneServer, rules_broken
 
 
@@ -209,13 +210,16 @@ async def test_a_killed_server_leaves_a_recording_of_whole_lines(tmp_path, endpo
             await ws.send("/burst 2000 100")
             for _ in range(2000):
                 await ws.recv()
-            # Killed while the listener is still writing the burst's records.
+            # Killed while the listener is still writing the burst's records; the renderer
+            # process writes out what it was sent, then ends.
+            renderer = daphne.renderer_pid
             daphne.process.send_signal(signal.SIGKILL)
             daphne.process.wait(timeout=10)
     except ConnectionClosed:
         pass
     finally:
         daphne.stop()
+    assert renderer is not None and gone(renderer, timeout=60)
     data = recording.read_bytes()
     assert data.endswith(b"\n")
     records = [json.loads(line) for line in data.decode("utf-8").splitlines()]

@@ -52,11 +52,15 @@ class BenchServer:
         return Path(f"/proc/{self.pid}/{name}") if self.pid else None
 
     def cpu_seconds(self):
-        if not self.pid:
+        return cpu_seconds(self.pid) if self.pid else None
+
+    def renderer_cpu_seconds(self):
+        """The trace's renderer process's CPU (none before the first traced record): the trace's
+        cost that is not the server's own."""
+        if not self.running:
             return None
-        # Fields 14 and 15 of /proc/PID/stat: user and system time, in clock ticks.
-        fields = self.proc("stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        pid = self.running.renderer_pid
+        return cpu_seconds(pid) if pid else 0.0
 
     def status(self, key):
         if not self.pid:
@@ -101,6 +105,15 @@ class BenchServer:
             self.running.stop()
 
 
+def cpu_seconds(pid):
+    # Fields 14 and 15 of /proc/PID/stat: user and system time, in clock ticks.
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
 def start_server(log, kind="daphne", environment=None):
     """``kind`` serving the bench's subjects on a free loopback port; its trace console goes to ``log``."""
     # The concurrency scenario holds the sync thread for 5 s on purpose: lift the hold budget.
@@ -142,13 +155,14 @@ async def echo(server, subject, connections, trips, on_progress=lambda n: None):
             latencies.append(time.perf_counter() - sent)
             on_progress(1)
 
-    cpu = server.cpu_seconds()
+    cpu, renderer_cpu = server.cpu_seconds(), server.renderer_cpu_seconds()
     client_cpu = time.process_time()
     started = time.perf_counter()
     await asyncio.wait_for(asyncio.gather(*(client(ws) for ws in clients)), TIMEOUT)
     elapsed = time.perf_counter() - started
     client_cpu = time.process_time() - client_cpu
     cpu = server.cpu_seconds() - cpu if cpu is not None else None
+    renderer_cpu = server.renderer_cpu_seconds() - renderer_cpu if renderer_cpu is not None else None
     await close_all(clients)
     messages = connections * trips
     return {
@@ -160,6 +174,7 @@ async def echo(server, subject, connections, trips, on_progress=lambda n: None):
         "p95_ms": percentile(latencies, 0.95) * 1000,
         "p99_ms": percentile(latencies, 0.99) * 1000,
         "cpu_us_per_message": cpu / messages * 1e6 if cpu is not None else None,
+        "renderer_cpu_us_per_message": renderer_cpu / messages * 1e6 if renderer_cpu is not None else None,
         # The bench's own share of a core: near 1, the client, not the server, sets the pace.
         "client_cpu_share": client_cpu / elapsed,
     }
@@ -250,7 +265,15 @@ async def scale(
     }
 
 
-ECHO_FIGURES = ("rate", "p50_ms", "p95_ms", "p99_ms", "cpu_us_per_message", "client_cpu_share")
+ECHO_FIGURES = (
+    "rate",
+    "p50_ms",
+    "p95_ms",
+    "p99_ms",
+    "cpu_us_per_message",
+    "renderer_cpu_us_per_message",
+    "client_cpu_share",
+)
 
 
 def median_rows(rows, figures=ECHO_FIGURES):

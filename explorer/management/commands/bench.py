@@ -27,6 +27,8 @@ from explorer.serving import SERVERS, machine
 MAX_SCALE = 9000  # client and server sockets together stay inside 20,000 open files
 QUICK = {"connections": 4, "trips": 40, "rounds": 1, "sleepers": 4, "scale": 100, "handshakes": 50}
 RECORDS_PER_ECHO = 3  # a traced echo: the receive in, the send out, the handler done (tests/test_bench.py)
+# Whose CPU the echo measures: the server's process, and the trace's renderer process beside it.
+CPU_FIGURES = (("server", "cpu_us_per_message"), ("renderer", "renderer_cpu_us_per_message"))
 CLIENT_BOUND = 0.9  # the bench's own share of a core past which the client sets the pace
 HANDSHAKE_SUBJECTS = (
     "raw",
@@ -70,12 +72,13 @@ def echo_ratio(numerator, denominator, key="rate"):
     return lambda m: ratio(echo_figure(m, numerator, key), echo_figure(m, denominator, key))
 
 
-def per_traced_event(kind, mode):
-    """Server CPU a traced event adds: the echo's CPU per message over trace off's, per record."""
+def per_traced_event(kind, mode, key="cpu_us_per_message"):
+    """CPU a traced event adds: the echo's CPU per message over trace off's, per record; the
+    server's own by default, the renderer process's with ``key="renderer_cpu_us_per_message"``."""
 
     def figure(measured):
-        traced = echo_figure(measured, f"explorer-{kind}-{mode}", "cpu_us_per_message")
-        off = echo_figure(measured, f"explorer-{kind}-off", "cpu_us_per_message")
+        traced = echo_figure(measured, f"explorer-{kind}-{mode}", key)
+        off = echo_figure(measured, f"explorer-{kind}-off", key)
         return (traced - off) / RECORDS_PER_ECHO if traced is not None and off is not None else None
 
     return figure
@@ -352,6 +355,7 @@ class Command(BaseCommand):
             "p95 ms",
             "p99 ms",
             "server CPU µs/msg",
+            "renderer CPU µs/msg",
             "client CPU",
             "vs raw",
             "vs bare",
@@ -366,6 +370,7 @@ class Command(BaseCommand):
                 number(row["p95_ms"], 2),
                 number(row["p99_ms"], 2),
                 number(row["cpu_us_per_message"]),
+                number(row["renderer_cpu_us_per_message"]),
                 percent(row["client_cpu_share"]),
                 percent(row["vs_raw"]),
                 percent(row["vs_bare"]),
@@ -382,12 +387,13 @@ class Command(BaseCommand):
                 )
             )
         for kind in ("ac", "sc"):
-            figures = [per_traced_event(kind, mode)(results) for mode in ("compact", "full")]
-            if None not in figures:
-                self.console.print(
-                    f"server CPU per traced event on explorer-{kind}: compact {figures[0]:.1f} µs, "
-                    f"full {figures[1]:.1f} µs ({RECORDS_PER_ECHO} records per echo, over trace off)"
-                )
+            for process, key in CPU_FIGURES:
+                figures = [per_traced_event(kind, mode, key)(results) for mode in ("compact", "full")]
+                if None not in figures:
+                    self.console.print(
+                        f"{process} CPU per traced event on explorer-{kind}: compact {figures[0]:.1f} µs, "
+                        f"full {figures[1]:.1f} µs ({RECORDS_PER_ECHO} records per echo, over trace off)"
+                    )
 
         shakes = Table(
             title=f"Handshakes: {sizes['handshakes']} per subject, {scenarios.CONNECT_BATCH} in flight, "
