@@ -8,14 +8,16 @@ only in that.
 
 import asyncio
 import time
+from collections.abc import Iterable
+from typing import Any, assert_never
 
 from channels.consumer import AsyncConsumer
 from channels.exceptions import StopConsumer
 
-from consumers.core import (
+from consumers.actions import (
+    Action,
     Block,
     DeliberateError,
-    ExplorerCore,
     Fail,
     Join,
     Leave,
@@ -27,6 +29,7 @@ from consumers.core import (
     Stop,
     Whoami,
 )
+from consumers.core import ExplorerCore
 from consumers.layer_errors import LAYER_ERRORS
 from consumers.limits import EVENT_LOOP, ConnectionLimits
 from consumers.whereabouts import process_stats, whereabouts
@@ -58,7 +61,7 @@ class ExplorerAsyncConsumer(AsyncConsumer):
     async def layer_restored(self, event):
         await self.perform(self.core.layer_restored(event))
 
-    async def perform(self, actions):
+    async def perform(self, actions: Iterable[Action]) -> None:
         for action in actions:
             match action:
                 case Send(event):
@@ -68,24 +71,34 @@ class ExplorerAsyncConsumer(AsyncConsumer):
                 case Block(seconds):
                     time.sleep(seconds)  # on purpose: the whole event loop stops
                 case Join(group):
-                    await self.call_layer("group_add", group, self.channel_name)
+                    if not await self.call_layer("group_add", group, self.channel_name):
+                        return
+                    await self.perform(self.core.joined(group))
                 case Leave(group):
-                    await self.call_layer("group_discard", group, self.channel_name)
+                    if not await self.call_layer("group_discard", group, self.channel_name):
+                        return
+                    await self.perform(self.core.left(group))
                 case Publish(group, message):
-                    await self.call_layer("group_send", group, message)
+                    if not await self.call_layer("group_send", group, message):
+                        return
                 case Whoami():
-                    await self.perform([self.core.whoami(whereabouts(self))])
+                    await self.perform(self.core.found(whereabouts(self)))
                 case Stats():
-                    await self.perform([self.core.stats(await process_stats())])
+                    await self.perform(self.core.found(await process_stats()))
                 case Note(text):
                     note(text)
                 case Fail(reason):
                     raise DeliberateError(reason)
                 case Stop():
                     raise StopConsumer
+                case _:
+                    assert_never(action)
 
-    async def call_layer(self, operation, *args):
+    async def call_layer(self, operation: str, group: str, *args: Any) -> bool:
+        """Whether the layer call went through; if not, the core's answer to the failure is performed."""
         try:
-            await getattr(self.channel_layer, operation)(*args)
+            await getattr(self.channel_layer, operation)(group, *args)
         except LAYER_ERRORS as error:  # the client hears why, the connection stays
-            await self.perform([self.core.layer_failed(operation, error)])
+            await self.perform(self.core.layer_failed(operation, group, error))
+            return False
+        return True
