@@ -34,6 +34,8 @@ from consumers.layer_errors import LAYER_ERRORS
 from consumers.limits import EVENT_LOOP, ConnectionLimits
 from consumers.whereabouts import process_stats, whereabouts
 from explorer.trace import note
+from explorer.trace.config import trace_config
+from explorer.trace.connection import SCOPE_KEY as CONNECTION_NAME
 from explorer.unsent import probe
 
 
@@ -43,7 +45,9 @@ class ExplorerAsyncConsumer(AsyncConsumer):
     async def websocket_connect(self, event):
         # What this consumer's /sleep and /block hold, and what the server holds for its client.
         limits = ConnectionLimits(sleeping=None, blocking=EVENT_LOOP, unsent=probe(self.base_send))
-        self.core = ExplorerCore(self.scope, limits=limits)
+        # The trace's name for the connection (given with the trace off too) and its redaction rules.
+        name = self.scope.get(CONNECTION_NAME, "?")
+        self.core = ExplorerCore(self.scope, name=name, redaction=trace_config(), limits=limits)
         await self.perform(self.core.connect())
 
     async def websocket_receive(self, event):

@@ -29,8 +29,7 @@ from consumers.actions import (
     Whoami,
 )
 from consumers.limits import MAX_ROOMS, ConnectionLimits
-from explorer.trace.connection import SCOPE_KEY as CONNECTION_NAME
-from explorer.trace.display import scope_as_json
+from explorer.redaction import Rules, scope_as_json
 
 # websocket.close codes an application may send through daphne: autobahn
 # refuses everything else (1001-2999 are the protocol's own).
@@ -234,13 +233,19 @@ class ExplorerCore:
         "?stop=1": "stop without accepting or closing: the application returns",
     }
 
-    def __init__(self, scope, show_credentials=None, limits=None):
+    def __init__(
+        self,
+        scope: Event,
+        name: str = "?",
+        redaction: Rules | None = None,
+        limits: ConnectionLimits | None = None,
+    ) -> None:
         self.scope = scope
+        # How room messages from this connection are signed: the shell passes
+        # the name the trace gives it (sc#3), so what a room says and the trace agree.
+        self.name = name
+        self.redaction = redaction  # what /scope hides; without it, /scope is refused
         self.limits = limits or ConnectionLimits()  # what this connection may make the server hold
-        self.show_credentials = show_credentials  # None: as the trace's setting says
-        # How room messages from this connection are signed: the name the
-        # trace gives it (sc#3), so what a room says and the trace agree.
-        self.name = scope.get(CONNECTION_NAME) or "?"
         self.rooms = {}  # the rooms joined, in order (a dict as an ordered set)
         self.options = ConnectOptions.from_query_string(scope.get("query_string", b""))
         self.offered_subprotocols = list(scope.get("subprotocols") or [])
@@ -367,7 +372,9 @@ class ExplorerCore:
         return [send_text("\n".join(lines))]
 
     def command_scope(self, args):
-        return [send_text(scope_as_json(self.scope, self.show_credentials))]
+        if self.redaction is None:
+            raise CommandError("/scope is off: this connection has no redaction rules")
+        return [send_text(scope_as_json(self.scope, self.redaction))]
 
     def command_whoami(self, args):
         return [Whoami()]

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import re
 import threading
 
 import pytest
@@ -462,3 +463,19 @@ async def test_text_utf8_cannot_encode_is_an_error_and_the_connection_stays_open
     await client.send_to(text_data="still open")
     assert await client.receive_from() == "still open"
     await client.disconnect()
+
+
+async def test_room_messages_are_signed_with_the_connections_name_with_the_trace_off(endpoint):
+    from django.test import override_settings
+
+    with override_settings(EXPLORER_TRACE={"MODE": "off"}):
+        client = communicator(endpoint)
+        await client.connect()
+        await client.send_to(text_data="/join lobby")
+        assert await client.receive_from() == "joined lobby"
+        await client.send_to(text_data="/say lobby hi")
+        sender = (await client.receive_from()).removeprefix("[lobby] ").removesuffix(": hi")
+        assert re.fullmatch(rf"{endpoint}#\d+", sender)
+        await client.send_to(text_data="/scope")
+        assert json.loads(await client.receive_from())["session"] == "<redacted>"
+        await client.disconnect()

@@ -221,14 +221,21 @@ def test_scope_replies_with_the_scope_as_json_with_credentials_redacted():
         "headers": [(b"host", b"example"), (b"cookie", b"sessionid=secret")],
         "subprotocols": [],
     }
-    [reply] = receive(ExplorerCore(scope), "/scope")
+    from dataclasses import replace
+
+    from explorer.trace.config import TraceConfig
+
+    assert receive(ExplorerCore(scope), "/scope")[0].event["text"].startswith("error: /scope is off")
+    [reply] = receive(ExplorerCore(scope, redaction=TraceConfig()), "/scope")
     shown = json.loads(reply.event["text"])
     assert shown["path"] == "/ws/ac/"
     assert shown["query_string"] == "a=1"
     assert ["host", "example"] in shown["headers"]
     assert ["cookie", "<redacted>"] in shown["headers"]
     assert "secret" not in reply.event["text"]
-    [revealed] = receive(ExplorerCore(scope, show_credentials=True), "/scope")
+    [revealed] = receive(
+        ExplorerCore(scope, redaction=replace(TraceConfig(), show_credentials=True)), "/scope"
+    )
     assert "sessionid=secret" in revealed.event["text"]
 
 
@@ -262,7 +269,7 @@ def test_bad_connect_options_are_reported_after_accepting(query, error):
 
 
 def test_rooms_join_say_and_leave_once_the_shell_says_it_is_done():
-    c = ExplorerCore({"type": "websocket", "trace_connection": "sc#7"})
+    c = ExplorerCore({"type": "websocket"}, name="sc#7")
     assert receive(c, "/join lobby") == [Join("lobby")]
     assert c.joined("lobby") == [Send({"type": "websocket.send", "text": "joined lobby"})]
     assert receive(c, "/say lobby hello there") == [
