@@ -30,9 +30,9 @@ from consumers.actions import (
     Whoami,
 )
 from consumers.core import ExplorerCore
-from consumers.layer_errors import LAYER_ERRORS
 from consumers.limits import EVENT_LOOP, ConnectionLimits
-from consumers.whereabouts import process_stats, whereabouts
+from consumers.process_report import process_stats, whereabouts
+from explorer.layers import OUTAGE_ERRORS
 from explorer.trace import note
 from explorer.trace.config import trace_config
 from explorer.trace.connection import SCOPE_KEY as CONNECTION_NAME
@@ -42,7 +42,7 @@ from explorer.unsent import probe
 class ExplorerAsyncConsumer(AsyncConsumer):
     trace_name = "ac"  # the trace calls its connections ac#N
 
-    async def websocket_connect(self, event):
+    async def websocket_connect(self, event: dict[str, Any]) -> None:
         # What this consumer's /sleep and /block hold, and what the server holds for its client.
         limits = ConnectionLimits(sleeping=None, blocking=EVENT_LOOP, unsent=probe(self.base_send))
         # The trace's name for the connection (given with the trace off too) and its redaction rules.
@@ -50,19 +50,19 @@ class ExplorerAsyncConsumer(AsyncConsumer):
         self.core = ExplorerCore(self.scope, name=name, redaction=trace_config(), limits=limits)
         await self.perform(self.core.connect())
 
-    async def websocket_receive(self, event):
+    async def websocket_receive(self, event: dict[str, Any]) -> None:
         await self.perform(self.core.receive(event))
 
-    async def websocket_disconnect(self, event):
+    async def websocket_disconnect(self, event: dict[str, Any]) -> None:
         await self.perform(self.core.disconnect(event))
 
-    async def room_message(self, event):
+    async def room_message(self, event: dict[str, Any]) -> None:
         await self.perform(self.core.room_message(event))
 
-    async def layer_unavailable(self, event):
+    async def layer_unavailable(self, event: dict[str, Any]) -> None:
         await self.perform(self.core.layer_unavailable(event))
 
-    async def layer_restored(self, event):
+    async def layer_restored(self, event: dict[str, Any]) -> None:
         await self.perform(self.core.layer_restored(event))
 
     async def perform(self, actions: Iterable[Action]) -> None:
@@ -102,7 +102,7 @@ class ExplorerAsyncConsumer(AsyncConsumer):
         """Whether the layer call went through; if not, the core's answer to the failure is performed."""
         try:
             await getattr(self.channel_layer, operation)(group, *args)
-        except LAYER_ERRORS as error:  # the client hears why, the connection stays
+        except OUTAGE_ERRORS as error:  # the client hears why, the connection stays
             await self.perform(self.core.layer_failed(operation, group, error))
             return False
         return True

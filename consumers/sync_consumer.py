@@ -30,9 +30,9 @@ from consumers.actions import (
     Whoami,
 )
 from consumers.core import ExplorerCore
-from consumers.layer_errors import LAYER_ERRORS
 from consumers.limits import SYNC_THREAD, ConnectionLimits
-from consumers.whereabouts import process_stats, whereabouts
+from consumers.process_report import process_stats, whereabouts
+from explorer.layers import OUTAGE_ERRORS
 from explorer.trace import note
 from explorer.trace.config import trace_config
 from explorer.trace.connection import SCOPE_KEY as CONNECTION_NAME
@@ -42,7 +42,7 @@ from explorer.unsent import probe
 class ExplorerSyncConsumer(SyncConsumer):
     trace_name = "sc"  # the trace calls its connections sc#N
 
-    def websocket_connect(self, event):
+    def websocket_connect(self, event: dict[str, Any]) -> None:
         # What this consumer's /sleep and /block hold, and what the server holds for its client.
         limits = ConnectionLimits(sleeping=SYNC_THREAD, blocking=SYNC_THREAD, unsent=probe(self.base_send))
         # The trace's name for the connection (given with the trace off too) and its redaction rules.
@@ -50,19 +50,19 @@ class ExplorerSyncConsumer(SyncConsumer):
         self.core = ExplorerCore(self.scope, name=name, redaction=trace_config(), limits=limits)
         self.perform(self.core.connect())
 
-    def websocket_receive(self, event):
+    def websocket_receive(self, event: dict[str, Any]) -> None:
         self.perform(self.core.receive(event))
 
-    def websocket_disconnect(self, event):
+    def websocket_disconnect(self, event: dict[str, Any]) -> None:
         self.perform(self.core.disconnect(event))
 
-    def room_message(self, event):
+    def room_message(self, event: dict[str, Any]) -> None:
         self.perform(self.core.room_message(event))
 
-    def layer_unavailable(self, event):
+    def layer_unavailable(self, event: dict[str, Any]) -> None:
         self.perform(self.core.layer_unavailable(event))
 
-    def layer_restored(self, event):
+    def layer_restored(self, event: dict[str, Any]) -> None:
         self.perform(self.core.layer_restored(event))
 
     def perform(self, actions: Iterable[Action]) -> None:
@@ -102,7 +102,7 @@ class ExplorerSyncConsumer(SyncConsumer):
         """Whether the layer call went through; if not, the core's answer to the failure is performed."""
         try:
             async_to_sync(getattr(self.channel_layer, operation))(group, *args)
-        except LAYER_ERRORS as error:  # the client hears why, the connection stays
+        except OUTAGE_ERRORS as error:  # the client hears why, the connection stays
             self.perform(self.core.layer_failed(operation, group, error))
             return False
         return True
