@@ -8,14 +8,16 @@ only in that.
 
 import asyncio
 import time
+from collections.abc import Iterable
+from typing import Any, assert_never
 
 from channels.consumer import AsyncConsumer
 from channels.exceptions import StopConsumer
 
-from consumers.core import (
+from consumers.actions import (
+    Action,
     Block,
     DeliberateError,
-    ExplorerCore,
     Fail,
     Join,
     Leave,
@@ -27,38 +29,43 @@ from consumers.core import (
     Stop,
     Whoami,
 )
-from consumers.layer_errors import LAYER_ERRORS
+from consumers.core import ExplorerCore
 from consumers.limits import EVENT_LOOP, ConnectionLimits
-from consumers.whereabouts import process_stats, whereabouts
+from consumers.process_report import process_stats, whereabouts
+from explorer.layers import OUTAGE_ERRORS
 from explorer.trace import note
+from explorer.trace.config import trace_config
+from explorer.trace.connection import SCOPE_KEY as CONNECTION_NAME
 from explorer.unsent import probe
 
 
 class ExplorerAsyncConsumer(AsyncConsumer):
     trace_name = "ac"  # the trace calls its connections ac#N
 
-    async def websocket_connect(self, event):
+    async def websocket_connect(self, event: dict[str, Any]) -> None:
         # What this consumer's /sleep and /block hold, and what the server holds for its client.
         limits = ConnectionLimits(sleeping=None, blocking=EVENT_LOOP, unsent=probe(self.base_send))
-        self.core = ExplorerCore(self.scope, limits=limits)
+        # The trace's name for the connection (given with the trace off too) and its redaction rules.
+        name = self.scope.get(CONNECTION_NAME, "?")
+        self.core = ExplorerCore(self.scope, name=name, redaction=trace_config(), limits=limits)
         await self.perform(self.core.connect())
 
-    async def websocket_receive(self, event):
+    async def websocket_receive(self, event: dict[str, Any]) -> None:
         await self.perform(self.core.receive(event))
 
-    async def websocket_disconnect(self, event):
+    async def websocket_disconnect(self, event: dict[str, Any]) -> None:
         await self.perform(self.core.disconnect(event))
 
-    async def room_message(self, event):
+    async def room_message(self, event: dict[str, Any]) -> None:
         await self.perform(self.core.room_message(event))
 
-    async def layer_unavailable(self, event):
+    async def layer_unavailable(self, event: dict[str, Any]) -> None:
         await self.perform(self.core.layer_unavailable(event))
 
-    async def layer_restored(self, event):
+    async def layer_restored(self, event: dict[str, Any]) -> None:
         await self.perform(self.core.layer_restored(event))
 
-    async def perform(self, actions):
+    async def perform(self, actions: Iterable[Action]) -> None:
         for action in actions:
             match action:
                 case Send(event):
@@ -68,24 +75,34 @@ class ExplorerAsyncConsumer(AsyncConsumer):
                 case Block(seconds):
                     time.sleep(seconds)  # on purpose: the whole event loop stops
                 case Join(group):
-                    await self.call_layer("group_add", group, self.channel_name)
+                    if not await self.call_layer("group_add", group, self.channel_name):
+                        return
+                    await self.perform(self.core.joined(group))
                 case Leave(group):
-                    await self.call_layer("group_discard", group, self.channel_name)
+                    if not await self.call_layer("group_discard", group, self.channel_name):
+                        return
+                    await self.perform(self.core.left(group))
                 case Publish(group, message):
-                    await self.call_layer("group_send", group, message)
+                    if not await self.call_layer("group_send", group, message):
+                        return
                 case Whoami():
-                    await self.perform([self.core.whoami(whereabouts(self))])
+                    await self.perform(self.core.found(whereabouts(self)))
                 case Stats():
-                    await self.perform([self.core.stats(await process_stats())])
+                    await self.perform(self.core.found(await process_stats()))
                 case Note(text):
                     note(text)
                 case Fail(reason):
                     raise DeliberateError(reason)
                 case Stop():
                     raise StopConsumer
+                case _:
+                    assert_never(action)
 
-    async def call_layer(self, operation, *args):
+    async def call_layer(self, operation: str, group: str, *args: Any) -> bool:
+        """Whether the layer call went through; if not, the core's answer to the failure is performed."""
         try:
-            await getattr(self.channel_layer, operation)(*args)
-        except LAYER_ERRORS as error:  # the client hears why, the connection stays
-            await self.perform([self.core.layer_failed(operation, error)])
+            await getattr(self.channel_layer, operation)(group, *args)
+        except OUTAGE_ERRORS as error:  # the client hears why, the connection stays
+            await self.perform(self.core.layer_failed(operation, group, error))
+            return False
+        return True

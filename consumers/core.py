@@ -9,12 +9,27 @@ difference the explorer exists to show.
 
 import json
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import parse_qs
 
+from consumers.actions import (
+    Action,
+    Block,
+    Fail,
+    Join,
+    Leave,
+    Note,
+    Publish,
+    Send,
+    Sleep,
+    Stats,
+    Stop,
+    Whoami,
+)
 from consumers.limits import MAX_ROOMS, ConnectionLimits
-from explorer.trace.connection import SCOPE_KEY as CONNECTION_NAME
-from explorer.trace.display import scope_as_json
+from explorer.redaction import Rules, scope_as_json
 
 # websocket.close codes an application may send through daphne: autobahn
 # refuses everything else (1001-2999 are the protocol's own).
@@ -40,96 +55,18 @@ ROOM_MESSAGE = "room.message"  # the explorer's own channel-layer event type
 # RFC 9110 token characters: what a header name may be made of.
 HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
-
-@dataclass(frozen=True, slots=True)
-class Send:
-    """Send this event dict to the server."""
-
-    event: dict
-
-
-@dataclass(frozen=True, slots=True)
-class Stop:
-    """Stop the consumer (raise ``StopConsumer``): the connection is over."""
-
-
-@dataclass(frozen=True, slots=True)
-class Sleep:
-    """Wait without holding anything: ``asyncio.sleep`` in an AsyncConsumer.
-
-    A SyncConsumer has no other way to wait than ``time.sleep``, so there it
-    holds its worker thread like ``Block``.
-    """
-
-    seconds: float
-
-
-@dataclass(frozen=True, slots=True)
-class Block:
-    """``time.sleep`` in both: blocks the event loop (async) or the worker thread (sync)."""
-
-    seconds: float
-
-
-@dataclass(frozen=True, slots=True)
-class Note:
-    """Say ``text`` in the trace, on the connection's line: why a command was refused."""
-
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class Fail:
-    """Raise ``DeliberateError(reason)`` in the handler, as a failing consumer would."""
-
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class Whoami:
-    """Reply with where the handler runs, which only the consumer can see."""
-
-
-@dataclass(frozen=True, slots=True)
-class Stats:
-    """Reply with the server process's figures, gathered on its event loop."""
-
-
-@dataclass(frozen=True, slots=True)
-class Join:
-    """``group_add`` this consumer's channel to ``group``."""
-
-    group: str
-
-
-@dataclass(frozen=True, slots=True)
-class Leave:
-    """``group_discard`` this consumer's channel from ``group``."""
-
-    group: str
-
-
-@dataclass(frozen=True, slots=True)
-class Publish:
-    """``group_send`` ``message`` to everyone in ``group``."""
-
-    group: str
-    message: dict
-
-
-class DeliberateError(RuntimeError):
-    """Raised on purpose (``/raise``, ``?raise=1``) to show what a failing handler does."""
+Event = dict[str, Any]  # an ASGI event, or a channel-layer message
 
 
 class CommandError(ValueError):
     """A command the client typed is malformed; its text is the reply."""
 
 
-def is_application_close_code(code):
+def is_application_close_code(code: int) -> bool:
     return code == 1000 or 3000 <= code <= 4999
 
 
-def valid_close_code(word):
+def valid_close_code(word: str) -> int:
     code = number(word, 0, 65535)
     if code is None:
         raise CommandError(f"close code must be a whole number, got {word!r}")
@@ -141,14 +78,23 @@ def valid_close_code(word):
     return code
 
 
-def valid_close_reason(reason):
-    size = len(reason.encode("utf-8"))
+def valid_close_reason(reason: str) -> str:
+    size = len(utf8(reason, "the close reason"))
     if size > MAX_CLOSE_REASON_BYTES:
         raise CommandError(f"close reason is {size} bytes of UTF-8; the limit is {MAX_CLOSE_REASON_BYTES}")
     return reason
 
 
-def number(word, low, high, whole=True):
+def utf8(text: str, what: str) -> bytes:
+    """``text`` as UTF-8, which a lone surrogate (JSON's "\\ud800" from a client) cannot be."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        surrogate = text[error.start : error.end]
+        raise CommandError(f"{what} cannot be sent: {surrogate!r} is a lone surrogate, not UTF-8") from None
+
+
+def number(word: object, low: float, high: float, whole: bool = True) -> float | None:
     """The one way a number a client sent is read: ASCII digits only, and a decimal point unless ``whole``.
 
     str.isdigit() takes '²' and '①', and int() and float() take '٤', ' 4',
@@ -162,21 +108,21 @@ def number(word, low, high, whole=True):
     return value if low <= value <= high else None
 
 
-def valid_seconds(word, what):
+def valid_seconds(word: str, what: str) -> float:
     seconds = number(word, 0, MAX_SECONDS, whole=False)
     if seconds is None:
         raise CommandError(f"{what} takes SECONDS from 0 to {MAX_SECONDS}, got {word!r}")
     return seconds
 
 
-def valid_count(word, what, low, high):
+def valid_count(word: str, what: str, low: int, high: int) -> int:
     count = number(word, low, high)
     if count is None:
         raise CommandError(f"{what} must be a whole number from {low:,} to {high:,}, got {word!r}")
     return count
 
 
-def valid_room(word):
+def valid_room(word: str) -> str:
     if not ROOM_NAME.fullmatch(word or ""):
         raise CommandError(
             f"room names are ASCII letters, digits, hyphen, underscore and period, "
@@ -185,7 +131,7 @@ def valid_room(word):
     return word
 
 
-def valid_header(spec):
+def valid_header(spec: str) -> tuple[bytes, bytes]:
     """``NAME:VALUE`` from ``?header=`` as an ASGI byte pair."""
     name, colon, value = spec.partition(":")
     name, value = name.strip(), value.strip()
@@ -215,7 +161,7 @@ class ConnectOptions:
     problems: tuple = field(default=())
 
     @classmethod
-    def from_query_string(cls, query_string):
+    def from_query_string(cls, query_string: bytes) -> "ConnectOptions":
         query = parse_qs(query_string.decode("latin-1"))
         problems, headers, delay, deny = [], [], 0, None
 
@@ -249,7 +195,7 @@ class ConnectOptions:
         )
 
 
-def choose_subprotocol(offered, wanted):
+def choose_subprotocol(offered: list[str], wanted: str | None) -> str | None:
     """The one named by ``?subprotocol=`` if offered, else the first offered."""
     if not offered:
         return None
@@ -287,13 +233,19 @@ class ExplorerCore:
         "?stop=1": "stop without accepting or closing: the application returns",
     }
 
-    def __init__(self, scope, show_credentials=None, limits=None):
+    def __init__(
+        self,
+        scope: Event,
+        name: str = "?",
+        redaction: Rules | None = None,
+        limits: ConnectionLimits | None = None,
+    ) -> None:
         self.scope = scope
+        # How room messages from this connection are signed: the shell passes
+        # the name the trace gives it (sc#3), so what a room says and the trace agree.
+        self.name = name
+        self.redaction = redaction  # what /scope hides; without it, /scope is refused
         self.limits = limits or ConnectionLimits()  # what this connection may make the server hold
-        self.show_credentials = show_credentials  # None: as the trace's setting says
-        # How room messages from this connection are signed: the name the
-        # trace gives it (sc#3), so what a room says and the trace agree.
-        self.name = scope.get(CONNECTION_NAME) or "?"
         self.rooms = {}  # the rooms joined, in order (a dict as an ordered set)
         self.options = ConnectOptions.from_query_string(scope.get("query_string", b""))
         self.offered_subprotocols = list(scope.get("subprotocols") or [])
@@ -301,7 +253,7 @@ class ExplorerCore:
 
     # Events in, actions out.
 
-    def connect(self):
+    def connect(self) -> list[Action]:
         actions, problems = [], list(self.options.problems)
         if self.options.delay:
             refusal = self.limits.hold("sleep", self.options.delay)
@@ -332,7 +284,7 @@ class ExplorerCore:
         actions += [send_text(f"error: {problem}") for problem in problems]
         return actions
 
-    def receive(self, message):
+    def receive(self, message: Event) -> Iterable[Action]:
         if self.closing:
             # Frames still arrive until the client answers our close: ignore them.
             return []
@@ -350,12 +302,15 @@ class ExplorerCore:
         except CommandError as error:
             return [send_text(f"error: {error}")]
 
-    def disconnect(self, message):
+    def disconnect(self, message: Event) -> list[Action]:
         self.closing = True
-        # Groups outlive connections: leave them, or the layer keeps sending.
-        return [*(Leave(room) for room in self.rooms), Stop()]
+        return self.leaving()
 
-    def layer_unavailable(self, message):
+    def leaving(self) -> list[Action]:
+        """Groups outlive connections: leave them one at a time, each told back, then stop."""
+        return [Leave(next(iter(self.rooms)))] if self.rooms else [Stop()]
+
+    def layer_unavailable(self, message: Event) -> list[Action]:
         """The channel layer cannot be reached: the rooms this connection is in are paused."""
         if self.closing or not self.rooms:
             return []
@@ -363,7 +318,7 @@ class ExplorerCore:
         # What went wrong (the Redis address in it) is for the trace, which shows the event.
         return [send_text(f"error: the channel layer is unavailable; {rooms} paused")]
 
-    def layer_restored(self, message):
+    def layer_restored(self, message: Event) -> list[Action]:
         """The channel layer is back, perhaps empty: join the rooms again."""
         if self.closing or not self.rooms:
             return []
@@ -372,12 +327,33 @@ class ExplorerCore:
             send_text(f"channel layer back; rejoined {', '.join(self.rooms)}"),
         ]
 
-    def layer_failed(self, operation, error):
-        """A group_add, group_discard or group_send that the layer refused."""
-        # The error's text names the Redis server: the trace notes it, the client is not told.
-        return send_text(f"error: {operation} failed ({type(error).__name__}); try again later")
+    # What the shell reports back: the result of an action that can fail.
 
-    def room_message(self, message):
+    def joined(self, room: str) -> list[Action]:
+        """``Join(room)`` went through: the room is joined (or, after an outage, joined again)."""
+        if room in self.rooms:
+            return []
+        self.rooms[room] = True
+        return [send_text(f"joined {room}")]
+
+    def left(self, room: str) -> list[Action]:
+        """``Leave(room)`` went through."""
+        self.rooms.pop(room, None)
+        return self.leaving() if self.closing else [send_text(f"left {room}")]
+
+    def layer_failed(self, operation: str, group: str, error: Exception) -> list[Action]:
+        """A group_add, group_discard or group_send that the layer refused; the shell does no more."""
+        if self.closing:  # nobody to tell: leave the other rooms
+            self.rooms.pop(group, None)
+            return self.leaving()
+        # The error's text names the Redis server: the trace notes it, the client is not told.
+        return [send_text(f"error: {operation} failed ({type(error).__name__}); try again later")]
+
+    def found(self, facts: dict[str, Any]) -> list[Action]:
+        """The reply to ``/whoami`` and ``/stats``: what the consumer found out, which the core cannot see."""
+        return [send_text(json.dumps(facts, indent=2))]
+
+    def room_message(self, message: Event) -> list[Action]:
         """A ``room.message`` from the channel layer: pass it on to the client."""
         if self.closing:
             return []
@@ -396,24 +372,18 @@ class ExplorerCore:
         return [send_text("\n".join(lines))]
 
     def command_scope(self, args):
-        return [send_text(scope_as_json(self.scope, self.show_credentials))]
+        if self.redaction is None:
+            raise CommandError("/scope is off: this connection has no redaction rules")
+        return [send_text(scope_as_json(self.scope, self.redaction))]
 
     def command_whoami(self, args):
         return [Whoami()]
 
-    def whoami(self, whereabouts):
-        """The reply to ``/whoami``, from what the consumer found out about itself."""
-        return send_text(json.dumps(whereabouts, indent=2))
-
     def command_stats(self, args):
         return [Stats()]
 
-    def stats(self, figures):
-        """The reply to ``/stats``, from what the consumer gathered."""
-        return send_text(json.dumps(figures, indent=2))
-
     def command_bytes(self, args):
-        return [send_bytes(args.encode("utf-8"))]
+        return [send_bytes(utf8(args, "/bytes TEXT"))]
 
     def command_burst(self, args):
         words = args.split()
@@ -449,14 +419,13 @@ class ExplorerCore:
             raise CommandError(f"already in room {room}")
         if len(self.rooms) >= MAX_ROOMS:
             raise CommandError(f"a connection may be in {MAX_ROOMS} rooms at most; /leave one first")
-        self.rooms[room] = True
-        return [Join(room), send_text(f"joined {room}")]
+        return [Join(room)]
 
     def command_leave(self, args):
         room = valid_room(args)
-        if self.rooms.pop(room, None) is None:
+        if room not in self.rooms:
             raise CommandError(f"not in room {room}")
-        return [Leave(room), send_text(f"left {room}")]
+        return [Leave(room)]
 
     def command_say(self, args):
         room, _, text = args.partition(" ")
@@ -484,7 +453,7 @@ class ExplorerCore:
         return [Send(event)]
 
 
-def burst(count, size, limits):
+def burst(count: int, size: int, limits: ConnectionLimits) -> Iterator[Action]:
     """``count`` numbered text messages of exactly ``size`` bytes, one at a time, while the budget lasts."""
     filler = "." * size
     for number in range(1, count + 1):
@@ -498,12 +467,12 @@ def burst(count, size, limits):
         yield send_text((label + filler)[:size])
 
 
-def refused(why):
+def refused(why: str) -> list[Action]:
     """What a budget's refusal is: a line in the trace and an error the client reads."""
     return [Note(why), send_text(f"error: {why}")]
 
 
-def denial(status, body):
+def denial(status: int, body: str) -> list[Action]:
     """A handshake answered with an HTTP response (the websocket.http.response extension)."""
     return [
         Send(
@@ -517,9 +486,9 @@ def denial(status, body):
     ]
 
 
-def send_text(text):
+def send_text(text: str) -> Send:
     return Send({"type": "websocket.send", "text": text})
 
 
-def send_bytes(data):
+def send_bytes(data: bytes) -> Send:
     return Send({"type": "websocket.send", "bytes": data})

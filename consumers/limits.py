@@ -27,7 +27,9 @@ import threading
 import time
 import weakref
 from collections import deque
+from collections.abc import Callable
 
+Clock = Callable[[], float]
 SYNC_THREAD = "the sync thread"
 EVENT_LOOP = "the event loop"
 HOLD_WINDOW = 10.0  # seconds
@@ -39,7 +41,7 @@ MAX_ROOMS = 100
 MIB = 1024 * 1024
 
 
-def hold_share():
+def hold_share() -> float:
     """HOLD_SHARE, unless settings.EXPLORER_HOLD_SHARE says otherwise (the bench lifts it to measure)."""
     from django.conf import settings
 
@@ -49,20 +51,20 @@ def hold_share():
 class Holds:
     """Who held which shared thread, and when: process-wide, for every connection."""
 
-    def __init__(self, clock=time.monotonic, share=hold_share):
+    def __init__(self, clock: Clock = time.monotonic, share: Callable[[], float] = hold_share) -> None:
         self.clock = clock
         self.share = share
         self.spans = {}  # resource -> deque of (start, end)
         self.lock = threading.Lock()  # SyncConsumers ask from the worker thread, AsyncConsumers from the loop
 
-    def held(self, resource, now):
+    def held(self, resource: str, now: float) -> float:
         """Seconds ``resource`` is held by granted holds within the window that ends ``now``."""
         spans = self.spans.setdefault(resource, deque())
         while spans and spans[0][1] < now - HOLD_WINDOW:
             spans.popleft()
         return sum(min(end, now + HOLD_WINDOW) - max(start, now - HOLD_WINDOW) for start, end in spans)
 
-    def grant(self, resource, seconds):
+    def grant(self, resource: str, seconds: float) -> tuple[bool, float]:
         """The hold, if the budget allows it: (granted, seconds already held in the window)."""
         with self.lock:
             now = self.clock()
@@ -85,7 +87,14 @@ class ConnectionLimits:
     or None where the server does not show it.
     """
 
-    def __init__(self, sleeping=None, blocking=None, unsent=None, holds=HOLDS, clock=time.monotonic):
+    def __init__(
+        self,
+        sleeping: str | None = None,
+        blocking: str | None = None,
+        unsent: Callable[[], "int | Paused | None"] | None = None,
+        holds: Holds = HOLDS,
+        clock: Clock = time.monotonic,
+    ) -> None:
         self.holding = {"sleep": sleeping, "block": blocking}
         self.unsent = unsent or (lambda: None)
         self.holds = holds
@@ -95,7 +104,7 @@ class ConnectionLimits:
         self.since_check = CHECK_EVERY  # look at the first message
         WATCHED.add(self)
 
-    def hold(self, command, seconds):
+    def hold(self, command: str, seconds: float) -> str | None:
         """None if ``command`` (sleep or block) may hold for ``seconds``, else why not."""
         resource = self.holding[command]
         if resource is None or seconds == 0:
@@ -116,7 +125,7 @@ class ConnectionLimits:
         self.rested_at = now + 2 * seconds
         return None
 
-    def send(self, size):
+    def send(self, size: int) -> str | None:
         """None if a message of ``size`` bytes may be sent now, else why not.
 
         Asked before every message: a look at this client's buffer is cheap,
@@ -144,18 +153,18 @@ class ConnectionLimits:
                 )
         return None
 
-    def writable(self):
+    def writable(self) -> bool:
         """Whether the server is writing to this client: a send would not wait."""
         return self.unsent() is not PAUSED
 
-    def checked(self):
+    def checked(self) -> bool:
         """Whether CHECK_EVERY bytes have been asked for since the last time this said so."""
         if self.since_check < CHECK_EVERY:
             return False
         self.since_check = 0
         return True
 
-    def asked_too_much(self):
+    def asked_too_much(self) -> str | None:
         now = self.clock()
         while self.asked and self.asked[0][0] < now - HOLD_WINDOW:
             self.asked.popleft()

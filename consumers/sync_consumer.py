@@ -7,15 +7,17 @@ only in that.
 """
 
 import time
+from collections.abc import Iterable
+from typing import Any, assert_never
 
 from asgiref.sync import async_to_sync
 from channels.consumer import SyncConsumer
 from channels.exceptions import StopConsumer
 
-from consumers.core import (
+from consumers.actions import (
+    Action,
     Block,
     DeliberateError,
-    ExplorerCore,
     Fail,
     Join,
     Leave,
@@ -27,38 +29,43 @@ from consumers.core import (
     Stop,
     Whoami,
 )
-from consumers.layer_errors import LAYER_ERRORS
+from consumers.core import ExplorerCore
 from consumers.limits import SYNC_THREAD, ConnectionLimits
-from consumers.whereabouts import process_stats, whereabouts
+from consumers.process_report import process_stats, whereabouts
+from explorer.layers import OUTAGE_ERRORS
 from explorer.trace import note
+from explorer.trace.config import trace_config
+from explorer.trace.connection import SCOPE_KEY as CONNECTION_NAME
 from explorer.unsent import probe
 
 
 class ExplorerSyncConsumer(SyncConsumer):
     trace_name = "sc"  # the trace calls its connections sc#N
 
-    def websocket_connect(self, event):
+    def websocket_connect(self, event: dict[str, Any]) -> None:
         # What this consumer's /sleep and /block hold, and what the server holds for its client.
         limits = ConnectionLimits(sleeping=SYNC_THREAD, blocking=SYNC_THREAD, unsent=probe(self.base_send))
-        self.core = ExplorerCore(self.scope, limits=limits)
+        # The trace's name for the connection (given with the trace off too) and its redaction rules.
+        name = self.scope.get(CONNECTION_NAME, "?")
+        self.core = ExplorerCore(self.scope, name=name, redaction=trace_config(), limits=limits)
         self.perform(self.core.connect())
 
-    def websocket_receive(self, event):
+    def websocket_receive(self, event: dict[str, Any]) -> None:
         self.perform(self.core.receive(event))
 
-    def websocket_disconnect(self, event):
+    def websocket_disconnect(self, event: dict[str, Any]) -> None:
         self.perform(self.core.disconnect(event))
 
-    def room_message(self, event):
+    def room_message(self, event: dict[str, Any]) -> None:
         self.perform(self.core.room_message(event))
 
-    def layer_unavailable(self, event):
+    def layer_unavailable(self, event: dict[str, Any]) -> None:
         self.perform(self.core.layer_unavailable(event))
 
-    def layer_restored(self, event):
+    def layer_restored(self, event: dict[str, Any]) -> None:
         self.perform(self.core.layer_restored(event))
 
-    def perform(self, actions):
+    def perform(self, actions: Iterable[Action]) -> None:
         for action in actions:
             match action:
                 case Send(event):
@@ -68,24 +75,34 @@ class ExplorerSyncConsumer(SyncConsumer):
                 case Block(seconds):
                     time.sleep(seconds)
                 case Join(group):
-                    self.call_layer("group_add", group, self.channel_name)
+                    if not self.call_layer("group_add", group, self.channel_name):
+                        return
+                    self.perform(self.core.joined(group))
                 case Leave(group):
-                    self.call_layer("group_discard", group, self.channel_name)
+                    if not self.call_layer("group_discard", group, self.channel_name):
+                        return
+                    self.perform(self.core.left(group))
                 case Publish(group, message):
-                    self.call_layer("group_send", group, message)
+                    if not self.call_layer("group_send", group, message):
+                        return
                 case Whoami():
-                    self.perform([self.core.whoami(whereabouts(self))])
+                    self.perform(self.core.found(whereabouts(self)))
                 case Stats():
-                    self.perform([self.core.stats(async_to_sync(process_stats)())])
+                    self.perform(self.core.found(async_to_sync(process_stats)()))
                 case Note(text):
                     note(text)
                 case Fail(reason):
                     raise DeliberateError(reason)
                 case Stop():
                     raise StopConsumer
+                case _:
+                    assert_never(action)
 
-    def call_layer(self, operation, *args):
+    def call_layer(self, operation: str, group: str, *args: Any) -> bool:
+        """Whether the layer call went through; if not, the core's answer to the failure is performed."""
         try:
-            async_to_sync(getattr(self.channel_layer, operation))(*args)
-        except LAYER_ERRORS as error:  # the client hears why, the connection stays
-            self.perform([self.core.layer_failed(operation, error)])
+            async_to_sync(getattr(self.channel_layer, operation))(group, *args)
+        except OUTAGE_ERRORS as error:  # the client hears why, the connection stays
+            self.perform(self.core.layer_failed(operation, group, error))
+            return False
+        return True

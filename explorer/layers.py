@@ -14,6 +14,9 @@ import asyncio
 import redis.exceptions
 from channels_redis.core import RedisChannelLayer
 
+# What channels_redis raises when Redis cannot be reached: this layer rides them
+# out on receive, and both consumers catch them around group_add, group_discard
+# and group_send, so an outage is a clear reply, not a 1011. The in-memory layer never raises them.
 OUTAGE_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 RETRY_SECONDS = 1.0  # how often a consumer's receive asks whether Redis is back
 # Just after Redis is back, a pooled connection from before the outage can

@@ -8,10 +8,9 @@ reaches the console only through ``repr``, which escapes control characters
 and escape sequences; Rich is never asked to read markup.
 """
 
-import json
 from itertools import islice
 
-from explorer.trace import redaction
+from explorer import redaction
 
 MAX_DEPTH = 8
 MAX_ITEMS = 100
@@ -179,42 +178,3 @@ def shown_user(user, config):
         return Opaque(f"<{type(wrapped).__name__}: {printable(str(user))[: config.max_payload]}>")
     except Exception as error:
         return Opaque(f"<user unreadable: {type(error).__name__}>")
-
-
-SCOPE_REPLY_LIMIT = 4096  # /scope answers in full, within reason
-
-
-class ShownConfig:
-    """What ``shown_scope`` needs to know, for callers without a trace config."""
-
-    __slots__ = ("credential_subprotocols", "credentials", "max_payload", "show_credentials")
-
-    def __init__(self, max_payload, show_credentials, like):
-        self.max_payload = max_payload
-        self.show_credentials = show_credentials
-        self.credentials = like.credentials
-        self.credential_subprotocols = like.credential_subprotocols
-
-
-def jsonable(value):
-    """A shown value as plain JSON types: bytes as latin-1 text, markers as their repr."""
-    if isinstance(value, dict):
-        return {str(jsonable(key)): jsonable(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(item) for item in value]
-    if isinstance(value, bytes):
-        return value.decode("latin-1")
-    if isinstance(value, (Redacted, Shortened, Opaque)):
-        return repr(value)
-    return value
-
-
-def scope_as_json(scope, show_credentials=None):
-    """The scope as ``/scope`` answers it: redacted like the trace (``None``: as its setting says)."""
-    from explorer.trace.config import trace_config
-
-    traced = trace_config()
-    if show_credentials is None:
-        show_credentials = traced.show_credentials
-    config = ShownConfig(SCOPE_REPLY_LIMIT, show_credentials, traced)
-    return json.dumps(jsonable(shown_scope(scope, config)), indent=2, ensure_ascii=False)

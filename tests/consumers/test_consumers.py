@@ -2,13 +2,14 @@
 
 import asyncio
 import json
+import re
 import threading
 
 import pytest
 from channels.testing import WebsocketCommunicator
 
+from consumers.actions import DeliberateError
 from consumers.async_consumer import ExplorerAsyncConsumer
-from consumers.core import DeliberateError
 from consumers.sync_consumer import ExplorerSyncConsumer
 from explorer.asgi import application
 
@@ -354,3 +355,127 @@ async def test_stats_peak_memory_is_never_below_the_current(endpoint):
     stats = json.loads(await client.receive_from())
     await client.disconnect()
     assert stats["peak_rss_kib"] >= stats["rss_kib"] > 0
+
+
+@pytest.fixture
+def failing_layer(monkeypatch):
+    """The channel layer's group calls fail as channels_redis' do when Redis is gone; ``fail`` picks which."""
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    failing = set()
+
+    def fail(*operations):
+        failing.clear()
+        failing.update(operations)
+
+    for operation in ("group_add", "group_discard", "group_send"):
+        real = getattr(layer, operation)
+
+        async def call(*args, _operation=operation, _real=real):
+            if _operation in failing:
+                raise ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 6379)")
+            return await _real(*args)
+
+        monkeypatch.setattr(layer, operation, call)
+    return fail
+
+
+LAYER_FAILED = "error: {} failed (ConnectionRefusedError); try again later"
+
+
+async def test_a_failed_join_is_an_error_and_no_room(endpoint, failing_layer):
+    failing_layer("group_add")
+    client = communicator(endpoint)
+    await client.connect()
+    for _ in range(2):  # not joined, so a second try is a try, not "already in room"
+        await client.send_to(text_data="/join lobby")
+        assert await client.receive_from() == LAYER_FAILED.format("group_add")
+        assert await client.receive_nothing(timeout=0.1)
+    failing_layer()
+    await client.send_to(text_data="/join lobby")
+    assert await client.receive_from() == "joined lobby"
+    await client.disconnect()
+
+
+async def test_a_failed_leave_is_an_error_and_the_room_kept(endpoint, failing_layer):
+    client = communicator(endpoint)
+    await client.connect()
+    await client.send_to(text_data="/join lobby")
+    assert await client.receive_from() == "joined lobby"
+    failing_layer("group_discard")
+    await client.send_to(text_data="/leave lobby")
+    assert await client.receive_from() == LAYER_FAILED.format("group_discard")
+    assert await client.receive_nothing(timeout=0.1)
+    failing_layer()
+    await client.send_to(text_data="/leave lobby")  # still in it: a second try leaves
+    assert await client.receive_from() == "left lobby"
+    await client.disconnect()
+
+
+async def test_a_failed_leave_on_disconnect_still_leaves_the_other_rooms_and_stops(endpoint, failing_layer):
+    from channels.layers import get_channel_layer
+
+    client = communicator(endpoint)
+    await client.connect()
+    for room in ("first", "second"):
+        await client.send_to(text_data=f"/join {room}")
+        assert await client.receive_from() == f"joined {room}"
+    layer = get_channel_layer()
+    real_discard = layer.group_discard
+
+    async def discard(group, channel):
+        if group == "first":
+            raise ConnectionRefusedError(111, "Connect call failed")
+        await real_discard(group, channel)
+
+    layer.group_discard = discard
+    await client.send_input({"type": "websocket.disconnect", "code": 1000})
+    await asyncio.wait_for(client.future, timeout=2)
+    assert client.future.exception() is None
+    assert not layer.groups.get("second")
+
+
+async def test_raise_after_a_delay_waits_first(endpoint):
+    client = communicator(endpoint, "raise=1&delay=0.3")
+    started = asyncio.get_running_loop().time()
+    await client.send_input({"type": "websocket.connect"})
+    with pytest.raises(DeliberateError):
+        await client.wait(timeout=5)
+    assert asyncio.get_running_loop().time() - started >= 0.3
+
+
+@pytest.mark.parametrize(
+    ("command", "error"),
+    [
+        ("/bytes \ud800", "error: /bytes TEXT cannot be sent: '\\ud800' is a lone surrogate, not UTF-8"),
+        (
+            "/close 4000 \ud800",
+            "error: the close reason cannot be sent: '\\ud800' is a lone surrogate, not UTF-8",
+        ),
+    ],
+)
+async def test_text_utf8_cannot_encode_is_an_error_and_the_connection_stays_open(endpoint, command, error):
+    client = communicator(endpoint)
+    await client.connect()
+    await client.send_to(text_data=command)
+    assert await client.receive_from() == error
+    await client.send_to(text_data="still open")
+    assert await client.receive_from() == "still open"
+    await client.disconnect()
+
+
+async def test_room_messages_are_signed_with_the_connections_name_with_the_trace_off(endpoint):
+    from django.test import override_settings
+
+    with override_settings(EXPLORER_TRACE={"MODE": "off"}):
+        client = communicator(endpoint)
+        await client.connect()
+        await client.send_to(text_data="/join lobby")
+        assert await client.receive_from() == "joined lobby"
+        await client.send_to(text_data="/say lobby hi")
+        sender = (await client.receive_from()).removeprefix("[lobby] ").removesuffix(": hi")
+        assert re.fullmatch(rf"{endpoint}#\d+", sender)
+        await client.send_to(text_data="/scope")
+        assert json.loads(await client.receive_from())["session"] == "<redacted>"
+        await client.disconnect()

@@ -2,17 +2,8 @@
 
 import pytest
 
-from consumers.core import (
-    MAX_BURST_TOTAL,
-    Block,
-    ExplorerCore,
-    Fail,
-    Send,
-    Sleep,
-    Stop,
-    Whoami,
-    choose_subprotocol,
-)
+from consumers.actions import Block, Fail, Join, Leave, Publish, Send, Sleep, Stop, Whoami
+from consumers.core import MAX_BURST_TOTAL, ExplorerCore, choose_subprotocol
 
 
 def core(query=b"", subprotocols=()):
@@ -216,7 +207,7 @@ def test_sleep_and_block_accept_their_bounds():
 def test_whoami_asks_the_consumer_and_formats_its_answer():
     c = core()
     assert receive(c, "/whoami") == [Whoami()]
-    reply = c.whoami({"thread": "MainThread", "event_loop_thread": True})
+    [reply] = c.found({"thread": "MainThread", "event_loop_thread": True})
     assert '"thread": "MainThread"' in reply.event["text"]
 
 
@@ -230,14 +221,21 @@ def test_scope_replies_with_the_scope_as_json_with_credentials_redacted():
         "headers": [(b"host", b"example"), (b"cookie", b"sessionid=secret")],
         "subprotocols": [],
     }
-    [reply] = receive(ExplorerCore(scope), "/scope")
+    from dataclasses import replace
+
+    from explorer.trace.config import TraceConfig
+
+    assert receive(ExplorerCore(scope), "/scope")[0].event["text"].startswith("error: /scope is off")
+    [reply] = receive(ExplorerCore(scope, redaction=TraceConfig()), "/scope")
     shown = json.loads(reply.event["text"])
     assert shown["path"] == "/ws/ac/"
     assert shown["query_string"] == "a=1"
     assert ["host", "example"] in shown["headers"]
     assert ["cookie", "<redacted>"] in shown["headers"]
     assert "secret" not in reply.event["text"]
-    [revealed] = receive(ExplorerCore(scope, show_credentials=True), "/scope")
+    [revealed] = receive(
+        ExplorerCore(scope, redaction=replace(TraceConfig(), show_credentials=True)), "/scope"
+    )
     assert "sessionid=secret" in revealed.event["text"]
 
 
@@ -270,21 +268,24 @@ def test_bad_connect_options_are_reported_after_accepting(query, error):
     assert error in reply.event["text"]
 
 
-def test_rooms_join_say_and_leave():
-    from consumers.core import Join, Leave, Publish
-
-    c = ExplorerCore({"type": "websocket", "trace_connection": "sc#7"})
-    assert receive(c, "/join lobby") == [
-        Join("lobby"),
-        Send({"type": "websocket.send", "text": "joined lobby"}),
-    ]
+def test_rooms_join_say_and_leave_once_the_shell_says_it_is_done():
+    c = ExplorerCore({"type": "websocket"}, name="sc#7")
+    assert receive(c, "/join lobby") == [Join("lobby")]
+    assert c.joined("lobby") == [Send({"type": "websocket.send", "text": "joined lobby"})]
     assert receive(c, "/say lobby hello there") == [
         Publish("lobby", {"type": "room.message", "room": "lobby", "sender": "sc#7", "text": "hello there"})
     ]
-    assert receive(c, "/leave lobby") == [
-        Leave("lobby"),
-        Send({"type": "websocket.send", "text": "left lobby"}),
-    ]
+    assert receive(c, "/leave lobby") == [Leave("lobby")]
+    assert c.left("lobby") == [Send({"type": "websocket.send", "text": "left lobby"})]
+    assert c.rooms == {}
+
+
+def test_a_failed_layer_call_changes_nothing_and_says_so():
+    c = core()
+    receive(c, "/join lobby")
+    [reply] = c.layer_failed("group_add", "lobby", ConnectionRefusedError())
+    assert reply.event["text"] == "error: group_add failed (ConnectionRefusedError); try again later"
+    assert receive(c, "/join lobby") == [Join("lobby")]  # not in it: join again
 
 
 def test_a_room_message_is_passed_on_until_closing():
@@ -295,13 +296,15 @@ def test_a_room_message_is_passed_on_until_closing():
     assert c.room_message(message) == []
 
 
-def test_disconnect_leaves_every_room_then_stops():
-    from consumers.core import Leave
-
+def test_disconnect_leaves_every_room_one_at_a_time_then_stops():
     c = core()
-    receive(c, "/join a")
-    receive(c, "/join b.c")
-    assert c.disconnect({"type": "websocket.disconnect", "code": 1000}) == [Leave("a"), Leave("b.c"), Stop()]
+    for room in ("a", "b.c", "d"):
+        receive(c, f"/join {room}")
+        c.joined(room)
+    assert c.disconnect({"type": "websocket.disconnect", "code": 1000}) == [Leave("a")]
+    assert c.left("a") == [Leave("b.c")]
+    assert c.layer_failed("group_discard", "b.c", ConnectionRefusedError()) == [Leave("d")]  # nobody to tell
+    assert c.left("d") == [Stop()]
 
 
 @pytest.mark.parametrize(
@@ -325,10 +328,11 @@ def test_disconnect_leaves_every_room_then_stops():
 def test_bad_room_commands_get_an_error(command, error):
     c = core()
     receive(c, "/join lobby")
+    c.joined("lobby")
     [reply] = receive(c, command)
     assert reply.event["text"].startswith("error: ")
     assert error in reply.event["text"]
 
 
 def test_a_99_character_room_name_is_fine():
-    assert receive(core(), "/join " + "x" * 99)[1].event["text"] == "joined " + "x" * 99
+    assert receive(core(), "/join " + "x" * 99) == [Join("x" * 99)]

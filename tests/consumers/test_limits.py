@@ -8,7 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from consumers import limits as budget
-from consumers.core import ExplorerCore, Note, Send, Sleep, number
+from consumers.actions import Note, Send, Sleep
+from consumers.core import ExplorerCore, number
 from consumers.limits import PAUSED, SYNC_THREAD, ConnectionLimits, Holds
 from explorer.asgi import application
 from tests.explorer.test_properties import PROPERTIES
@@ -116,7 +117,7 @@ def test_a_refused_delay_accepts_at_once_and_says_why():
 def test_rooms_per_connection_are_capped():
     core = ExplorerCore({"type": "websocket", "query_string": b""})
     for n in range(budget.MAX_ROOMS):
-        core.receive({"type": "websocket.receive", "text": f"/join r{n}"})
+        core.joined(f"r{n}")
     [reply] = core.receive({"type": "websocket.receive", "text": "/join one-more"})
     assert (
         reply.event["text"]

@@ -9,7 +9,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 
-from consumers.core import Block, DeliberateError, ExplorerCore, Join, Leave, Publish, Send, Sleep, Whoami
+from consumers.actions import Block, DeliberateError, Join, Leave, Publish, Send, Sleep, Whoami
+from consumers.core import ExplorerCore
 from explorer.trace.config import TraceConfig
 from explorer.trace.entry import TraceEntry, Violation
 from explorer.trace.recording import decode, encode

@@ -9,9 +9,12 @@ import os
 import resource
 import threading
 from pathlib import Path
+from typing import Any
+
+from channels.consumer import AsyncConsumer
 
 
-def on_event_loop_thread():
+def on_event_loop_thread() -> bool:
     """Whether this thread is running an asyncio event loop (a sync handler's is not)."""
     try:
         asyncio.get_running_loop()
@@ -20,7 +23,7 @@ def on_event_loop_thread():
     return True
 
 
-def whereabouts(consumer):
+def whereabouts(consumer: AsyncConsumer) -> dict[str, Any]:
     """Consumer class, thread, whether it is the event loop's, and the channel name."""
     kind = next(base.__name__ for base in type(consumer).__mro__ if base.__module__ == "channels.consumer")
     return {
@@ -33,11 +36,11 @@ def whereabouts(consumer):
     }
 
 
-def status_kib(lines, key):
+def status_kib(lines: list[str], key: str) -> int | None:
     return next((int(line.split()[1]) for line in lines if line.startswith(key)), None)
 
 
-async def process_stats():
+async def process_stats() -> dict[str, int | None]:
     """The server process's figures, read on its event loop (a sync consumer hops there to ask)."""
     status = Path("/proc/self/status")
     lines = status.read_text().splitlines() if status.exists() else []

@@ -1,0 +1,113 @@
+"""Which values are credentials, and how they are hidden: one rule for the console, the recording and /scope.
+
+A header or query parameter whose name matches one of the ``CREDENTIALS``
+patterns (a setting; by default any name with token, key, secret, passw,
+auth, session, sig, cookie, csrf, bearer, credential, jwt or otp in it) has
+its value hidden; so has a subprotocol entry of a form that carries one
+(``CREDENTIAL_SUBPROTOCOLS``: Kubernetes' ``base64url.bearer.authorization.k8s.io.TOKEN``,
+``access_token.TOKEN``, ``bearer.TOKEN``...), wherever it appears: the scope's
+``subprotocols``, its ``sec-websocket-protocol`` header, and the accept
+event that echoes it back. Outside the trace, so the consumers' core can use
+it without it: nothing here imports the trace, or Django.
+"""
+
+import json
+import re
+from typing import Any, Protocol
+from urllib.parse import unquote_to_bytes
+
+REDACTED_TEXT = "<redacted>"
+
+
+class Rules(Protocol):
+    """What to hide: the trace's config is one (``EXPLORER_TRACE``'s settings)."""
+
+    @property
+    def show_credentials(self) -> bool: ...
+    @property
+    def credentials(self) -> tuple[re.Pattern[str], ...]: ...
+    @property
+    def credential_subprotocols(self) -> tuple[re.Pattern[str], ...]: ...
+
+
+def is_credential(name: str | bytes, config: Rules) -> bool:
+    """Whether a header or query parameter of this name carries a credential."""
+    if isinstance(name, bytes):
+        name = name.decode("latin-1")
+    return any(pattern.search(name) for pattern in config.credentials)
+
+
+def subprotocol(entry: Any, config: Rules) -> Any:
+    """A subprotocol entry, its credential part hidden if it has one."""
+    if not isinstance(entry, str):
+        return entry
+    for pattern in config.credential_subprotocols:
+        match = pattern.fullmatch(entry)
+        if match:
+            return (match.group(1) if match.groups() else "") + REDACTED_TEXT
+    return entry
+
+
+def subprotocol_header(value: str, config: Rules) -> str:
+    """The ``sec-websocket-protocol`` header's value: a comma-separated list of entries."""
+    return ", ".join(subprotocol(entry.strip(), config) for entry in value.split(","))
+
+
+def query_string(query: Any, config: Rules) -> Any:
+    """The query string with the values of credential parameters hidden, everything else as it was."""
+    if not isinstance(query, bytes) or b"=" not in query:
+        return query
+    parts = []
+    for part in query.split(b"&"):
+        name, equals, _ = part.partition(b"=")
+        if equals and is_credential(unquote_to_bytes(name), config):
+            part = name + b"=" + REDACTED_TEXT.encode()
+        parts.append(part)
+    return b"&".join(parts)
+
+
+def header(pair: Any, config: Rules) -> Any:
+    """An ASGI header (a byte pair), its value hidden if it is a credential or carries one."""
+    if not (isinstance(pair, (list, tuple)) and len(pair) == 2 and all(isinstance(p, bytes) for p in pair)):
+        return pair
+    name, value = pair
+    if is_credential(name, config):
+        return (name, REDACTED_TEXT.encode())
+    if name.lower() == b"sec-websocket-protocol":
+        return (name, subprotocol_header(value.decode("latin-1"), config).encode("latin-1"))
+    return pair
+
+
+def scope(scope: dict[str, Any], config: Rules) -> dict[str, Any]:
+    """The scope with every credential hidden: header and query values, subprotocol tokens, cookies."""
+    if config.show_credentials:
+        return scope
+    scope = dict(scope)
+    if "query_string" in scope:
+        scope["query_string"] = query_string(scope["query_string"], config)
+    if isinstance(scope.get("subprotocols"), (list, tuple)):
+        scope["subprotocols"] = [subprotocol(entry, config) for entry in scope["subprotocols"]]
+    if isinstance(scope.get("headers"), (list, tuple)):
+        scope["headers"] = [header(pair, config) for pair in scope["headers"]]
+    if isinstance(scope.get("cookies"), dict):
+        scope["cookies"] = dict.fromkeys(scope["cookies"], REDACTED_TEXT)
+    if "session" in scope:
+        scope["session"] = REDACTED_TEXT
+    return scope
+
+
+def scope_as_json(value: dict[str, Any], config: Rules) -> str:
+    """The scope as ``/scope`` answers it: credentials hidden as in the trace, bytes as latin-1 text."""
+    return json.dumps(scope(value, config), indent=2, ensure_ascii=False, default=plain)
+
+
+def plain(value: Any) -> str:
+    """What JSON cannot say: bytes as latin-1 text (as HTTP allows), anything else as its type and str."""
+    if isinstance(value, bytes):
+        return value.decode("latin-1")
+    try:
+        text = str(value)
+    except Exception as error:  # a lazy user or session that cannot be read
+        return f"<{type(value).__name__} unreadable: {type(error).__name__}>"
+    wrapped = getattr(value, "_wrapped", value)  # AuthMiddleware's lazy objects
+    return f"<{type(wrapped).__name__}: {text}>"
