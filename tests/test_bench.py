@@ -8,7 +8,14 @@ from channels.testing import WebsocketCommunicator
 from django.core.management import CommandError, call_command
 
 from explorer.bench.app import SUBJECTS
-from explorer.management.commands.bench import HANDSHAKE_SUBJECTS, QUICK, RECORDS_PER_ECHO, TARGETS
+from explorer.management.commands.bench import (
+    HANDSHAKE_SUBJECTS,
+    QUICK,
+    RECORDS_PER_ECHO,
+    STALLED_PAGE_SUBJECT,
+    TARGETS,
+)
+from explorer.trace import panel
 
 
 def test_a_quick_run_reports_every_subject_and_scenario(tmp_path):
@@ -22,7 +29,11 @@ def test_a_quick_run_reports_every_subject_and_scenario(tmp_path):
     assert report["label"].startswith("daphne 4.2")
 
     echo = {row["subject"]: row for row in report["echo"]}
-    assert set(echo) == set(SUBJECTS)
+    stalled = f"{STALLED_PAGE_SUBJECT} beside a stalled page"
+    assert set(echo) == {*SUBJECTS, stalled}
+    assert echo[stalled]["vs_trace_off"] is not None  # compared with the same consumer, trace off
+    # The page never acknowledged: the panel sent it its window of batches and held the rest.
+    assert 1 <= echo[stalled]["page_batches"] <= panel.WINDOW
     for row in echo.values():
         assert row["messages"] == QUICK["connections"] * QUICK["trips"] * QUICK["rounds"]
         assert row["rate"] > 0 and row["cpu_us_per_message"] is not None

@@ -5,6 +5,8 @@
 - ``explorer-ac-MODE``, ``explorer-sc-MODE``: the explorer's own consumers with
   the trace ``off``, ``compact`` or ``full`` (the bench sends the console to a file).
 
+And the page's trace panel, which the bench watches as a page that has stalled.
+
 Served only by the bench: ``python -m daphne explorer.bench.app:application``.
 """
 
@@ -19,7 +21,7 @@ from django.urls import path  # noqa: E402
 
 from consumers.async_consumer import ExplorerAsyncConsumer  # noqa: E402
 from consumers.sync_consumer import ExplorerSyncConsumer  # noqa: E402
-from explorer.trace import TraceMiddleware  # noqa: E402
+from explorer.trace import TraceMiddleware, panel  # noqa: E402
 
 TRACE_MODES = ("off", "compact", "full")
 
@@ -70,4 +72,9 @@ SUBJECTS = {
     **{f"explorer-sc-{mode}": with_trace(ExplorerSyncConsumer, mode) for mode in TRACE_MODES},
 }
 
-application = URLRouter([path(f"bench/{name}/", subject) for name, subject in SUBJECTS.items()])
+application = URLRouter(
+    [
+        *(path(f"bench/{name}/", subject) for name, subject in SUBJECTS.items()),
+        path(panel.ROUTE, panel.TracePanel()),  # the page's trace panel: the bench plays a stalled page
+    ]
+)

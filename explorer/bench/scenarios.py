@@ -19,6 +19,7 @@ from pathlib import Path
 from websockets.asyncio.client import connect
 
 from explorer.serving import RunningServer
+from explorer.trace import panel
 
 ROOT = Path(__file__).resolve().parents[2]
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -180,6 +181,20 @@ async def echo(server, subject, connections, trips, on_progress=lambda n: None):
     }
 
 
+async def echo_beside_a_stalled_page(server, subject, connections, trips, on_progress=lambda n: None):
+    """The echo while a page watches the trace panel and never acknowledges what it is sent: the
+    panel holds that page to its window and buffer, and the consumers should not notice."""
+    async with connect(f"{server.base}{panel.PATH}", compression=None, open_timeout=TIMEOUT) as page:
+        await asyncio.wait_for(page.recv(), TIMEOUT)  # the panel's hello: the page is watching
+        row = await echo(server, subject, connections, trips, on_progress)
+        batches = 0  # what the panel sent the page: held to its window, however much the echo made
+        with contextlib.suppress(TimeoutError):
+            while True:
+                await asyncio.wait_for(page.recv(), 0.5)
+                batches += 1
+    return {**row, "subject": f"{subject} beside a stalled page", "page_batches": batches}
+
+
 async def handshakes(server, subject, count):
     """``count`` handshakes to ``subject``, CONNECT_BATCH in flight: how many per second, then all closed."""
     started = time.perf_counter()
@@ -273,6 +288,7 @@ ECHO_FIGURES = (
     "cpu_us_per_message",
     "renderer_cpu_us_per_message",
     "client_cpu_share",
+    "page_batches",  # beside a stalled page only
 )
 
 
@@ -287,7 +303,7 @@ def median_rows(rows, figures=ECHO_FIGURES):
         if "messages" in runs[0]:
             row["messages"] = sum(r["messages"] for r in runs)
         for key in figures:
-            values = [r[key] for r in runs if r[key] is not None]
+            values = [r[key] for r in runs if r.get(key) is not None]
             row[key] = statistics.median(values) if values else None
         result.append(row)
     return result

@@ -30,6 +30,7 @@ RECORDS_PER_ECHO = 3  # a traced echo: the receive in, the send out, the handler
 # Whose CPU the echo measures: the server's process, and the trace's renderer process beside it.
 CPU_FIGURES = (("server", "cpu_us_per_message"), ("renderer", "renderer_cpu_us_per_message"))
 CLIENT_BOUND = 0.9  # the bench's own share of a core past which the client sets the pace
+STALLED_PAGE_SUBJECT = "explorer-ac-compact"  # echoed once more each round, a page watching and stalled
 HANDSHAKE_SUBJECTS = (
     "raw",
     "bare-ac",
@@ -133,6 +134,11 @@ TARGETS = [
     ),
     Target(
         "explorer-ac compact handshakes/s vs bare-ac", handshake_ratio("explorer-ac-compact", "bare-ac"), 0.90
+    ),
+    Target(
+        "explorer-ac compact beside a stalled page vs without, msg/s",
+        echo_ratio(f"{STALLED_PAGE_SUBJECT} beside a stalled page", STALLED_PAGE_SUBJECT),
+        0.95,
     ),
     Target("trace records dropped", lambda m: m.get("dropped_trace_records"), 0, at_most=True, unit=""),
     Target(
@@ -246,7 +252,8 @@ class Command(BaseCommand):
         per_round = sizes["connections"] * sizes["trips"]
         columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
         with Progress(*columns, console=self.console, transient=True) as progress:
-            task = progress.add_task("echo", total=len(echo_subjects) * sizes["rounds"] * per_round)
+            # Every subject, and the compact one again beside a stalled page.
+            task = progress.add_task("echo", total=(len(echo_subjects) + 1) * sizes["rounds"] * per_round)
             rows = []
             for _ in range(sizes["rounds"]):
                 for subject in echo_subjects:  # interleaved, so drift hits every subject alike
@@ -260,6 +267,16 @@ class Command(BaseCommand):
                             lambda n: progress.advance(task, n),
                         )
                     )
+                progress.update(task, description=f"echo: {STALLED_PAGE_SUBJECT} beside a stalled page")
+                rows.append(
+                    await scenarios.echo_beside_a_stalled_page(
+                        server,
+                        STALLED_PAGE_SUBJECT,
+                        sizes["connections"],
+                        sizes["trips"],
+                        lambda n: progress.advance(task, n),
+                    )
+                )
             task = progress.add_task("handshakes", total=len(HANDSHAKE_SUBJECTS) * sizes["rounds"])
             handshakes = []
             for _ in range(sizes["rounds"]):
