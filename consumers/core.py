@@ -29,13 +29,9 @@ from consumers.actions import (
     Whoami,
 )
 from consumers.limits import MAX_ROOMS, ConnectionLimits
+from explorer.close_frame import APPLICATION_CLOSE_CODES, MAX_CLOSE_REASON_BYTES, is_application_close_code
 from explorer.redaction import Rules, scope_as_json
 
-# websocket.close codes an application may send through daphne: autobahn
-# refuses everything else (1001-2999 are the protocol's own).
-APPLICATION_CLOSE_CODES = "1000 or 3000-4999"
-# A close frame's payload is at most 125 bytes, two of them the code.
-MAX_CLOSE_REASON_BYTES = 123
 MAX_SECONDS = 30
 MAX_BURST_COUNT = 10_000
 MAX_BURST_SIZE = 1024 * 1024
@@ -60,10 +56,6 @@ Event = dict[str, Any]  # an ASGI event, or a channel-layer message
 
 class CommandError(ValueError):
     """A command the client typed is malformed; its text is the reply."""
-
-
-def is_application_close_code(code: int) -> bool:
-    return code == 1000 or 3000 <= code <= 4999
 
 
 def valid_close_code(word: str) -> int:

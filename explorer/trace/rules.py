@@ -11,6 +11,7 @@ Spec: https://asgi.readthedocs.io/en/latest/specs/www.html#websocket
 
 from collections.abc import Iterable, Mapping
 
+from explorer.close_frame import MAX_CLOSE_REASON_BYTES, is_close_code, reason_size
 from explorer.trace.entry import Violation
 
 # rule id: (what the rule says, a hint for fixing it)
@@ -54,7 +55,7 @@ RULES = {
         "1000-1003, 1007-1014 or 3000-4999; 1004-1006 and 1015 are never sent",
     ),
     "close.reason": (
-        "websocket.close's reason is a str of at most 123 UTF-8 bytes",
+        f"websocket.close's reason is a str of at most {MAX_CLOSE_REASON_BYTES} UTF-8 bytes",
         "a close frame has room for 125 bytes, two of them the code",
     ),
     "state.connect-first": (
@@ -83,9 +84,6 @@ RULES = {
 INCOMING_TYPES = {"websocket.connect", "websocket.receive", "websocket.disconnect"}
 OUTGOING_TYPES = {"websocket.accept", "websocket.send", "websocket.close"}
 DENIAL_TYPES = {"websocket.http.response.start", "websocket.http.response.body"}
-# RFC 6455 7.4.1: codes that are never put in a close frame.
-NEVER_SENT_CODES = {1004, 1005, 1006, 1015}
-MAX_CLOSE_REASON_BYTES = 123
 
 
 def broke(rule, problem):
@@ -119,10 +117,6 @@ def is_byte_pair(pair):
     return (
         isinstance(pair, (list, tuple)) and len(pair) == 2 and all(isinstance(part, bytes) for part in pair)
     )
-
-
-def is_close_code(code):
-    return 1000 <= code <= 4999 and code not in NEVER_SENT_CODES and not 1016 <= code <= 2999
 
 
 def payload_problem(event):
@@ -305,7 +299,6 @@ def close_problems(event):
     reason = event.get("reason")
     if reason is not None and not isinstance(reason, str):
         found.append(broke("close.reason", f"reason is a {type_name(reason)}, not str"))
-    elif reason is not None and len(reason.encode("utf-8", "surrogatepass")) > MAX_CLOSE_REASON_BYTES:
-        size = len(reason.encode("utf-8", "surrogatepass"))
+    elif reason is not None and (size := reason_size(reason)) > MAX_CLOSE_REASON_BYTES:
         found.append(broke("close.reason", f"reason is {size} bytes of UTF-8"))
     return found

@@ -2,7 +2,8 @@
 
 import pytest
 
-from explorer.trace.rules import RULES, WebSocketRules, is_close_code
+from explorer.close_frame import is_close_code
+from explorer.trace.rules import RULES, WebSocketRules
 
 SCOPE = {
     "type": "websocket",
