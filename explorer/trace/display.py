@@ -11,6 +11,7 @@ and escape sequences; Rich is never asked to read markup.
 from itertools import islice
 
 from explorer import redaction
+from explorer.trace.rules import is_byte_pair
 
 MAX_DEPTH = 8
 MAX_ITEMS = 100
@@ -108,9 +109,7 @@ def shown_headers(headers, config):
         return shown(headers, config.max_payload)
     result = []
     for pair in islice(headers, MAX_ITEMS):
-        if not (
-            isinstance(pair, (list, tuple)) and len(pair) == 2 and all(isinstance(p, bytes) for p in pair)
-        ):
+        if not is_byte_pair(pair):
             result.append(shown(pair, config.max_payload))  # not a byte pair: show it as it is
             continue
         name, value = (part.decode("latin-1") for part in pair)

@@ -63,6 +63,11 @@ def styled(parts):
     return Text("".join(text for text, _ in parts), spans=spans)
 
 
+def shown_type(event):
+    """A shown event's type as printed: whatever the consumer put there, so a wrong one shows as it is."""
+    return printable(str(event.get("type") if isinstance(event, dict) else None))
+
+
 def header(entry):
     """Time since open, connection id, arrow and direction, event type, thread, as (text, style) parts."""
     arrow, style = KINDS.get(entry.kind, UNKNOWN_KIND)
@@ -75,8 +80,7 @@ def header(entry):
         (f"{arrow} {label:<6}", style),
     ]
     if entry.kind in ("in", "out", "layer", "done"):
-        event_type = entry.event.get("type") if isinstance(entry.event, dict) else None
-        parts.append((f" {printable(str(event_type)):<20}", style + BOLD))
+        parts.append((f" {shown_type(entry.event):<20}", style + BOLD))
     if entry.thread:
         parts.append((f" [{printable(entry.thread)}]", DIM))
     if entry.wait is not None:

@@ -303,6 +303,14 @@ def test_a_filter_that_matches_nothing_says_so(trace, tmp_path):
         trace_command(path, "-c", "sc#9")
 
 
+def test_a_type_filter_passes_over_an_event_whose_type_is_not_text(tmp_path):
+    odd = {"connection": "sc#1", "kind": "out", "seconds": 0.1, "event": {"type": ["websocket.send"]}}
+    good = {"connection": "sc#1", "kind": "in", "seconds": 0.2, "event": {"type": "websocket.receive"}}
+    output = trace_command(crafted(tmp_path, odd, good), "-t", "receive")
+    assert "websocket.receive" in output
+    assert "['websocket.send']" not in output
+
+
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
     lambda children: (
