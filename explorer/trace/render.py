@@ -8,9 +8,11 @@ reach it as an escape sequence.
 import asyncio
 import concurrent.futures
 import re
+import sys
 
 import asgiref
 from rich.cells import cell_len, set_cell_size
+from rich.console import Console
 from rich.padding import Padding
 from rich.pretty import Pretty, pretty_repr
 from rich.style import Style
@@ -19,6 +21,20 @@ from rich.traceback import Traceback
 
 from explorer.trace.display import printable, shown_event, shown_scope
 from explorer.trace.entry import clock, duration
+
+
+def console(file=None, width=None):
+    """A console that prints text as it is given: markup, emoji codes and highlighting off, so nothing a
+    client sent is ever read as Rich markup."""
+    return Console(file=file or sys.stderr, markup=False, emoji=False, highlight=False, width=width)
+
+
+def command_console(stdout, width=None):
+    """A console on a management command's stdout: Django's wrapper, told to add no newline of its own
+    to what Rich writes (rather than reaching past it for its private stream)."""
+    stdout.ending = ""
+    return console(stdout, width)
+
 
 # (arrow, style) per kind: incoming and outgoing look different at a glance.
 # Parsed once: a Style object renders faster than a style string.
