@@ -12,6 +12,7 @@ Spec: https://asgi.readthedocs.io/en/latest/specs/www.html#websocket
 from collections.abc import Iterable, Mapping
 
 from explorer.close_frame import MAX_CLOSE_REASON_BYTES, is_close_code, reason_size
+from explorer.redaction import is_byte_pair
 from explorer.trace.entry import Violation
 
 # rule id: (what the rule says, a hint for fixing it)
@@ -111,12 +112,6 @@ def type_repr(value, limit=80):
 
 def type_name(value):
     return type(value).__name__
-
-
-def is_byte_pair(pair):
-    return (
-        isinstance(pair, (list, tuple)) and len(pair) == 2 and all(isinstance(part, bytes) for part in pair)
-    )
 
 
 def payload_problem(event):
