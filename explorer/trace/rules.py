@@ -184,7 +184,6 @@ class WebSocketRules:
         self.denial_response = isinstance(extensions, Mapping) and "websocket.http.response" in extensions
         self.connected = False  # websocket.connect received
         self.accepted = False
-        self.rejected = False  # closed before accepting: the handshake was refused
         self.close_sent = False
         self.denied = False  # a websocket.http.response denial was sent
         self.disconnected = False
@@ -236,9 +235,7 @@ class WebSocketRules:
         elif event_type == "websocket.send" and (problem := payload_problem(event)):
             found.append(broke("send.payload", problem))
         elif event_type == "websocket.close":
-            found += close_problems(event)
-            if not self.accepted:
-                self.rejected = True  # a rejection, not an error
+            found += close_problems(event)  # before accepting, a rejection: not an error
             self.close_sent = True
         return self.counted(found)
 

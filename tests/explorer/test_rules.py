@@ -45,7 +45,7 @@ def test_a_whole_valid_session_breaks_nothing():
 def test_close_before_accept_is_a_rejection():
     rules = opened()
     assert rules.outgoing({"type": "websocket.close"}) == []
-    assert rules.rejected and not rules.accepted
+    assert rules.close_sent and not rules.accepted
 
 
 @pytest.mark.parametrize(
