@@ -11,7 +11,7 @@ import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, overload
 from urllib.parse import parse_qs
 
 from consumers.actions import (
@@ -86,6 +86,12 @@ def utf8(text: str, what: str) -> bytes:
         raise CommandError(f"{what} cannot be sent: {surrogate!r} is a lone surrogate, not UTF-8") from None
 
 
+@overload
+def number(word: object, low: float, high: float, whole: Literal[True] = True) -> int | None: ...
+@overload
+def number(word: object, low: float, high: float, whole: Literal[False]) -> float | None: ...
+
+
 def number(word: object, low: float, high: float, whole: bool = True) -> float | None:
     """The one way a number a client sent is read: ASCII digits only, and a decimal point unless ``whole``.
 
@@ -155,7 +161,7 @@ class ConnectOptions:
     @classmethod
     def from_query_string(cls, query_string: bytes) -> "ConnectOptions":
         query = parse_qs(query_string.decode("latin-1"))
-        problems, headers, delay, deny = [], [], 0, None
+        problems, headers, delay, deny = [], [], 0.0, None
 
         def last(name):
             return query.get(name, [None])[-1]
@@ -238,7 +244,7 @@ class ExplorerCore:
         self.name = name
         self.redaction = redaction  # what /scope hides; without it, /scope is refused
         self.limits = limits or ConnectionLimits()  # what this connection may make the server hold
-        self.rooms = {}  # the rooms joined, in order (a dict as an ordered set)
+        self.rooms: dict[str, None] = {}  # the rooms joined, in order (a dict as an ordered set)
         self.options = ConnectOptions.from_query_string(scope.get("query_string", b""))
         self.offered_subprotocols = list(scope.get("subprotocols") or [])
         self.closing = False
@@ -246,7 +252,8 @@ class ExplorerCore:
     # Events in, actions out.
 
     def connect(self) -> list[Action]:
-        actions, problems = [], list(self.options.problems)
+        actions: list[Action] = []
+        problems = list(self.options.problems)
         if self.options.delay:
             refusal = self.limits.hold("sleep", self.options.delay)
             if refusal:
@@ -265,7 +272,7 @@ class ExplorerCore:
             self.closing = True
             status = self.options.deny
             return [*actions, *denial(status, f"denied with {status} (?deny={status})\n"), Stop()]
-        accept = {"type": "websocket.accept"}
+        accept: Event = {"type": "websocket.accept"}
         subprotocol = choose_subprotocol(self.offered_subprotocols, self.options.subprotocol)
         if subprotocol is not None:
             accept["subprotocol"] = subprotocol
@@ -325,7 +332,7 @@ class ExplorerCore:
         """``Join(room)`` went through: the room is joined (or, after an outage, joined again)."""
         if room in self.rooms:
             return []
-        self.rooms[room] = True
+        self.rooms[room] = None
         return [send_text(f"joined {room}")]
 
     def left(self, room: str) -> list[Action]:

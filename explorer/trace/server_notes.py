@@ -11,7 +11,7 @@ the matrix. Under a server the explorer does not know, the notes say only
 what its declared ``spec_version`` implies, never what the wire did.
 """
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from explorer.close_frame import (
     APPLICATION_CLOSE_CODES,
@@ -87,9 +87,9 @@ SPEC = {
 class Notes:
     """A server's notes, by situation. The base knows no server: only what the spec version implies."""
 
-    OUTGOING = {}
+    OUTGOING: dict[str, str | Callable[..., str | None]] = {}  # a note, or a method that makes one
     # The message under which the server logs an application's whole traceback, when it is known to.
-    LOGS_TRACEBACK = None
+    LOGS_TRACEBACK: str | None = None
 
     def __init__(self, server):
         self.server = server
