@@ -9,9 +9,11 @@ and escape sequences; Rich is never asked to read markup.
 """
 
 from itertools import islice
+from typing import Any
 
 from explorer import redaction
 from explorer.redaction import REDACTED, Redacted, is_byte_pair
+from explorer.trace.config import TraceConfig
 
 MAX_DEPTH = 8
 MAX_ITEMS = 100
@@ -45,7 +47,7 @@ class Opaque:
         return self.text
 
 
-def printable(text, keep_newlines=False):
+def printable(text: str, keep_newlines: bool = False) -> str:
     """``text`` with every non-printable character written as an escape."""
     if text.isprintable():
         return text
@@ -65,7 +67,7 @@ def opaque(value, limit):
     return Opaque(text)
 
 
-def shown(value, limit, depth=0):
+def shown(value: Any, limit: int, depth: int = 0) -> Any:
     """``value`` made short and safe: long strings cut, deep or odd things summarised."""
     if isinstance(value, (Shortened, Redacted, Opaque)):  # shown already (cut as it was captured)
         return value
@@ -86,10 +88,10 @@ def shown(value, limit, depth=0):
             items[Opaque("…")] = Opaque(f"<{len(value) - MAX_ITEMS:,} more>")
         return items
     if isinstance(value, (list, tuple)):
-        items = [shown(item, limit, depth + 1) for item in islice(value, MAX_ITEMS)]
+        entries = [shown(item, limit, depth + 1) for item in islice(value, MAX_ITEMS)]
         if len(value) > MAX_ITEMS:
-            items.append(Opaque(f"<{len(value) - MAX_ITEMS:,} more>"))
-        return tuple(items) if isinstance(value, tuple) else items
+            entries.append(Opaque(f"<{len(value) - MAX_ITEMS:,} more>"))
+        return tuple(entries) if isinstance(value, tuple) else entries
     return opaque(value, limit)
 
 
@@ -111,7 +113,7 @@ def shown_headers(headers, limit):
     return result
 
 
-def shown_event(event, config):
+def shown_event(event: Any, config: TraceConfig) -> Any:
     """An ASGI event dict as the trace shows it."""
     if not isinstance(event, dict):
         return shown(event, config.max_payload)
@@ -131,7 +133,7 @@ def shown_fields(event, config):
     }
 
 
-def shown_scope(scope, config):
+def shown_scope(scope: Any, config: TraceConfig) -> Any:
     """A connection scope as the trace shows it: headers decoded, credentials redacted."""
     if not isinstance(scope, dict):  # not a scope at all: shown as it is
         return shown(scope, config.max_payload)

@@ -9,6 +9,7 @@ import asyncio
 import concurrent.futures
 import re
 import sys
+from typing import IO, TYPE_CHECKING
 
 import asgiref
 from rich.cells import cell_len, set_cell_size
@@ -22,14 +23,17 @@ from rich.traceback import Traceback
 from explorer.trace.display import printable, shown_event, shown_scope
 from explorer.trace.entry import clock, duration
 
+if TYPE_CHECKING:  # for an annotation only: the renderer process has no use for management commands
+    from django.core.management.base import OutputWrapper
 
-def console(file=None, width=None):
+
+def console(file: IO[str] | None = None, width: int | None = None) -> Console:
     """A console that prints text as it is given: markup, emoji codes and highlighting off, so nothing a
     client sent is ever read as Rich markup."""
     return Console(file=file or sys.stderr, markup=False, emoji=False, highlight=False, width=width)
 
 
-def command_console(stdout, width=None):
+def command_console(stdout: "OutputWrapper", width: int | None = None) -> Console:
     """A console on a management command's stdout: Django's wrapper, told to add no newline of its own
     to what Rich writes (rather than reaching past it for its private stream)."""
     stdout.ending = ""

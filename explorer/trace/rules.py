@@ -10,6 +10,7 @@ Spec: https://asgi.readthedocs.io/en/latest/specs/www.html#websocket
 """
 
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from explorer.close_frame import MAX_CLOSE_REASON_BYTES, is_close_code, reason_size
 from explorer.redaction import is_byte_pair
@@ -87,12 +88,12 @@ OUTGOING_TYPES = {"websocket.accept", "websocket.send", "websocket.close"}
 DENIAL_TYPES = {"websocket.http.response.start", "websocket.http.response.body"}
 
 
-def broke(rule, problem):
+def broke(rule: str, problem: str) -> Violation:
     """The violation of ``rule``, with what exactly is wrong and the rule's hint."""
     return Violation(rule, problem, RULES[rule][1])
 
 
-def event_type_of(event):
+def event_type_of(event: Any) -> str | None:
     """An event's type if it is a str, else None: anything else is what ``event.type`` reports."""
     if type(event) is dict:  # nearly always: asked several times per event, and an ABC check is slow
         event_type = event.get("type")
@@ -177,7 +178,7 @@ def scope_problems(scope):
 class WebSocketRules:
     """One connection's position in the protocol, and the rules each event breaks."""
 
-    def __init__(self, scope):
+    def __init__(self, scope: Any) -> None:
         subprotocols = scope.get("subprotocols") if isinstance(scope, Mapping) else None
         self.offered = list(subprotocols) if isinstance(subprotocols, (list, tuple)) else []
         extensions = scope.get("extensions") if isinstance(scope, Mapping) else None
@@ -194,7 +195,7 @@ class WebSocketRules:
         self.count += len(violations)
         return violations
 
-    def incoming(self, event):
+    def incoming(self, event: Any) -> list[Violation]:
         """The rules an event from the server breaks."""
         event_type = event_type_of(event)
         if event_type not in INCOMING_TYPES:
@@ -216,7 +217,7 @@ class WebSocketRules:
             self.disconnected = True
         return self.counted(found)
 
-    def outgoing(self, event):
+    def outgoing(self, event: Any) -> list[Violation]:
         """The rules an event from the application breaks."""
         event_type = event_type_of(event)
         if event_type in DENIAL_TYPES and not self.denial_response:
