@@ -399,18 +399,18 @@ class ExplorerCore:
         return burst(count, size, self.limits)
 
     def command_sleep(self, args):
-        seconds = valid_seconds(args, "/sleep")
-        refusal = self.limits.hold("sleep", seconds)
-        if refusal:
-            return refused(f"/sleep {seconds:g} refused: {refusal}")
-        return [Sleep(seconds), send_text(f"slept {seconds:g} s")]
+        return self.hold("sleep", args, Sleep, "slept")
 
     def command_block(self, args):
-        seconds = valid_seconds(args, "/block")
-        refusal = self.limits.hold("block", seconds)
+        return self.hold("block", args, Block, "blocked")
+
+    def hold(self, command, args, action, done):
+        """/sleep and /block: hold a shared thread if the limits allow it, and say so after."""
+        seconds = valid_seconds(args, f"/{command}")
+        refusal = self.limits.hold(command, seconds)
         if refusal:
-            return refused(f"/block {seconds:g} refused: {refusal}")
-        return [Block(seconds), send_text(f"blocked {seconds:g} s")]
+            return refused(f"/{command} {seconds:g} refused: {refusal}")
+        return [action(seconds), send_text(f"{done} {seconds:g} s")]
 
     def command_join(self, args):
         room = valid_room(args)
