@@ -131,7 +131,8 @@ def remarks(entry):
     return [styled(parts) for parts in remark_parts(entry)]
 
 
-def shown(entry):
+def shown_body(entry):
+    """The entry's event or scope as the trace shows it: as recorded, or made short and safe now."""
     if entry.recorded:
         return entry.event
     if entry.kind == "scope":
@@ -143,7 +144,7 @@ def compact_parts(entry):
     """The event's line and its remarks, as lists of (text, style) parts."""
     parts = header(entry)
     if entry.event is not None and entry.kind != "done":
-        body = shown(entry)
+        body = shown_body(entry)
         if entry.kind in ("in", "out", "layer") and isinstance(body, dict):
             body = {key: value for key, value in body.items() if key != "type"}  # already in the header
         if body:
@@ -159,8 +160,8 @@ def compact(entry, width=None):
     if width is None:
         return [styled(parts) for parts in compact_parts(entry)]
     parts = tokens(entry)
-    if entry.kind == "scope" and isinstance(shown(entry), dict):
-        parts += folded_scope(shown(entry), width - len(INDENT))
+    if entry.kind == "scope" and isinstance(shown_body(entry), dict):
+        parts += folded_scope(shown_body(entry), width - len(INDENT))
     lines = fitted(parts, width)
     [body, *_] = compact_parts(entry)
     if entry.kind != "scope" and len(body) > len(header(entry)):
@@ -175,7 +176,7 @@ def full(entry, width=None):
     else:
         renderables = [styled(header(entry))]
     if entry.event is not None and entry.kind != "done":
-        renderables.append(Padding(Pretty(shown(entry), indent_guides=True), (0, 0, 0, 10)))
+        renderables.append(Padding(Pretty(shown_body(entry), indent_guides=True), (0, 0, 0, 10)))
     if width is None:
         return renderables + remarks(entry)
     return renderables + [
@@ -274,7 +275,7 @@ def plain(entry, failure=None):
     if entry.config.mode == "full":
         lines = ["".join(text for text, _ in header(entry))]
         if entry.event is not None and entry.kind != "done":
-            layout = pretty_repr(shown(entry), max_width=PLAIN_WIDTH - len(INDENT))
+            layout = pretty_repr(shown_body(entry), max_width=PLAIN_WIDTH - len(INDENT))
             lines += [INDENT + line for line in layout.splitlines()]
         lines += ["".join(text for text, _ in parts) for parts in remark_parts(entry)]
     else:

@@ -17,7 +17,7 @@ from explorer.trace.display import printable
 from explorer.trace.entry import duration
 from explorer.trace.layer import LAYER_CALLS
 from explorer.trace.recording import from_record, moment, read
-from explorer.trace.render import DIM, KINDS, UNKNOWN_KIND, shown, shown_type, styled
+from explorer.trace.render import DIM, KINDS, UNKNOWN_KIND, shown_body, shown_type, styled
 from explorer.trace.rules import event_type_of
 
 # What a diff compares: the protocol's events and how the consumer ended,
@@ -181,7 +181,7 @@ def step(record):
     arrow, style = KINDS.get(entry.kind, UNKNOWN_KIND)
     parts = [(f"{arrow} {entry.kind:<5} ", style)]
     if entry.kind in ("in", "out", "layer"):
-        body = shown(entry)
+        body = shown_body(entry)
         parts.append((shown_type(body), style))
         rest = (
             {key: value for key, value in body.items() if key != "type"} if isinstance(body, dict) else body

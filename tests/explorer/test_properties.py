@@ -151,9 +151,9 @@ def test_the_trace_renders_anything_without_raising(event, mode, kind):
     for output in (text, "\n".join(lines)):
         assert "\x1b" not in output and "\x07" not in output
     # Round trip through a recording renders the same lines.
-    from explorer.trace.render import shown
+    from explorer.trace.render import shown_body
 
-    recorded = decode(json.loads(json.dumps(encode(shown(entry)))))
+    recorded = decode(json.loads(json.dumps(encode(shown_body(entry)))))
     replayed = TraceEntry(
         "sc#1",
         kind,
