@@ -165,8 +165,9 @@ def comparable(record):
 
 
 def with_handler_times(records):
-    """Each ``in`` record gets the handler time from the ``done`` that follows it."""
-    pending = {}
+    """The records, each ``in`` given the handler time of the ``done`` that follows it: copies, so the
+    caller's records stay as they were."""
+    records, pending = [dict(record) for record in records], {}
     for record in records:
         if record["kind"] == "in":
             pending[record["connection"]] = record

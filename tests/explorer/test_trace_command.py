@@ -1,6 +1,7 @@
 """``manage.py trace``: a recording rendered, filtered and diffed, from real sessions on both endpoints."""
 
 import asyncio
+import copy
 import json
 import logging
 from io import StringIO
@@ -12,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from explorer.asgi import application
+from explorer.trace import replay
 from explorer.trace.display import printable
 from tests.explorer.test_properties import PROPERTIES
 
@@ -409,3 +411,16 @@ async def test_the_time_column_follows_the_clock(trace, clock):
     else:
         first, second = (float(t.rstrip("s")) for t in times)
         assert second - first >= 0.3  # one timeline: the later connection is later
+
+
+def test_a_diff_leaves_the_records_it_was_given_as_they_were(tmp_path):
+    receive = {"type": "websocket.receive", "text": "x"}
+    path = crafted(
+        tmp_path,
+        {"connection": "sc#1", "kind": "in", "seconds": 0.1, "event": receive},
+        {"connection": "sc#1", "kind": "done", "seconds": 0.2, "handler": 0.001},
+    )
+    records = replay.load([("", path.read_text().splitlines())]).entries
+    before = copy.deepcopy(records)
+    replay.diff(records, records, "sc#1", "sc#1")
+    assert records == before
