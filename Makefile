@@ -28,6 +28,7 @@ test: $(VENV)/installed-test
 lint: $(VENV)/installed-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python -m mypy
 
 $(VENV)/installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)

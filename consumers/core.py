@@ -11,7 +11,7 @@ import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, overload
 from urllib.parse import parse_qs
 
 from consumers.actions import (
@@ -29,13 +29,9 @@ from consumers.actions import (
     Whoami,
 )
 from consumers.limits import MAX_ROOMS, ConnectionLimits
+from explorer.close_frame import APPLICATION_CLOSE_CODES, MAX_CLOSE_REASON_BYTES, is_application_close_code
 from explorer.redaction import Rules, scope_as_json
 
-# websocket.close codes an application may send through daphne: autobahn
-# refuses everything else (1001-2999 are the protocol's own).
-APPLICATION_CLOSE_CODES = "1000 or 3000-4999"
-# A close frame's payload is at most 125 bytes, two of them the code.
-MAX_CLOSE_REASON_BYTES = 123
 MAX_SECONDS = 30
 MAX_BURST_COUNT = 10_000
 MAX_BURST_SIZE = 1024 * 1024
@@ -60,10 +56,6 @@ Event = dict[str, Any]  # an ASGI event, or a channel-layer message
 
 class CommandError(ValueError):
     """A command the client typed is malformed; its text is the reply."""
-
-
-def is_application_close_code(code: int) -> bool:
-    return code == 1000 or 3000 <= code <= 4999
 
 
 def valid_close_code(word: str) -> int:
@@ -92,6 +84,12 @@ def utf8(text: str, what: str) -> bytes:
     except UnicodeEncodeError as error:
         surrogate = text[error.start : error.end]
         raise CommandError(f"{what} cannot be sent: {surrogate!r} is a lone surrogate, not UTF-8") from None
+
+
+@overload
+def number(word: object, low: float, high: float, whole: Literal[True] = True) -> int | None: ...
+@overload
+def number(word: object, low: float, high: float, whole: Literal[False]) -> float | None: ...
 
 
 def number(word: object, low: float, high: float, whole: bool = True) -> float | None:
@@ -163,7 +161,7 @@ class ConnectOptions:
     @classmethod
     def from_query_string(cls, query_string: bytes) -> "ConnectOptions":
         query = parse_qs(query_string.decode("latin-1"))
-        problems, headers, delay, deny = [], [], 0, None
+        problems, headers, delay, deny = [], [], 0.0, None
 
         def last(name):
             return query.get(name, [None])[-1]
@@ -246,7 +244,7 @@ class ExplorerCore:
         self.name = name
         self.redaction = redaction  # what /scope hides; without it, /scope is refused
         self.limits = limits or ConnectionLimits()  # what this connection may make the server hold
-        self.rooms = {}  # the rooms joined, in order (a dict as an ordered set)
+        self.rooms: dict[str, None] = {}  # the rooms joined, in order (a dict as an ordered set)
         self.options = ConnectOptions.from_query_string(scope.get("query_string", b""))
         self.offered_subprotocols = list(scope.get("subprotocols") or [])
         self.closing = False
@@ -254,7 +252,8 @@ class ExplorerCore:
     # Events in, actions out.
 
     def connect(self) -> list[Action]:
-        actions, problems = [], list(self.options.problems)
+        actions: list[Action] = []
+        problems = list(self.options.problems)
         if self.options.delay:
             refusal = self.limits.hold("sleep", self.options.delay)
             if refusal:
@@ -273,7 +272,7 @@ class ExplorerCore:
             self.closing = True
             status = self.options.deny
             return [*actions, *denial(status, f"denied with {status} (?deny={status})\n"), Stop()]
-        accept = {"type": "websocket.accept"}
+        accept: Event = {"type": "websocket.accept"}
         subprotocol = choose_subprotocol(self.offered_subprotocols, self.options.subprotocol)
         if subprotocol is not None:
             accept["subprotocol"] = subprotocol
@@ -333,7 +332,7 @@ class ExplorerCore:
         """``Join(room)`` went through: the room is joined (or, after an outage, joined again)."""
         if room in self.rooms:
             return []
-        self.rooms[room] = True
+        self.rooms[room] = None
         return [send_text(f"joined {room}")]
 
     def left(self, room: str) -> list[Action]:
@@ -400,18 +399,18 @@ class ExplorerCore:
         return burst(count, size, self.limits)
 
     def command_sleep(self, args):
-        seconds = valid_seconds(args, "/sleep")
-        refusal = self.limits.hold("sleep", seconds)
-        if refusal:
-            return refused(f"/sleep {seconds:g} refused: {refusal}")
-        return [Sleep(seconds), send_text(f"slept {seconds:g} s")]
+        return self.hold("sleep", args, Sleep, "slept")
 
     def command_block(self, args):
-        seconds = valid_seconds(args, "/block")
-        refusal = self.limits.hold("block", seconds)
+        return self.hold("block", args, Block, "blocked")
+
+    def hold(self, command, args, action, done):
+        """/sleep and /block: hold a shared thread if the limits allow it, and say so after."""
+        seconds = valid_seconds(args, f"/{command}")
+        refusal = self.limits.hold(command, seconds)
         if refusal:
-            return refused(f"/block {seconds:g} refused: {refusal}")
-        return [Block(seconds), send_text(f"blocked {seconds:g} s")]
+            return refused(f"/{command} {seconds:g} refused: {refusal}")
+        return [action(seconds), send_text(f"{done} {seconds:g} s")]
 
     def command_join(self, args):
         room = valid_room(args)

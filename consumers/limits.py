@@ -54,7 +54,7 @@ class Holds:
     def __init__(self, clock: Clock = time.monotonic, share: Callable[[], float] = hold_share) -> None:
         self.clock = clock
         self.share = share
-        self.spans = {}  # resource -> deque of (start, end)
+        self.spans: dict[str, deque[tuple[float, float]]] = {}  # resource -> its holds, (start, end)
         self.lock = threading.Lock()  # SyncConsumers ask from the worker thread, AsyncConsumers from the loop
 
     def held(self, resource: str, now: float) -> float:
@@ -76,7 +76,8 @@ class Holds:
 
 
 HOLDS = Holds()
-WATCHED = weakref.WeakSet()  # connections whose unsent bytes the server shows, for the total
+# The connections whose unsent bytes the server shows, for the total.
+WATCHED: "weakref.WeakSet[ConnectionLimits]" = weakref.WeakSet()
 
 
 class ConnectionLimits:
@@ -100,7 +101,8 @@ class ConnectionLimits:
         self.holds = holds
         self.clock = clock
         self.rested_at = float("-inf")  # when this connection may hold a shared thread again
-        self.asked = deque()  # (when, bytes) asked for, where the server does not show its buffers
+        # (when, bytes) asked for, where the server does not show its buffers
+        self.asked: deque[tuple[float, int]] = deque()
         self.since_check = CHECK_EVERY  # look at the first message
         WATCHED.add(self)
 
@@ -133,7 +135,7 @@ class ConnectionLimits:
         SyncConsumer, hold the sync thread while it waits).
         """
         unsent = self.unsent()
-        if unsent is PAUSED:
+        if isinstance(unsent, Paused):
             return "the server has stopped writing to this client until it reads (back-pressure)"
         self.since_check += size
         if unsent is None:

@@ -6,6 +6,6 @@ class ExplorerConfig(AppConfig):
     verbose_name = "ASGI consumer explorer"
 
     def ready(self):
-        from explorer import wire
+        from explorer import daphne_fixes
 
-        wire.install()
+        daphne_fixes.install()

@@ -19,6 +19,18 @@ from urllib.parse import unquote_to_bytes
 REDACTED_TEXT = "<redacted>"
 
 
+class Redacted:
+    """A value hidden whole: the trace shows it unquoted, so it never looks like a str that says so."""
+
+    __slots__ = ()
+
+    def __repr__(self):
+        return REDACTED_TEXT
+
+
+REDACTED = Redacted()
+
+
 class Rules(Protocol):
     """What to hide: the trace's config is one (``EXPLORER_TRACE``'s settings)."""
 
@@ -66,33 +78,50 @@ def query_string(query: Any, config: Rules) -> Any:
     return b"&".join(parts)
 
 
+def is_byte_pair(pair: Any) -> bool:
+    """Whether ``pair`` has the shape of an ASGI header: two bytes."""
+    return (
+        isinstance(pair, (list, tuple)) and len(pair) == 2 and all(isinstance(part, bytes) for part in pair)
+    )
+
+
 def header(pair: Any, config: Rules) -> Any:
     """An ASGI header (a byte pair), its value hidden if it is a credential or carries one."""
-    if not (isinstance(pair, (list, tuple)) and len(pair) == 2 and all(isinstance(p, bytes) for p in pair)):
+    if not is_byte_pair(pair):
         return pair
     name, value = pair
     if is_credential(name, config):
-        return (name, REDACTED_TEXT.encode())
+        return (name, REDACTED)
     if name.lower() == b"sec-websocket-protocol":
         return (name, subprotocol_header(value.decode("latin-1"), config).encode("latin-1"))
     return pair
+
+
+def event(event: dict[str, Any], config: Rules) -> dict[str, Any]:
+    """An event with its credentials hidden: in its headers, and the subprotocol an accept echoes."""
+    if config.show_credentials:
+        return event
+    event = dict(event)
+    if "subprotocol" in event:
+        event["subprotocol"] = subprotocol(event["subprotocol"], config)
+    if isinstance(event.get("headers"), (list, tuple)):
+        event["headers"] = [header(pair, config) for pair in event["headers"]]
+    return event
 
 
 def scope(scope: dict[str, Any], config: Rules) -> dict[str, Any]:
     """The scope with every credential hidden: header and query values, subprotocol tokens, cookies."""
     if config.show_credentials:
         return scope
-    scope = dict(scope)
+    scope = event(scope, config)
     if "query_string" in scope:
         scope["query_string"] = query_string(scope["query_string"], config)
     if isinstance(scope.get("subprotocols"), (list, tuple)):
         scope["subprotocols"] = [subprotocol(entry, config) for entry in scope["subprotocols"]]
-    if isinstance(scope.get("headers"), (list, tuple)):
-        scope["headers"] = [header(pair, config) for pair in scope["headers"]]
     if isinstance(scope.get("cookies"), dict):
-        scope["cookies"] = dict.fromkeys(scope["cookies"], REDACTED_TEXT)
+        scope["cookies"] = dict.fromkeys(scope["cookies"], REDACTED)
     if "session" in scope:
-        scope["session"] = REDACTED_TEXT
+        scope["session"] = REDACTED
     return scope
 
 
@@ -105,6 +134,8 @@ def plain(value: Any) -> str:
     """What JSON cannot say: bytes as latin-1 text (as HTTP allows), anything else as its type and str."""
     if isinstance(value, bytes):
         return value.decode("latin-1")
+    if isinstance(value, Redacted):
+        return REDACTED_TEXT
     try:
         text = str(value)
     except Exception as error:  # a lazy user or session that cannot be read

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from explorer.serving import SERVERS, RunningServer
+from explorer.serving import SERVERS, RunningServer, free_port
 from explorer.trace.handlers import QueuedTraceHandler
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -213,12 +213,6 @@ def rule_breaker_server(tmp_path_factory):
     """daphne serving the test-only consumers that break the rules on purpose."""
     with daphne_serving(tmp_path_factory, "tests.rule_breakers:application") as daphne:
         yield daphne
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class RedisServer:

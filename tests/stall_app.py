@@ -6,11 +6,15 @@ its dispatch waits for the thread first. Served by daphne in
 ``tests/test_timing.py``: ``python -m daphne tests.stall_app:application``.
 """
 
-from channels.routing import URLRouter
-from django.urls import path
+import django
 
-from explorer.bench.app import raw_echo  # sets Django up, as daphne needs
-from explorer.trace import TraceMiddleware
-from routing import websocket_urlpatterns
+django.setup()  # daphne imports this module before anything else, and routing needs the apps ready
+
+from channels.routing import URLRouter  # noqa: E402
+from django.urls import path  # noqa: E402
+
+from explorer.bench.app import raw_echo  # noqa: E402
+from explorer.trace import TraceMiddleware  # noqa: E402
+from routing import websocket_urlpatterns  # noqa: E402
 
 application = TraceMiddleware(URLRouter([*websocket_urlpatterns, path("ws/raw/", raw_echo)]))

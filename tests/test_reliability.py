@@ -125,7 +125,7 @@ async def test_a_client_that_stops_reading_does_not_stall_the_others(server, end
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
 @pytest.mark.parametrize("command", ["daphne", "make run"])
 async def test_stopping_with_connections_open_is_clean_and_the_recording_complete(tmp_path, stop, command):
-    """Every client is told (1001), every consumer ends and is traced, the process exits 0 (explorer/wire.py).
+    """Every client is told (1001), every consumer ends and is traced, the process exits 0 (daphne_fixes.py).
 
     ``make run`` is ``manage.py runserver --noreload``, signalled as a terminal's Ctrl-C is: the whole
     process group.
@@ -158,7 +158,7 @@ async def test_stopping_with_connections_open_is_clean_and_the_recording_complet
 
 
 async def test_stopping_while_a_handler_sleeps_lets_the_sync_thread_finish_then_exits(tmp_path, endpoint):
-    """A sync handler cannot be cancelled: daphne waits for the sync thread before cancelling (wire.py).
+    """A sync handler cannot be cancelled: daphne waits for the sync thread, then cancels (daphne_fixes.py).
 
     Cancelled at once, the sync handler's ``send`` would wait for ever for the stopped loop, and the
     interpreter for that thread: the process never exited. An async handler is cancelled, and says so.

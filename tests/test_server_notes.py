@@ -408,7 +408,7 @@ OVER_THE_LIMIT = {
 
 @pytest.mark.parametrize("kind", list(OVER_THE_LIMIT))
 async def test_a_message_over_the_servers_limit(served, endpoint, kind):
-    """daphne's 1009 is the explorer's doing (explorer/wire.py); out of the box autobahn drops the TCP."""
+    """daphne's 1009 is the explorer's doing (daphne_fixes.py); out of the box autobahn drops the TCP."""
     limit, client_code, app_code, note = OVER_THE_LIMIT[kind]
     server = served(kind)
     async with connect(server.url(endpoint), max_size=None, compression=None) as ws:

@@ -55,6 +55,20 @@ def project_env(site, **env):
     }
 
 
+def run_in(installed, *args, timeout=60, check=True):
+    """``python ARGS`` in the chat project, with only the installed package beside it."""
+    project, site = installed
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=project,
+        env=project_env(site),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=check,
+    )
+
+
 @pytest.fixture(scope="module")
 def chat(installed, tmp_path_factory):
     project, site = installed
@@ -104,16 +118,8 @@ def connection_at(server, name, path):
 
 
 def test_the_trace_comes_from_the_installed_package(installed):
-    project, site = installed
-    found = subprocess.run(
-        [sys.executable, "-c", "import explorer.trace; print(explorer.trace.__file__)"],
-        cwd=project,
-        env=project_env(site),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    _, site = installed
+    found = run_in(installed, "-c", "import explorer.trace; print(explorer.trace.__file__)")
     assert Path(found.stdout.strip()).is_relative_to(site)
     # Only the trace is installed: the explorer's own consumers stay in the clone.
     assert not (site / "consumers").exists() and not (site / "routing").exists()
@@ -178,50 +184,31 @@ async def test_a_handshake_that_waited_for_the_sync_thread_names_the_handler_tha
 
 
 def test_the_trace_and_wsclient_commands_are_there_in_that_project(chat, installed):
-    project, site = installed
+    project, _ = installed
     origin = f"Origin: http://127.0.0.1:{chat.port}"
     message = json.dumps({"message": "via wsclient"})
-    client = subprocess.run(
-        [
-            sys.executable,
-            "manage.py",
-            "wsclient",
-            chat_url(chat, "chat/cmds"),
-            "-H",
-            origin,
-            "--send",
-            message,
-        ],
-        cwd=project,
-        env=project_env(site),
-        capture_output=True,
-        text=True,
-        timeout=60,
+    client = run_in(
+        installed,
+        "manage.py",
+        "wsclient",
+        chat_url(chat, "chat/cmds"),
+        "-H",
+        origin,
+        "--send",
+        message,
+        check=False,
     )
     assert "via wsclient" in client.stdout, client.stdout + client.stderr
     connection_at(chat, "ChatConsumer", "/ws/chat/cmds/")
-    shown = subprocess.run(
-        [sys.executable, "manage.py", "trace", str(chat.recording), "-e", "/ws/chat/cmds/", "--width", "200"],
-        cwd=project,
-        env=project_env(site),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
+    shown = run_in(
+        installed, "manage.py", "trace", str(chat.recording), "-e", "/ws/chat/cmds/", "--width", "200"
     )
     lines = [line for line in shown.stdout.splitlines() if "#" in line and "→ in" in line]
     assert lines and all("ChatConsumer#" in line for line in lines)
     assert "{'text': '{\"message\": \"via wsclient\"}'}" in shown.stdout
     # The shareable page takes its script and styles from the installed package.
     page = project / "trace.html"
-    subprocess.run(
-        [sys.executable, "manage.py", "trace", str(chat.recording), "--html", str(page)],
-        cwd=project,
-        env=project_env(site),
-        capture_output=True,
-        timeout=60,
-        check=True,
-    )
+    run_in(installed, "manage.py", "trace", str(chat.recording), "--html", str(page))
     assert "via wsclient" in page.read_text() and "function" in page.read_text()
 
 
@@ -229,7 +216,7 @@ def test_the_trace_and_wsclient_commands_are_there_in_that_project(chat, install
 async def test_a_recorded_chat_connection_becomes_a_test_that_passes_in_that_project(
     chat, installed, endpoint
 ):
-    project, site = installed
+    project, _ = installed
     path, name = FLAVOURS[endpoint]
     room = f"replay{endpoint}"
     # The other client is of the other flavour, so the recorded one is the only `name` in the room.
@@ -245,26 +232,13 @@ async def test_a_recorded_chat_connection_becomes_a_test_that_passes_in_that_pro
         await other.send(json.dumps({"message": "from elsewhere"}))
         assert json.loads(await asyncio.wait_for(recorded.recv(), 10)) == {"message": "from elsewhere"}
     connection = connection_at(chat, name, f"/ws/{path}/{room}/")
-    made = subprocess.run(
-        [sys.executable, "manage.py", "trace", str(chat.recording), "--pytest", connection],
-        cwd=project,
-        env=project_env(site),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    made = run_in(installed, "manage.py", "trace", str(chat.recording), "--pytest", connection)
     source = made.stdout
     assert "# Not replayed: chat.message from the channel layer, sent by another connection" in source
     test_file = project / f"test_replay_{endpoint}.py"
     test_file.write_text(source)
-    ran = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test_file.name],
-        cwd=project,
-        env=project_env(site),
-        capture_output=True,
-        text=True,
-        timeout=120,
+    ran = run_in(
+        installed, "-m", "pytest", "-q", "-p", "no:cacheprovider", test_file.name, timeout=120, check=False
     )
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert "1 passed" in ran.stdout
@@ -275,12 +249,7 @@ async def test_a_recorded_chat_connection_becomes_a_test_that_passes_in_that_pro
     )
     assert changed != source
     test_file.write_text(changed)
-    ran = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test_file.name],
-        cwd=project,
-        env=project_env(site),
-        capture_output=True,
-        text=True,
-        timeout=120,
+    ran = run_in(
+        installed, "-m", "pytest", "-q", "-p", "no:cacheprovider", test_file.name, timeout=120, check=False
     )
     assert ran.returncode == 1, ran.stdout + ran.stderr

@@ -201,7 +201,7 @@ class TraceRecord(logging.LogRecord):
         }
 
 
-this_process = {}
+this_process: dict[str, object] = {}
 
 
 def note_this_process():
@@ -226,12 +226,13 @@ class ConnectionTrace:
         self.opened_at = time.time()  # the same moment on the wall clock
         self.consumer = None  # the channels consumer class serving it, once one starts
         self.scope_shown = False
-        self.pending = []  # what was said before the scope was out
+        self.pending: list[tuple] = []  # what was said before the scope was out
         self.consumer_seconds = 0.0  # when the application first touched the connection
         self.running = None  # the Handling under way
         self.weight = 0  # bytes the event being emitted holds (captured sets it)
-        self.arrivals = {}  # id(event) -> Arrival, until a handler takes it
-        self.delivered = {}  # event type -> True once the server took one without raising
+        self.arrivals: dict[int, Arrival] = {}  # id(event) -> Arrival, until a handler takes it
+        # event type -> True once the server took one without raising
+        self.delivered: dict[str | None, bool] = {}
         self.ended = None  # how the consumer ended, once it has: later lines come from a thread it left
         if self.enabled:
             self.rules = WebSocketRules(scope)

@@ -9,23 +9,16 @@ and escape sequences; Rich is never asked to read markup.
 """
 
 from itertools import islice
+from typing import Any
 
 from explorer import redaction
+from explorer.redaction import REDACTED, Redacted, is_byte_pair
+from explorer.trace.config import TraceConfig
 
 MAX_DEPTH = 8
 MAX_ITEMS = 100
 MAX_INT_BITS = 256  # repr() of a huge int is slow, or refused outright
 MIN_KEY_LIMIT = 64  # field names stay whole even under a tiny payload limit
-
-
-class Redacted:
-    __slots__ = ()
-
-    def __repr__(self):
-        return "<redacted>"
-
-
-REDACTED = Redacted()
 
 
 class Shortened:
@@ -54,7 +47,7 @@ class Opaque:
         return self.text
 
 
-def printable(text, keep_newlines=False):
+def printable(text: str, keep_newlines: bool = False) -> str:
     """``text`` with every non-printable character written as an escape."""
     if text.isprintable():
         return text
@@ -74,7 +67,7 @@ def opaque(value, limit):
     return Opaque(text)
 
 
-def shown(value, limit, depth=0):
+def shown(value: Any, limit: int, depth: int = 0) -> Any:
     """``value`` made short and safe: long strings cut, deep or odd things summarised."""
     if isinstance(value, (Shortened, Redacted, Opaque)):  # shown already (cut as it was captured)
         return value
@@ -95,46 +88,44 @@ def shown(value, limit, depth=0):
             items[Opaque("…")] = Opaque(f"<{len(value) - MAX_ITEMS:,} more>")
         return items
     if isinstance(value, (list, tuple)):
-        items = [shown(item, limit, depth + 1) for item in islice(value, MAX_ITEMS)]
+        entries = [shown(item, limit, depth + 1) for item in islice(value, MAX_ITEMS)]
         if len(value) > MAX_ITEMS:
-            items.append(Opaque(f"<{len(value) - MAX_ITEMS:,} more>"))
-        return tuple(items) if isinstance(value, tuple) else items
+            entries.append(Opaque(f"<{len(value) - MAX_ITEMS:,} more>"))
+        return tuple(entries) if isinstance(value, tuple) else entries
     return opaque(value, limit)
 
 
-def shown_headers(headers, config):
-    """ASGI's list of byte pairs, decoded (latin-1, as HTTP allows), credentials redacted."""
+def shown_headers(headers, limit):
+    """ASGI's list of byte pairs, decoded (latin-1, as HTTP allows), a hidden value left hidden."""
     if not isinstance(headers, (list, tuple)):
-        return shown(headers, config.max_payload)
+        return shown(headers, limit)
     result = []
     for pair in islice(headers, MAX_ITEMS):
-        if not (
-            isinstance(pair, (list, tuple)) and len(pair) == 2 and all(isinstance(p, bytes) for p in pair)
-        ):
-            result.append(shown(pair, config.max_payload))  # not a byte pair: show it as it is
-            continue
-        name, value = (part.decode("latin-1") for part in pair)
-        if not config.show_credentials and redaction.is_credential(name, config):
-            result.append((name, REDACTED))
-            continue
-        if not config.show_credentials and name.lower() == "sec-websocket-protocol":
-            value = redaction.subprotocol_header(value, config)
-        result.append((name, shown(value, config.max_payload)))
+        if is_byte_pair(pair):
+            name, value = (part.decode("latin-1") for part in pair)
+            result.append((name, shown(value, limit)))
+        elif isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[1], Redacted):  # hidden
+            result.append((pair[0].decode("latin-1"), REDACTED))
+        else:
+            result.append(shown(pair, limit))  # not a byte pair: show it as it is
     if len(headers) > MAX_ITEMS:
         result.append(Opaque(f"<{len(headers) - MAX_ITEMS:,} more>"))
     return result
 
 
-def shown_event(event, config):
+def shown_event(event: Any, config: TraceConfig) -> Any:
     """An ASGI event dict as the trace shows it."""
     if not isinstance(event, dict):
         return shown(event, config.max_payload)
-    if "subprotocol" in event and not config.show_credentials:  # an accept echoes the client's entry
-        event = {**event, "subprotocol": redaction.subprotocol(event["subprotocol"], config)}
+    return shown_fields(redaction.event(event, config), config)
+
+
+def shown_fields(event, config):
+    """An event or scope, its credentials hidden already, field by field."""
     names = max(config.max_payload, MIN_KEY_LIMIT)  # field names and the event type stay whole
     return {
         shown(key, names): (
-            shown_headers(value, config)
+            shown_headers(value, config.max_payload)
             if key == "headers"
             else shown(value, names if key == "type" else config.max_payload)
         )
@@ -142,19 +133,13 @@ def shown_event(event, config):
     }
 
 
-def shown_scope(scope, config):
+def shown_scope(scope: Any, config: TraceConfig) -> Any:
     """A connection scope as the trace shows it: headers decoded, credentials redacted."""
-    if isinstance(scope, dict) and not config.show_credentials:
-        scope = dict(scope)
-        scope["query_string"] = redaction.query_string(scope.get("query_string"), config)
-        if isinstance(scope.get("subprotocols"), (list, tuple)):
-            scope["subprotocols"] = [redaction.subprotocol(entry, config) for entry in scope["subprotocols"]]
-        if scope["query_string"] is None:
-            del scope["query_string"]
-    result = shown_event(scope, config)
     if not isinstance(scope, dict):  # not a scope at all: shown as it is
-        return result
-    if "cookies" in scope and isinstance(scope["cookies"], dict) and not config.show_credentials:
+        return shown(scope, config.max_payload)
+    result = shown_fields(redaction.scope(scope, config), config)
+    if isinstance(scope.get("cookies"), dict) and not config.show_credentials:
+        # Every cookie's name, cut like a value: they are the client's, not the spec's field names.
         result["cookies"] = {shown(name, config.max_payload): REDACTED for name in scope["cookies"]}
     if "session" in scope:
         result["session"] = shown_session(scope["session"], config)

@@ -21,21 +21,16 @@ import sys
 import threading
 import time
 
-from rich.console import Console
 from rich.text import Text
 
 from explorer.trace.display import printable
 from explorer.trace.entry import TraceEntry
 from explorer.trace.panel import PanelTraceHandler
 from explorer.trace.recording import as_record, last_run, run_header
-from explorer.trace.render import dropped, plain, render, shown
+from explorer.trace.render import console as trace_console
+from explorer.trace.render import dropped, plain, render, shown_body
 from explorer.trace.renderer import RendererProcess
 from explorer.trace.tracebacks import failure_of
-
-
-def trace_console(file=None):
-    # markup and emoji off: nothing printed is ever read as Rich markup.
-    return Console(file=file or sys.stderr, markup=False, emoji=False, highlight=False)
 
 
 class FailsOnce:
@@ -215,7 +210,7 @@ class JsonLinesTraceHandler(FailsOnce, logging.FileHandler):
         if entry is None:
             data = {"kind": "message", "text": record.getMessage()} if record.msg else {}
         else:
-            data = as_record(entry, shown(entry), failure_of(record))
+            data = as_record(entry, shown_body(entry), failure_of(record))
         if getattr(record, "trace_dropped", 0):
             data["dropped"] = record.trace_dropped
         if data and self.run is not None:

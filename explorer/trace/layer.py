@@ -8,6 +8,9 @@ for a handler is measured like any event's. Everything else is the
 layer's own.
 """
 
+# The calls traced before they are made; a layer record of any other type is a message that arrived.
+LAYER_CALLS = ("group_add", "group_discard", "group_send", "send")
+
 
 class TracedLayer:
     def __init__(self, layer, trace):

@@ -17,11 +17,18 @@ panel (``panel.PATH``), whose every message is trace records, so tracing it
 would trace itself without end.
 """
 
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
+from typing import Any
 
 from explorer.trace.config import trace_config
 from explorer.trace.connection import ConnectionTrace, current
 from explorer.trace.panel import PATH as PANEL_PATH
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class TraceMiddleware:
@@ -30,12 +37,14 @@ class TraceMiddleware:
     ``untraced``: paths whose connections are not traced (exact paths, as in the scope).
     """
 
-    def __init__(self, app, mode: str | None = None, untraced=(PANEL_PATH,)):
+    def __init__(
+        self, app: ASGIApp, mode: str | None = None, untraced: Iterable[str] = (PANEL_PATH,)
+    ) -> None:
         self.app = app
         self.mode = mode
         self.untraced = frozenset(untraced)
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path")
         untraced = isinstance(path, str) and path in self.untraced
         if scope.get("type") != "websocket" or current.get() is not None or untraced:
@@ -48,12 +57,11 @@ class TraceMiddleware:
             if not trace.enabled:
                 return await self.app(scope, receive, send)
             try:
-                result = await self.app(scope, trace.wrap_receive(receive), trace.wrap_send(send))
+                await self.app(scope, trace.wrap_receive(receive), trace.wrap_send(send))
             except BaseException as error:
                 # Traced, then left to the server, which does what it always does.
                 trace.exited(error)
                 raise
             trace.exited()
-            return result
         finally:
             current.reset(token)

@@ -27,7 +27,7 @@ import threading
 from collections import deque
 
 from explorer.trace.recording import as_record, iso
-from explorer.trace.render import shown
+from explorer.trace.render import shown_body
 from explorer.trace.tracebacks import failure_of
 
 ROUTE = "ws/trace/"  # for URLRouter
@@ -154,7 +154,7 @@ class PanelTraceHandler(logging.Handler):
         try:
             entry = getattr(record, "trace", None)
             if entry is not None:
-                data = as_record(entry, shown(entry), failure_of(record))
+                data = as_record(entry, shown_body(entry), failure_of(record))
             elif record.msg or getattr(record, "trace_dropped", 0):
                 data = {"kind": "message", "text": record.getMessage() if record.msg else ""}
             else:

@@ -19,10 +19,10 @@ import pprint
 import re
 
 from explorer.trace.display import REDACTED, Opaque, Redacted, Shortened
+from explorer.trace.layer import LAYER_CALLS
 from explorer.trace.recording import decode
 
 CLIENT_EVENTS = ("websocket.connect", "websocket.receive", "websocket.disconnect")
-LAYER_CALLS = ("group_add", "group_discard", "group_send", "send")
 MIN_TIMEOUT = 5  # seconds a replay waits for each event back, at least
 
 

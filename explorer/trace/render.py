@@ -8,9 +8,12 @@ reach it as an escape sequence.
 import asyncio
 import concurrent.futures
 import re
+import sys
+from typing import IO, TYPE_CHECKING
 
 import asgiref
 from rich.cells import cell_len, set_cell_size
+from rich.console import Console
 from rich.padding import Padding
 from rich.pretty import Pretty, pretty_repr
 from rich.style import Style
@@ -19,6 +22,23 @@ from rich.traceback import Traceback
 
 from explorer.trace.display import printable, shown_event, shown_scope
 from explorer.trace.entry import clock, duration
+
+if TYPE_CHECKING:  # for an annotation only: the renderer process has no use for management commands
+    from django.core.management.base import OutputWrapper
+
+
+def console(file: IO[str] | None = None, width: int | None = None) -> Console:
+    """A console that prints text as it is given: markup, emoji codes and highlighting off, so nothing a
+    client sent is ever read as Rich markup."""
+    return Console(file=file or sys.stderr, markup=False, emoji=False, highlight=False, width=width)
+
+
+def command_console(stdout: "OutputWrapper", width: int | None = None) -> Console:
+    """A console on a management command's stdout: Django's wrapper, told to add no newline of its own
+    to what Rich writes (rather than reaching past it for its private stream)."""
+    stdout.ending = ""
+    return console(stdout, width)
+
 
 # (arrow, style) per kind: incoming and outgoing look different at a glance.
 # Parsed once: a Style object renders faster than a style string.
@@ -63,6 +83,11 @@ def styled(parts):
     return Text("".join(text for text, _ in parts), spans=spans)
 
 
+def shown_type(event):
+    """A shown event's type as printed: whatever the consumer put there, so a wrong one shows as it is."""
+    return printable(str(event.get("type") if isinstance(event, dict) else None))
+
+
 def header(entry):
     """Time since open, connection id, arrow and direction, event type, thread, as (text, style) parts."""
     arrow, style = KINDS.get(entry.kind, UNKNOWN_KIND)
@@ -75,8 +100,7 @@ def header(entry):
         (f"{arrow} {label:<6}", style),
     ]
     if entry.kind in ("in", "out", "layer", "done"):
-        event_type = entry.event.get("type") if isinstance(entry.event, dict) else None
-        parts.append((f" {printable(str(event_type)):<20}", style + BOLD))
+        parts.append((f" {shown_type(entry.event):<20}", style + BOLD))
     if entry.thread:
         parts.append((f" [{printable(entry.thread)}]", DIM))
     if entry.wait is not None:
@@ -107,7 +131,8 @@ def remarks(entry):
     return [styled(parts) for parts in remark_parts(entry)]
 
 
-def shown(entry):
+def shown_body(entry):
+    """The entry's event or scope as the trace shows it: as recorded, or made short and safe now."""
     if entry.recorded:
         return entry.event
     if entry.kind == "scope":
@@ -119,7 +144,7 @@ def compact_parts(entry):
     """The event's line and its remarks, as lists of (text, style) parts."""
     parts = header(entry)
     if entry.event is not None and entry.kind != "done":
-        body = shown(entry)
+        body = shown_body(entry)
         if entry.kind in ("in", "out", "layer") and isinstance(body, dict):
             body = {key: value for key, value in body.items() if key != "type"}  # already in the header
         if body:
@@ -135,8 +160,8 @@ def compact(entry, width=None):
     if width is None:
         return [styled(parts) for parts in compact_parts(entry)]
     parts = tokens(entry)
-    if entry.kind == "scope" and isinstance(shown(entry), dict):
-        parts += folded_scope(shown(entry), width - len(INDENT))
+    if entry.kind == "scope" and isinstance(shown_body(entry), dict):
+        parts += folded_scope(shown_body(entry), width - len(INDENT))
     lines = fitted(parts, width)
     [body, *_] = compact_parts(entry)
     if entry.kind != "scope" and len(body) > len(header(entry)):
@@ -151,7 +176,7 @@ def full(entry, width=None):
     else:
         renderables = [styled(header(entry))]
     if entry.event is not None and entry.kind != "done":
-        renderables.append(Padding(Pretty(shown(entry), indent_guides=True), (0, 0, 0, 10)))
+        renderables.append(Padding(Pretty(shown_body(entry), indent_guides=True), (0, 0, 0, 10)))
     if width is None:
         return renderables + remarks(entry)
     return renderables + [
@@ -250,7 +275,7 @@ def plain(entry, failure=None):
     if entry.config.mode == "full":
         lines = ["".join(text for text, _ in header(entry))]
         if entry.event is not None and entry.kind != "done":
-            layout = pretty_repr(shown(entry), max_width=PLAIN_WIDTH - len(INDENT))
+            layout = pretty_repr(shown_body(entry), max_width=PLAIN_WIDTH - len(INDENT))
             lines += [INDENT + line for line in layout.splitlines()]
         lines += ["".join(text for text, _ in parts) for parts in remark_parts(entry)]
     else:

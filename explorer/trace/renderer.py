@@ -29,7 +29,7 @@ import struct
 import subprocess
 import sys
 
-from explorer.trace.render import shown
+from explorer.trace.render import shown_body
 
 HEADER = struct.Struct("!I")
 MAX_FRAME = 256 * 1024 * 1024  # what a frame may claim to hold; the queue's own bound is far lower
@@ -147,7 +147,7 @@ def item(record):
         return ("message", record.getMessage() if record.msg else "", dropped)
     if entry.kind == "scope" and not entry.recorded:
         # A scope holds the application's objects (a user, a session): shown here, as they are.
-        entry = dataclasses.replace(entry, event=shown(entry), recorded=True)
+        entry = dataclasses.replace(entry, event=shown_body(entry), recorded=True)
     return ("record", entry, failure_of(record), dropped)
 
 
@@ -160,7 +160,7 @@ def pickled(items):
         safe = []
         for kind, *rest in items:
             if kind == "record" and not rest[0].recorded:
-                rest[0] = dataclasses.replace(rest[0], event=shown(rest[0]), recorded=True)
+                rest[0] = dataclasses.replace(rest[0], event=shown_body(rest[0]), recorded=True)
             safe.append((kind, *rest))
         return pickle.dumps(safe, protocol=pickle.HIGHEST_PROTOCOL)
 

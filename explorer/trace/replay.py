@@ -15,15 +15,14 @@ from rich.text import Text
 
 from explorer.trace.display import printable
 from explorer.trace.entry import duration
+from explorer.trace.layer import LAYER_CALLS
 from explorer.trace.recording import from_record, moment, read
-from explorer.trace.render import DIM, KINDS, UNKNOWN_KIND, shown, styled
+from explorer.trace.render import DIM, KINDS, UNKNOWN_KIND, shown_body, shown_type, styled
+from explorer.trace.rules import event_type_of
 
 # What a diff compares: the protocol's events and how the consumer ended,
 # not the scope (its path and client port always differ) nor timings.
 COMPARED_KINDS = ("in", "out", "layer", "error", "exit")
-
-
-LAYER_CALLS = ("group_add", "group_discard", "group_send", "send")
 
 
 @dataclass
@@ -148,10 +147,9 @@ class Selection:
         if self.violations_only and not record.get("violations"):
             return False
         if self.types:
-            event = record.get("event")
-            event_type = event.get("type") if isinstance(event, dict) else None
+            event_type = event_type_of(record.get("event"))
             names = {record.get("kind"), event_type}
-            if isinstance(event_type, str):
+            if event_type is not None:
                 names.add(event_type.removeprefix("websocket."))
             return bool(names & self.types)
         return True
@@ -167,8 +165,9 @@ def comparable(record):
 
 
 def with_handler_times(records):
-    """Each ``in`` record gets the handler time from the ``done`` that follows it."""
-    pending = {}
+    """The records, each ``in`` given the handler time of the ``done`` that follows it: copies, so the
+    caller's records stay as they were."""
+    records, pending = [dict(record) for record in records], {}
     for record in records:
         if record["kind"] == "in":
             pending[record["connection"]] = record
@@ -183,9 +182,8 @@ def step(record):
     arrow, style = KINDS.get(entry.kind, UNKNOWN_KIND)
     parts = [(f"{arrow} {entry.kind:<5} ", style)]
     if entry.kind in ("in", "out", "layer"):
-        body = shown(entry)
-        event_type = body.get("type") if isinstance(body, dict) else None
-        parts.append((printable(str(event_type)), style))
+        body = shown_body(entry)
+        parts.append((shown_type(body), style))
         rest = (
             {key: value for key, value in body.items() if key != "type"} if isinstance(body, dict) else body
         )

@@ -10,7 +10,10 @@ Spec: https://asgi.readthedocs.io/en/latest/specs/www.html#websocket
 """
 
 from collections.abc import Iterable, Mapping
+from typing import Any
 
+from explorer.close_frame import MAX_CLOSE_REASON_BYTES, is_close_code, reason_size
+from explorer.redaction import is_byte_pair
 from explorer.trace.entry import Violation
 
 # rule id: (what the rule says, a hint for fixing it)
@@ -54,7 +57,7 @@ RULES = {
         "1000-1003, 1007-1014 or 3000-4999; 1004-1006 and 1015 are never sent",
     ),
     "close.reason": (
-        "websocket.close's reason is a str of at most 123 UTF-8 bytes",
+        f"websocket.close's reason is a str of at most {MAX_CLOSE_REASON_BYTES} UTF-8 bytes",
         "a close frame has room for 125 bytes, two of them the code",
     ),
     "state.connect-first": (
@@ -83,17 +86,14 @@ RULES = {
 INCOMING_TYPES = {"websocket.connect", "websocket.receive", "websocket.disconnect"}
 OUTGOING_TYPES = {"websocket.accept", "websocket.send", "websocket.close"}
 DENIAL_TYPES = {"websocket.http.response.start", "websocket.http.response.body"}
-# RFC 6455 7.4.1: codes that are never put in a close frame.
-NEVER_SENT_CODES = {1004, 1005, 1006, 1015}
-MAX_CLOSE_REASON_BYTES = 123
 
 
-def broke(rule, problem):
+def broke(rule: str, problem: str) -> Violation:
     """The violation of ``rule``, with what exactly is wrong and the rule's hint."""
     return Violation(rule, problem, RULES[rule][1])
 
 
-def event_type_of(event):
+def event_type_of(event: Any) -> str | None:
     """An event's type if it is a str, else None: anything else is what ``event.type`` reports."""
     if type(event) is dict:  # nearly always: asked several times per event, and an ABC check is slow
         event_type = event.get("type")
@@ -113,16 +113,6 @@ def type_repr(value, limit=80):
 
 def type_name(value):
     return type(value).__name__
-
-
-def is_byte_pair(pair):
-    return (
-        isinstance(pair, (list, tuple)) and len(pair) == 2 and all(isinstance(part, bytes) for part in pair)
-    )
-
-
-def is_close_code(code):
-    return 1000 <= code <= 4999 and code not in NEVER_SENT_CODES and not 1016 <= code <= 2999
 
 
 def payload_problem(event):
@@ -188,14 +178,13 @@ def scope_problems(scope):
 class WebSocketRules:
     """One connection's position in the protocol, and the rules each event breaks."""
 
-    def __init__(self, scope):
+    def __init__(self, scope: Any) -> None:
         subprotocols = scope.get("subprotocols") if isinstance(scope, Mapping) else None
         self.offered = list(subprotocols) if isinstance(subprotocols, (list, tuple)) else []
         extensions = scope.get("extensions") if isinstance(scope, Mapping) else None
         self.denial_response = isinstance(extensions, Mapping) and "websocket.http.response" in extensions
         self.connected = False  # websocket.connect received
         self.accepted = False
-        self.rejected = False  # closed before accepting: the handshake was refused
         self.close_sent = False
         self.denied = False  # a websocket.http.response denial was sent
         self.disconnected = False
@@ -206,7 +195,7 @@ class WebSocketRules:
         self.count += len(violations)
         return violations
 
-    def incoming(self, event):
+    def incoming(self, event: Any) -> list[Violation]:
         """The rules an event from the server breaks."""
         event_type = event_type_of(event)
         if event_type not in INCOMING_TYPES:
@@ -228,7 +217,7 @@ class WebSocketRules:
             self.disconnected = True
         return self.counted(found)
 
-    def outgoing(self, event):
+    def outgoing(self, event: Any) -> list[Violation]:
         """The rules an event from the application breaks."""
         event_type = event_type_of(event)
         if event_type in DENIAL_TYPES and not self.denial_response:
@@ -247,9 +236,7 @@ class WebSocketRules:
         elif event_type == "websocket.send" and (problem := payload_problem(event)):
             found.append(broke("send.payload", problem))
         elif event_type == "websocket.close":
-            found += close_problems(event)
-            if not self.accepted:
-                self.rejected = True  # a rejection, not an error
+            found += close_problems(event)  # before accepting, a rejection: not an error
             self.close_sent = True
         return self.counted(found)
 
@@ -305,7 +292,6 @@ def close_problems(event):
     reason = event.get("reason")
     if reason is not None and not isinstance(reason, str):
         found.append(broke("close.reason", f"reason is a {type_name(reason)}, not str"))
-    elif reason is not None and len(reason.encode("utf-8", "surrogatepass")) > MAX_CLOSE_REASON_BYTES:
-        size = len(reason.encode("utf-8", "surrogatepass"))
+    elif reason is not None and (size := reason_size(reason)) > MAX_CLOSE_REASON_BYTES:
         found.append(broke("close.reason", f"reason is {size} bytes of UTF-8"))
     return found

@@ -11,9 +11,16 @@ the matrix. Under a server the explorer does not know, the notes say only
 what its declared ``spec_version`` implies, never what the wire did.
 """
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
-from explorer.trace.rules import DENIAL_TYPES, MAX_CLOSE_REASON_BYTES, event_type_of, is_close_code
+from explorer.close_frame import (
+    APPLICATION_CLOSE_CODES,
+    MAX_CLOSE_REASON_BYTES,
+    is_application_close_code,
+    is_close_code,
+    reason_size,
+)
+from explorer.trace.rules import DENIAL_TYPES, event_type_of
 
 DAPHNE_HANDSHAKE_TIMEOUT = 5  # seconds: daphne's (and runserver's) websocket_handshake_timeout
 UVICORN_LEGACY_HANDSHAKE_TIMEOUT = 10  # seconds: websockets' open_timeout, under uvicorn --ws websockets
@@ -64,7 +71,7 @@ def situations(event, rules, seconds):
             found.append("close-code")
         reason = event.get("reason")
         if isinstance(reason, str) and reason:
-            too_long = len(reason.encode("utf-8", "surrogatepass")) > MAX_CLOSE_REASON_BYTES
+            too_long = reason_size(reason) > MAX_CLOSE_REASON_BYTES
             found.append("close-reason-long" if too_long else "close-reason")
         return [*found, "close"]
     return ["unknown-type"]
@@ -80,9 +87,9 @@ SPEC = {
 class Notes:
     """A server's notes, by situation. The base knows no server: only what the spec version implies."""
 
-    OUTGOING = {}
+    OUTGOING: dict[str, str | Callable[..., str | None]] = {}  # a note, or a method that makes one
     # The message under which the server logs an application's whole traceback, when it is known to.
-    LOGS_TRACEBACK = None
+    LOGS_TRACEBACK: str | None = None
 
     def __init__(self, server):
         self.server = server
@@ -194,10 +201,10 @@ class DaphneNotes(Notes):
 
     def close(self, event, rules, seconds):
         code = event.get("code", 1000)
-        if not (type(code) is int and (code == 1000 or 3000 <= code <= 4999)):
+        if not (type(code) is int and is_application_close_code(code)):
             return (
-                f"autobahn sends only 1000 or 3000-4999, so {code!r} makes the consumer's send raise: "
-                "the client gets 1011"
+                f"autobahn sends only {APPLICATION_CLOSE_CODES}, so {code!r} makes the consumer's send "
+                "raise: the client gets 1011"
             )
         # autobahn's onCloseFrame: a server that closed first aborts the TCP connection.
         return "autobahn resets the TCP connection once the client answers, so browsers say wasClean false"

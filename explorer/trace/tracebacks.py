@@ -24,7 +24,7 @@ from explorer.trace.display import printable
 
 # Where the plumbing lives, with the name a folded run of its frames is given.
 PLUMBING = {
-    os.path.dirname(module.__file__) + os.sep: module.__name__
+    os.path.dirname(str(module.__file__)) + os.sep: module.__name__
     for module in (asgiref, asyncio, channels, concurrent.futures)
 }
 HERE = os.path.dirname(__file__)

@@ -69,7 +69,12 @@ async def test_accepts_with_the_asked_subprotocol_if_offered_else_the_first(endp
 
 @pytest.mark.parametrize(
     "command",
-    ["/close abc", "/close 1001", "/close 4000 " + "é" * 62, "/nope", "/sleep 31", "/burst 0", "/block x"],
+    [
+        *["/close abc", "/close 1001", "/close 4000 " + "é" * 62, "/nope", "/sleep 31", "/burst 0"],
+        "/block x",
+        # Digits that str.isdigit(), int() or float() take, and a number does not (core.number).
+        *["/burst ²", "/burst 2 ①", "/sleep ٣", "/close ٤٠٠٠", "/deny"],
+    ],
 )
 async def test_malformed_command_gets_an_error_and_the_connection_stays_open(endpoint, command):
     client = communicator(endpoint)

@@ -2,7 +2,8 @@
 
 import pytest
 
-from explorer.trace.rules import RULES, WebSocketRules, is_close_code
+from explorer.close_frame import is_close_code
+from explorer.trace.rules import RULES, WebSocketRules
 
 SCOPE = {
     "type": "websocket",
@@ -44,7 +45,7 @@ def test_a_whole_valid_session_breaks_nothing():
 def test_close_before_accept_is_a_rejection():
     rules = opened()
     assert rules.outgoing({"type": "websocket.close"}) == []
-    assert rules.rejected and not rules.accepted
+    assert rules.close_sent and not rules.accepted
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,7 @@
 """``manage.py trace``: a recording rendered, filtered and diffed, from real sessions on both endpoints."""
 
 import asyncio
+import copy
 import json
 import logging
 from io import StringIO
@@ -12,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from explorer.asgi import application
+from explorer.trace import replay
 from explorer.trace.display import printable
 from tests.explorer.test_properties import PROPERTIES
 
@@ -303,6 +305,14 @@ def test_a_filter_that_matches_nothing_says_so(trace, tmp_path):
         trace_command(path, "-c", "sc#9")
 
 
+def test_a_type_filter_passes_over_an_event_whose_type_is_not_text(tmp_path):
+    odd = {"connection": "sc#1", "kind": "out", "seconds": 0.1, "event": {"type": ["websocket.send"]}}
+    good = {"connection": "sc#1", "kind": "in", "seconds": 0.2, "event": {"type": "websocket.receive"}}
+    output = trace_command(crafted(tmp_path, odd, good), "-t", "receive")
+    assert "websocket.receive" in output
+    assert "['websocket.send']" not in output
+
+
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
     lambda children: (
@@ -401,3 +411,16 @@ async def test_the_time_column_follows_the_clock(trace, clock):
     else:
         first, second = (float(t.rstrip("s")) for t in times)
         assert second - first >= 0.3  # one timeline: the later connection is later
+
+
+def test_a_diff_leaves_the_records_it_was_given_as_they_were(tmp_path):
+    receive = {"type": "websocket.receive", "text": "x"}
+    path = crafted(
+        tmp_path,
+        {"connection": "sc#1", "kind": "in", "seconds": 0.1, "event": receive},
+        {"connection": "sc#1", "kind": "done", "seconds": 0.2, "handler": 0.001},
+    )
+    records = replay.load([("", path.read_text().splitlines())]).entries
+    before = copy.deepcopy(records)
+    replay.diff(records, records, "sc#1", "sc#1")
+    assert records == before

@@ -97,6 +97,13 @@ def test_scope_with_odd_user_and_session_objects():
     assert repr(revealed["session"]) == "<session unreadable: RuntimeError>"
 
 
+def test_a_wrong_query_string_shows_as_it_is_whether_credentials_are_hidden_or_not():
+    # It breaks scope.field-type: the scope shown under the violation must hold the value that broke it.
+    scope = {"type": "websocket", "path": "/", "headers": [], "query_string": None}
+    for config in (COMPACT, TraceConfig(show_credentials=True)):
+        assert shown_scope(scope, config)["query_string"] is None
+
+
 @pytest.mark.parametrize("config", [COMPACT, FULL])
 def test_an_exception_message_from_a_client_is_shown_literally(config):
     try:

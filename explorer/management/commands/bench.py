@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
@@ -23,6 +22,7 @@ from rich.text import Text
 from explorer.bench import scenarios
 from explorer.bench.app import SUBJECTS
 from explorer.serving import SERVERS, machine
+from explorer.trace.render import command_console
 
 MAX_SCALE = 9000  # client and server sockets together stay inside 20,000 open files
 QUICK = {"connections": 4, "trips": 40, "rounds": 1, "sleepers": 4, "scale": 100, "handshakes": 50}
@@ -212,7 +212,7 @@ class Command(BaseCommand):
                 raise CommandError(f"--{key} must be at least 1")
         if sizes["scale"] > MAX_SCALE:
             raise CommandError(f"--scale is at most {MAX_SCALE:,} (open files: client and server together)")
-        self.console = Console(file=self.stdout._out, highlight=False)
+        self.console = command_console(self.stdout)
         if not self.console.is_terminal:
             self.console.width = 150  # a file or a pipe: wide enough for every column
         kinds = options["server"] or (

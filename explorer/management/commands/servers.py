@@ -15,13 +15,13 @@ import tempfile
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
 from explorer import matrix
 from explorer.serving import MAIN, SERVERS, RunningServer, machine
+from explorer.trace.render import command_console
 
 
 def cells(results, row):
@@ -73,7 +73,7 @@ class Command(BaseCommand):
         if options["server"] and missing:
             raise CommandError(f"not installed: {', '.join(missing)} (requirements.txt pins them)")
         kinds = [SERVERS[name] for name in names if SERVERS[name].installed]
-        self.console = Console(file=self.stdout._out, highlight=False)
+        self.console = command_console(self.stdout)
         if not self.console.is_terminal:
             self.console.width = 200
         results = {"machine": machine(), "servers": {}}

@@ -8,7 +8,6 @@ from collections import Counter
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
@@ -16,7 +15,7 @@ from explorer.trace import export, recording, regression, replay
 from explorer.trace.config import CLOCKS, trace_settings
 from explorer.trace.display import printable
 from explorer.trace.handlers import RichTraceHandler
-from explorer.trace.render import dropped, render
+from explorer.trace.render import command_console, dropped, render
 
 
 def entries(lines):
@@ -99,9 +98,7 @@ class Command(BaseCommand):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
     def run(self, options):
-        self.console = Console(
-            file=self.stdout._out, markup=False, emoji=False, highlight=False, width=options["width"]
-        )
+        self.console = command_console(self.stdout, options["width"])
         self.clock = options["clock"] or trace_settings()["CLOCK"]
         loaded = self.read(options["file"])
         if options["runs"]:

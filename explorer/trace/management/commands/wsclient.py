@@ -20,7 +20,6 @@ import time
 from dataclasses import dataclass
 
 from django.core.management.base import BaseCommand, CommandError
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 from websockets.asyncio.client import connect
@@ -28,6 +27,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from explorer.trace.display import printable
 from explorer.trace.entry import duration
+from explorer.trace.render import command_console
 
 DEFAULT_URL = "ws://127.0.0.1:8000/ws/ac/"
 HEX_PREVIEW = 16
@@ -302,7 +302,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
-        self.console = Console(file=self.stdout._out, markup=False, emoji=False, highlight=False)
+        self.console = command_console(self.stdout)
         headers = [parse_header(spec) for spec in options["header"]]
         messages = list(options["messages"])
         if options["script"]:

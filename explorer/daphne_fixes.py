@@ -1,4 +1,8 @@
-"""Three adjustments to daphne 4.2, made as the explorer starts (``install``, from the app's ``ready``).
+"""Three fixes to daphne 4.2, made as the explorer starts (``install``, from the app's ``ready``).
+
+Each replaces or wraps a piece of daphne's internals as 4.2 has them, so on
+any other daphne they are not made: the explorer says so once and leaves
+daphne as it is.
 
 1. Failures are explained with a close frame. autobahn, under daphne, fails
    a connection by dropping it (its ``failByDrop`` option), so a client that
@@ -36,12 +40,14 @@ import contextlib
 import logging
 import threading
 
+import daphne
 from daphne.server import Server
 from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
 from twisted.internet import defer
 
 logger = logging.getLogger("daphne.server")
 
+WRITTEN_FOR = "4.2"  # the daphne whose code these fixes were read against
 
 STOP_TIMEOUT = 10  # seconds exit waits for daphne to close its connections and end its consumers
 GOING_AWAY = 1001
@@ -52,7 +58,16 @@ SYNC_TIMEOUT = 6.0
 
 
 def install():
-    if getattr(WebSocketFactory, "explorer_adjusted", False):
+    if getattr(WebSocketFactory, "explorer_checked", False):
+        return
+    WebSocketFactory.explorer_checked = True
+    if daphne.__version__.split(".")[:2] != WRITTEN_FOR.split("."):
+        logging.getLogger(__name__).warning(
+            "daphne %s is not the %s that explorer/daphne_fixes.py was written for: daphne is left as it "
+            "is (a message over its size limit gets 1006, and stopping with connections open may hang)",
+            daphne.__version__,
+            WRITTEN_FOR,
+        )
         return
     original_init = WebSocketFactory.__init__
 
@@ -61,7 +76,6 @@ def install():
         self.setProtocolOptions(failByDrop=False)
 
     WebSocketFactory.__init__ = __init__
-    WebSocketFactory.explorer_adjusted = True
     Server.kill_all_applications = kill_all_applications
     server_run = Server.run
 
