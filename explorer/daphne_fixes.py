@@ -45,6 +45,8 @@ from daphne.server import Server
 from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
 from twisted.internet import defer
 
+from explorer.trace.server_notes import closing_all
+
 logger = logging.getLogger("daphne.server")
 
 WRITTEN_FOR = "4.2"  # the daphne whose code these fixes were read against
@@ -55,6 +57,7 @@ CLOSE_TIMEOUT = 1.0  # seconds clients have to answer the server's close before 
 # Seconds a sync handler has to finish before the consumers are cancelled: longer than the
 # longest hold the explorer allows (consumers.limits), and well inside STOP_TIMEOUT.
 SYNC_TIMEOUT = 6.0
+ENDING_GRACE = 0.5  # seconds applications get to end by themselves once the sync thread is free
 
 
 def install():
@@ -113,14 +116,27 @@ def kill_all_applications(self):
     """Close every open WebSocket (1001), give the clients a moment to answer, then cancel what still runs."""
     closing = [protocol for protocol in self.connections if isinstance(protocol, WebSocketProtocol)]
     closing = [protocol for protocol in closing if protocol.state == protocol.STATE_OPEN]
+    closing_all.set()  # the trace tells the 1001s that come back from a client's own
     for protocol in closing:
         with contextlib.suppress(Exception):  # a connection going away by itself meanwhile
             # sendCloseFrame: autobahn's sendClose takes only an application's codes (1000, 3000-4999).
             protocol.sendCloseFrame(code=GOING_AWAY, reasonUtf8=b"server shutting down")
     waiting = until_closed(closing, CLOSE_TIMEOUT)
     waiting.addCallback(lambda _: until_sync_thread_free(SYNC_TIMEOUT))
+    # A sync consumer told of the close while its handler still ran has its disconnect handler
+    # queued behind it: a moment to run it, so it stops by itself rather than be cancelled.
+    waiting.addCallback(lambda _: until_applications_end(self, ENDING_GRACE))
     waiting.addCallback(lambda _: cancel_applications(self))
     return waiting
+
+
+def until_applications_end(server, timeout):
+    """A Deferred that fires once every application has ended by itself, or after ``timeout``."""
+    instances = (details.get("application_instance") for details in server.connections.values())
+    pending = [instance for instance in instances if instance is not None and not instance.done()]
+    if not pending:
+        return defer.succeed(None)
+    return defer.Deferred.fromFuture(asyncio.ensure_future(asyncio.wait(pending, timeout=timeout)))
 
 
 def until_sync_thread_free(timeout):

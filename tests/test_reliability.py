@@ -182,10 +182,17 @@ async def test_stopping_while_a_handler_sleeps_lets_the_sync_thread_finish_then_
     records = read_records(recording, connection)
     assert records[-1]["kind"] == "exit"
     [slept] = [r for r in records if r["kind"] == "done" and r["event"]["type"] == "websocket.receive"]
-    assert not any("after the consumer ended" in note for r in records for note in r.get("notes", ()))
+    notes = [note for r in records for note in r.get("notes", ())]
+    assert not any("after the consumer ended" in note for note in notes)
+    # The close was the server's own, not the client's: no note says the client started it.
+    assert not any("the client's close" in note for note in notes), notes
     if endpoint == "sc":  # it ran to its end, its reply traced (to a client already gone), then the exit
         assert "outcome" not in slept
         assert any(r["kind"] == "out" and r["event"].get("text") == "slept 2 s" for r in records)
+        # Then it was told of the close and stopped by itself: not a StopConsumer and a cancel both.
+        [told] = [r for r in records if r["kind"] == "done" and r["event"]["type"] == "websocket.disconnect"]
+        assert "outcome" not in told and not records[-1]["note"].startswith("consumer cancelled")
+        assert any("is stopping: it closed this connection with 1001" in note for note in notes), notes
     else:
         assert slept["outcome"] == "cancelled"
         assert records[-1]["note"].startswith("consumer cancelled")

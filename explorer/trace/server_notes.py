@@ -11,6 +11,7 @@ the matrix. Under a server the explorer does not know, the notes say only
 what its declared ``spec_version`` implies, never what the wire did.
 """
 
+import threading
 from collections.abc import Callable, Mapping
 
 from explorer.close_frame import (
@@ -21,6 +22,10 @@ from explorer.close_frame import (
     reason_size,
 )
 from explorer.trace.rules import DENIAL_TYPES, event_type_of
+
+# Set by a server's own stop that closes every WebSocket with 1001 (the explorer's daphne_fixes):
+# a disconnect with 1001 after it is that close answered, not one the client started.
+closing_all = threading.Event()
 
 DAPHNE_HANDSHAKE_TIMEOUT = 5  # seconds: daphne's (and runserver's) websocket_handshake_timeout
 UVICORN_LEGACY_HANDSHAKE_TIMEOUT = 10  # seconds: websockets' open_timeout, under uvicorn --ws websockets
@@ -245,6 +250,8 @@ class DaphneNotes(Notes):
                 f"{self.name} refused a message over its websocket_max_message_size (1 MiB unless set) "
                 "and closed with 1009; the consumer never saw the message"
             ]
+        if code == 1001 and closing_all.is_set():
+            return [f"{self.name} is stopping: it closed this connection with 1001, and the client answered"]
         if rules.accepted and not rules.close_sent and code not in (1000, 1005, 1006):
             # autobahn's echoCloseCodeReason is off: the closing handshake is not an echo.
             return [f"autobahn answered the client's close {code!r} with 1000 and no reason, not an echo"]
