@@ -200,9 +200,13 @@ class JsonLinesTraceHandler(FailsOnce, logging.FileHandler):
     def _open(self):
         stream = open(self.baseFilename, self.mode, buffering=0)  # noqa: SIM115 - FileHandler keeps it
         if self.run is None:  # a run begins: its header first, numbered after the file's last
-            self.run = last_run(self.baseFilename) + 1
-            header = run_header(self.run, self.origin)
-            stream.write((json.dumps(header, ensure_ascii=True) + "\n").encode("ascii"))
+            last = last_run(self.baseFilename)
+            header = run_header(last["run"] + 1 if last else 1, self.origin)
+            if last and (last.get("pid"), last.get("started")) == (header["pid"], header["started"]):
+                self.run = last["run"]  # this process's own run, begun by its renderer: go on with it
+            else:
+                self.run = header["run"]
+                stream.write((json.dumps(header, ensure_ascii=True) + "\n").encode("ascii"))
         return stream
 
     def format(self, record):

@@ -147,17 +147,19 @@ def run_header(number, origin=None):
 
 
 def last_run(path):
-    """The number of the last run recorded in ``path`` (0 for none): only run headers are parsed."""
-    last = 0
+    """The header of the last run recorded in ``path`` (None for none): only run headers are parsed."""
+    last = None
     if not os.path.isfile(path):  # a pipe, /dev/full...: nothing to number after
         return last
     with contextlib.suppress(OSError), open(path, "rb") as file:
         for line in file:
             if b'"kind": "run"' in line[:200]:
-                with contextlib.suppress(ValueError):
-                    number = json.loads(line).get("run")
-                    if isinstance(number, int) and not isinstance(number, bool):
-                        last = max(last, number)
+                with contextlib.suppress(ValueError, AttributeError):
+                    header = json.loads(line)
+                    number = header.get("run")
+                    is_number = isinstance(number, int) and not isinstance(number, bool)
+                    if is_number and (last is None or number > last["run"]):
+                        last = header
     return last
 
 

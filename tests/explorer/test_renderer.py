@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 from explorer.trace.config import TraceConfig
 from explorer.trace.entry import TraceEntry
@@ -81,3 +82,27 @@ def test_a_renderer_that_cannot_start_leaves_the_trace_in_this_process(tmp_path,
     ]
     records = [json.loads(line) for line in recording.read_text().splitlines()][1:]
     assert [r["event"]["text"] for r in records] == ["message 0", "message 1", "message 2"]
+
+
+def test_a_renderer_that_dies_leaves_one_run_in_the_recording(tmp_path, capfd):
+    """The server's process takes over the recording where its renderer left off: the same run."""
+    from explorer.trace.handlers import JsonLinesTraceHandler
+
+    recording = tmp_path / "trace.jsonl"
+    sink = RendererProcess(recording, lambda: [JsonLinesTraceHandler(recording)])
+    sink.handle(received(0))
+    sink.flush()
+    deadline = time.monotonic() + 60
+    while len(recording.read_text().splitlines() if recording.exists() else ()) < 2:
+        assert time.monotonic() < deadline, "the renderer wrote nothing"
+        time.sleep(0.05)
+    sink.process.kill()
+    sink.process.wait()
+    for n in (1, 2):
+        sink.handle(received(n))
+        sink.flush()
+    sink.close()
+    records = [json.loads(line) for line in recording.read_text().splitlines()]
+    assert [r["kind"] for r in records] == ["run", "in", "in", "in"]
+    assert {r["run"] for r in records} == {1}
+    assert [r["event"]["text"] for r in records[1:]] == ["message 0", "message 1", "message 2"]

@@ -4,6 +4,7 @@ import asyncio
 import copy
 import json
 import logging
+import time
 from io import StringIO
 
 import pytest
@@ -361,10 +362,12 @@ def test_arbitrary_json_records_never_crash_the_command_nor_reach_the_terminal(t
         assert escape_free(output)
 
 
-async def recorded_run(path, endpoint):
-    """One run of a process: a handler of its own appending to ``path``, as a server started anew would."""
+async def recorded_run(path, endpoint, monkeypatch, started):
+    """One run of a process: a handler of its own appending to ``path``, as a server started anew
+    (its trace started at ``started``) would."""
     from explorer.trace.handlers import QueuedTraceHandler
 
+    monkeypatch.setattr("explorer.trace.connection.TRACE_STARTED", started)
     handler = QueuedTraceHandler(file=path, console=None)
     logger = logging.getLogger("explorer.trace")
     logger.addHandler(handler)
@@ -375,10 +378,10 @@ async def recorded_run(path, endpoint):
         handler.close()
 
 
-async def test_each_run_has_a_header_and_names_stay_unique_in_the_file(tmp_path):
+async def test_each_run_has_a_header_and_names_stay_unique_in_the_file(tmp_path, monkeypatch):
     path = tmp_path / "runs.jsonl"
-    await recorded_run(path, "sc")
-    await recorded_run(path, "ac")
+    await recorded_run(path, "sc", monkeypatch, time.time() - 60)
+    await recorded_run(path, "ac", monkeypatch, time.time())
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     headers = [line for line in lines if line["kind"] == "run"]
     assert [h["run"] for h in headers] == [1, 2]
