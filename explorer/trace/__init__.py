@@ -5,10 +5,11 @@ Two lines put a Channels project under it: ``"explorer.trace"`` in
 in ``asgi.py``. The middleware traces the ASGI boundary (``connection``); a
 hook in channels' dispatch (``dispatch``) adds each handler's thread, wait
 and time; each line is a ``logging`` record on the ``explorer.trace``
-logger, which a queue hands to a listener thread (``handlers``) that makes
-it safe to show (``display``) and renders it with Rich (``render``) or
-records it as JSON Lines (``recording``). ``LOGGING`` routes or silences it
-like any other logger.
+logger, which a queue hands to a listener thread (``handlers``); a renderer
+process beside the server (``renderer``) makes it safe to show
+(``display``), renders it with Rich (``render``) and records it as JSON
+Lines (``recording``). ``LOGGING`` routes or silences it like any other
+logger.
 """
 
 from explorer.trace.connection import current

@@ -4,10 +4,12 @@
 ``explorer.trace`` logger. A consumer's ``emit`` only puts the record on a
 bounded queue and never waits: when the queue is full the record is dropped
 and counted, and the count is shown with the next record that gets through.
-A ``logging.handlers.QueueListener`` thread hands each record to
-``RichTraceHandler``, which renders it, and to the recording and the page's
-panel (``panel``). (Rendering a pretty scope takes about 1.7 ms, far too
-long to do inline on the event loop.)
+A ``TraceListener`` thread takes the records in batches and hands them to
+the sinks: the page's panel (``panel``) and, by default, the renderer
+process (``renderer``), where ``RichTraceHandler`` renders them and
+``JsonLinesTraceHandler`` records them; with ``EXPLORER_TRACE_RENDERER=thread``
+those two run on the listener thread itself. (Rendering a pretty scope takes
+about 1.7 ms, far too long to do inline on the event loop.)
 """
 
 import atexit
