@@ -395,6 +395,16 @@ async def test_each_run_has_a_header_and_names_stay_unique_in_the_file(tmp_path,
     assert f"1:{first} " in output and f"2:{second} " in output  # qualified by run
     only_second = trace_command(path, "--run", "2")
     assert f"1:{first}" not in only_second and f"2:{second}" in only_second
+    with pytest.raises(CommandError, match=r"^no run 3 in the recording; it has 1, 2$"):
+        trace_command(path, "--run", "3")
+    # The server's record (as a real server's run has) belongs to no connection: it is not offered as one.
+    server = {"connection": "", "endpoint": "", "kind": "server", "seconds": 0.0, "event": None}
+    with path.open("a") as file:
+        file.write(json.dumps({**server, "note": "daphne 4.2.3", "run": 2}) + "\n")
+    with pytest.raises(
+        CommandError, match=rf"^no connection ac#99 in the recording; it has 1:{first}, 2:{second}$"
+    ):
+        trace_command(path, "--diff", f"1:{first}", "ac#99")
 
 
 @pytest.mark.parametrize("clock", ["process", "connection", "wall"])

@@ -103,6 +103,10 @@ class Command(BaseCommand):
         loaded = self.read(options["file"])
         if options["runs"]:
             return self.list_runs(loaded)
+        missing = sorted(set(options["run"]) - {run["run"] for run in loaded.runs})
+        if missing:
+            held = ", ".join(str(run["run"]) for run in loaded.runs) or "none"
+            raise CommandError(f"no run {', '.join(map(str, missing))} in the recording; it has {held}")
         lines = [line for line in loaded.lines if not options["run"] or line.get("run") in options["run"]]
         records = entries(lines)
         if options["pytest"]:
@@ -220,7 +224,7 @@ class Command(BaseCommand):
         }
         for name, found in picked.items():
             if not found:
-                known = sorted({str(r.get("connection")) for r in records})
+                known = sorted({str(r["connection"]) for r in records if r.get("connection")})
                 raise CommandError(
                     f"no connection {printable(name)} in the recording; it has {', '.join(known) or 'none'}"
                 )
