@@ -7,9 +7,11 @@ overridden by an environment variable of the same name.
 """
 
 import os
+import re
 import secrets
 from pathlib import Path
 
+import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -67,12 +69,49 @@ TEMPLATES = [
 WSGI_APPLICATION = None
 ASGI_APPLICATION = "explorer.asgi.application"
 
-DATABASES = {
-    "default": {
-        "ENGINE": "django.db.backends.sqlite3",
-        "NAME": BASE_DIR / "db.sqlite3",
+
+def without_password(url):
+    """``url`` with its password (and any ``password=`` option) as ``***``: what may be printed of it."""
+    head, at, rest = url.rpartition("@")
+    if at:
+        scheme, slashes, userinfo = head.partition("://")
+        if not slashes:
+            scheme, userinfo = "", head
+        user, colon, _password = userinfo.partition(":")
+        url = f"{scheme}{slashes}{user}{colon and ':***'}@{rest}"
+    return re.sub(r"(?i)(password=)[^&\s]*", r"\1***", url)
+
+
+def database_from_url(url):
+    """DATABASES["default"] from a URL such as postgres://USER:PASSWORD@127.0.0.1:5432/NAME, parsed by
+    dj-database-url. A URL it cannot use is an ImproperlyConfigured that shows it without its password."""
+    try:
+        database = dj_database_url.parse(url)
+    except dj_database_url.UnknownSchemeError as error:
+        problem = (
+            f"unknown scheme {error.scheme!r}: use postgres://USER:PASSWORD@HOST:PORT/NAME or sqlite:///PATH"
+        )
+    except ValueError:  # dj_database_url.ParseError, and nothing of the URL in its message
+        problem = "not a valid URL (a port that is not a number? a password not urllib.parse.quote()'d?)"
+    else:
+        if database.get("NAME") or "service" in database.get("OPTIONS", {}):
+            return database
+        problem = "it names no database: put one at the end of the path, as in postgres://HOST:PORT/NAME"
+    raise ImproperlyConfigured(f"DATABASE_URL={without_password(url)}: {problem}")
+
+
+# The embedded SQLite database, unless DATABASE_URL names another (PostgreSQL,
+# with psycopg 3): postgres://USER:PASSWORD@127.0.0.1:5432/NAME.
+DATABASE_URL = os.environ.get("DATABASE_URL") or None
+if DATABASE_URL:
+    DATABASES = {"default": database_from_url(DATABASE_URL)}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": BASE_DIR / "db.sqlite3",
+        }
     }
-}
 # Signed-cookie sessions: AuthMiddlewareStack reads the session on every
 # handshake, and this way that never needs a database table.
 SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"
