@@ -18,6 +18,7 @@ from rich.console import Console
 
 from explorer.serving import SERVERS, RunningServer, free_port
 from explorer.trace.handlers import QueuedTraceHandler
+from tests.postgres import PostgresServer, postgres_binaries
 
 ROOT = Path(__file__).resolve().parent.parent
 ENDPOINTS = ["sc", "ac"]
@@ -264,3 +265,21 @@ def redis_server(tmp_path_factory):
     redis = RedisServer(tmp_path_factory.mktemp("redis"))
     yield redis
     redis.stop()
+
+
+def require_postgres():
+    """Debian's postgresql server binaries: skipped here without them, a failure in CI."""
+    binaries = postgres_binaries()
+    if binaries is None:
+        if os.environ.get("CI"):
+            pytest.fail("postgres is missing; .ci/run installs it (apt-get install postgresql)")
+        pytest.skip("postgres is not installed here (Debian: apt-get install postgresql)")
+    return binaries
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL server for the session; its ``url`` is a fresh database's, for DATABASE_URL."""
+    postgres = PostgresServer(require_postgres())
+    yield postgres
+    postgres.stop()
