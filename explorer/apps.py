@@ -6,6 +6,7 @@ class ExplorerConfig(AppConfig):
     verbose_name = "ASGI consumer explorer"
 
     def ready(self):
-        from explorer import daphne_fixes
+        from explorer import daphne_fixes, database
 
         daphne_fixes.install()
+        database.install()
