@@ -86,7 +86,50 @@ class Publish:
     message: dict[str, Any]
 
 
-Action = Send | Stop | Sleep | Block | Note | Fail | Whoami | Stats | Join | Leave | Publish
+@dataclass(frozen=True, slots=True)
+class Store:
+    """Keep ``text``, said by ``sender`` in ``room``, in the database; tell the core only if it fails."""
+
+    room: str
+    sender: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """Read the last ``count`` messages of ``room``; tell the core ``history`` or ``database_failed``."""
+
+    room: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """Run one statement that takes ``seconds`` on the database; tell the core only if it fails.
+
+    A SyncConsumer runs it on its worker thread; an AsyncConsumer through
+    ``database_sync_to_async``, which is a hop onto that same one thread.
+    """
+
+    seconds: float
+
+
+Action = (
+    Send
+    | Stop
+    | Sleep
+    | Block
+    | Note
+    | Fail
+    | Whoami
+    | Stats
+    | Join
+    | Leave
+    | Publish
+    | Store
+    | History
+    | Query
+)
 
 
 class DeliberateError(RuntimeError):

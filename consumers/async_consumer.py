@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import Any, assert_never
 
 from channels.consumer import AsyncConsumer
+from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 
 from consumers.actions import (
@@ -19,20 +20,25 @@ from consumers.actions import (
     Block,
     DeliberateError,
     Fail,
+    History,
     Join,
     Leave,
     Note,
     Publish,
+    Query,
     Send,
     Sleep,
     Stats,
     Stop,
+    Store,
     Whoami,
 )
 from consumers.core import ExplorerCore
 from consumers.limits import EVENT_LOOP, ConnectionLimits
 from consumers.process_report import process_stats, whereabouts
+from explorer import database
 from explorer.layers import OUTAGE_ERRORS
+from explorer.models import RoomMessage
 from explorer.trace import note
 from explorer.trace.config import trace_config
 from explorer.trace.connection import SCOPE_KEY as CONNECTION_NAME
@@ -89,6 +95,13 @@ class ExplorerAsyncConsumer(AsyncConsumer):
                     await self.perform(self.core.found(whereabouts(self)))
                 case Stats():
                     await self.perform(self.core.found(await process_stats()))
+                case Store() | History() | Query():
+                    try:
+                        found = await self.use_database(action)
+                    except database.ERRORS as error:  # the client hears why, the connection stays
+                        await self.perform(self.core.database_failed(action, error))
+                        return
+                    await self.perform(found)
                 case Note(text):
                     note(text)
                 case Fail(reason):
@@ -106,3 +119,19 @@ class ExplorerAsyncConsumer(AsyncConsumer):
             await self.perform(self.core.layer_failed(operation, group, error))
             return False
         return True
+
+    async def use_database(self, action: Store | History | Query) -> list[Action]:
+        """Django's async ORM, and database_sync_to_async: each query is a hop onto the sync thread."""
+        match action:
+            case Store(room, sender, text):
+                kept = await RoomMessage.objects.acreate(room=room, sender=sender, text=text)
+                await RoomMessage.older_than(kept).adelete()
+                return []
+            case History(room, count):
+                found = [(m.sender, m.text) async for m in RoomMessage.latest(room, count)]
+                return self.core.history(room, found)
+            case Query(seconds):
+                await database_sync_to_async(database.slow_query)(seconds)
+                return []
+            case _:
+                assert_never(action)

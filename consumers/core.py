@@ -18,14 +18,17 @@ from consumers.actions import (
     Action,
     Block,
     Fail,
+    History,
     Join,
     Leave,
     Note,
     Publish,
+    Query,
     Send,
     Sleep,
     Stats,
     Stop,
+    Store,
     Whoami,
 )
 from consumers.limits import MAX_ROOMS, ConnectionLimits
@@ -39,6 +42,9 @@ MAX_BURST_SIZE = 1024 * 1024
 MAX_BURST_TOTAL = 64 * 1024 * 1024
 DEFAULT_BURST_SIZE = 32
 DENIAL_STATUSES = (400, 599)  # ?deny= statuses: a client or server error
+MAX_SAID = 4096  # characters one /say may store: what the database keeps is bounded too
+DEFAULT_HISTORY, MAX_HISTORY = 10, 50  # messages /history shows
+MAX_ERROR = 300  # characters of a database error's text in the trace's note
 
 COMMAND = re.compile(r"/(?P<name>[a-z]+)(?:\s+(?P<args>.*))?", re.DOTALL)
 TRUE_WORDS = {"1", "true", "yes", "on"}
@@ -216,6 +222,11 @@ class ExplorerCore:
         "join": ("/join ROOM", "join a room: group_add over the channel layer"),
         "say": ("/say ROOM TEXT", "send TEXT to everyone in ROOM (you included): group_send"),
         "leave": ("/leave ROOM", "leave a room: group_discard"),
+        "history": (
+            "/history ROOM [N]",
+            f"the last N messages said in ROOM (default {DEFAULT_HISTORY}, up to {MAX_HISTORY}): a query",
+        ),
+        "query": ("/query SECONDS", "one database query that takes SECONDS, on the sync thread in both"),
         "empty": ("/empty [bytes]", "an empty message back: text '' (or bytes b'')"),
         "raise": ("/raise", "raise an exception in the handler"),
         "close": ("/close [CODE [REASON]]", f"the server closes; CODE is {APPLICATION_CLOSE_CODES}"),
@@ -348,6 +359,25 @@ class ExplorerCore:
         # The error's text names the Redis server: the trace notes it, the client is not told.
         return [send_text(f"error: {operation} failed ({type(error).__name__}); try again later")]
 
+    def history(self, room: str, messages: list[tuple[str, str]]) -> list[Action]:
+        """``History(room, n)`` read these (sender, text) pairs, newest first."""
+        if not messages:
+            return [send_text(f"no messages in {room} yet")]
+        lines = [f"[{room}] {sender}: {text}" for sender, text in reversed(messages)]
+        count = f"{len(messages)} message{'s' if len(messages) != 1 else ''}"
+        return [send_text(f"{count} in {room}, oldest first:\n" + "\n".join(lines))]
+
+    def database_failed(self, action: Store | History | Query, error: Exception) -> list[Action]:
+        """A ``Store``, ``History`` or ``Query`` the database refused; the shell does no more."""
+        if self.closing:
+            return []
+        operation = type(action).__name__.lower()
+        why = f"{type(error).__name__}: {str(error)[:MAX_ERROR]}"
+        return [
+            Note(f"{operation} failed: {why}"),  # the trace says what; the client, briefly, that it failed
+            send_text(f"error: {operation} failed ({type(error).__name__}); the database may be down"),
+        ]
+
     def found(self, facts: dict[str, Any]) -> list[Action]:
         """The reply to ``/whoami`` and ``/stats``: what the consumer found out, which the core cannot see."""
         return [send_text(json.dumps(facts, indent=2))]
@@ -405,7 +435,7 @@ class ExplorerCore:
         return self.hold("block", args, Block, "blocked")
 
     def hold(self, command, args, action, done):
-        """/sleep and /block: hold a shared thread if the limits allow it, and say so after."""
+        """/sleep, /block and /query: hold a shared thread if the limits allow it, and say so after."""
         seconds = valid_seconds(args, f"/{command}")
         refusal = self.limits.hold(command, seconds)
         if refusal:
@@ -433,7 +463,21 @@ class ExplorerCore:
             raise CommandError(f"join {room} first: /join {room}")
         if not text.strip():
             raise CommandError("usage: /say ROOM TEXT")
-        return [Publish(room, {"type": ROOM_MESSAGE, "room": room, "sender": self.name, "text": text})]
+        if len(text) > MAX_SAID:
+            raise CommandError(f"/say TEXT is {len(text):,} characters; the limit is {MAX_SAID:,}")
+        message = {"type": ROOM_MESSAGE, "room": room, "sender": self.name, "text": text}
+        return [Publish(room, message), Store(room, self.name, text)]
+
+    def command_history(self, args):
+        words = args.split()
+        if not 1 <= len(words) <= 2:
+            raise CommandError("usage: /history ROOM [N]")
+        room = valid_room(words[0])
+        count = valid_count(words[1], "/history N", 1, MAX_HISTORY) if len(words) == 2 else DEFAULT_HISTORY
+        return [History(room, count)]
+
+    def command_query(self, args):
+        return self.hold("query", args, Query, "queried")
 
     def command_raise(self, args):
         return [Fail("/raise: an exception in the handler")]

@@ -3,8 +3,8 @@
 The core asks here before each costly thing a client can ask for, and
 answers with an ``error:`` instead when the budget is spent:
 
-- **Holding a shared thread.** ``/sleep`` on a SyncConsumer, ``/block`` on
-  either, and ``?delay=`` on a SyncConsumer hold the one thread channels
+- **Holding a shared thread.** ``/sleep`` on a SyncConsumer, ``/block`` and
+  ``/query`` on either, and ``?delay=`` on a SyncConsumer hold the one thread channels
   runs sync code on, or the event loop itself: while they do, no other
   connection's handler runs, and no handshake gets past the auth stack.
   Together, all connections may hold each for at most ``HOLD_SHARE``
@@ -96,7 +96,8 @@ class ConnectionLimits:
         holds: Holds = HOLDS,
         clock: Clock = time.monotonic,
     ) -> None:
-        self.holding = {"sleep": sleeping, "block": blocking}
+        # A query holds the sync thread from either consumer: channels and Django run it there.
+        self.holding = {"sleep": sleeping, "block": blocking, "query": SYNC_THREAD}
         self.unsent = unsent or (lambda: None)
         self.holds = holds
         self.clock = clock
@@ -107,7 +108,7 @@ class ConnectionLimits:
         WATCHED.add(self)
 
     def hold(self, command: str, seconds: float) -> str | None:
-        """None if ``command`` (sleep or block) may hold for ``seconds``, else why not."""
+        """None if ``command`` (sleep, block or query) may hold for ``seconds``, else why not."""
         resource = self.holding[command]
         if resource is None or seconds == 0:
             return None

@@ -19,20 +19,25 @@ from consumers.actions import (
     Block,
     DeliberateError,
     Fail,
+    History,
     Join,
     Leave,
     Note,
     Publish,
+    Query,
     Send,
     Sleep,
     Stats,
     Stop,
+    Store,
     Whoami,
 )
 from consumers.core import ExplorerCore
 from consumers.limits import SYNC_THREAD, ConnectionLimits
 from consumers.process_report import process_stats, whereabouts
+from explorer import database
 from explorer.layers import OUTAGE_ERRORS
+from explorer.models import RoomMessage
 from explorer.trace import note
 from explorer.trace.config import trace_config
 from explorer.trace.connection import SCOPE_KEY as CONNECTION_NAME
@@ -89,6 +94,13 @@ class ExplorerSyncConsumer(SyncConsumer):
                     self.perform(self.core.found(whereabouts(self)))
                 case Stats():
                     self.perform(self.core.found(async_to_sync(process_stats)()))
+                case Store() | History() | Query():
+                    try:
+                        found = self.use_database(action)
+                    except database.ERRORS as error:  # the client hears why, the connection stays
+                        self.perform(self.core.database_failed(action, error))
+                        return
+                    self.perform(found)
                 case Note(text):
                     note(text)
                 case Fail(reason):
@@ -106,3 +118,18 @@ class ExplorerSyncConsumer(SyncConsumer):
             self.perform(self.core.layer_failed(operation, group, error))
             return False
         return True
+
+    def use_database(self, action: Store | History | Query) -> list[Action]:
+        """The ORM, called from this worker thread as it is; what the core answers, if anything."""
+        match action:
+            case Store(room, sender, text):
+                kept = RoomMessage.objects.create(room=room, sender=sender, text=text)
+                RoomMessage.older_than(kept).delete()
+                return []
+            case History(room, count):
+                return self.core.history(room, [(m.sender, m.text) for m in RoomMessage.latest(room, count)])
+            case Query(seconds):
+                database.slow_query(seconds)
+                return []
+            case _:
+                assert_never(action)

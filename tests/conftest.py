@@ -10,10 +10,13 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
+from asgiref.sync import SyncToAsync
+from django.db import connections
 from rich.console import Console
 
 from explorer.serving import SERVERS, RunningServer, free_port
@@ -99,13 +102,56 @@ def trace(tmp_path):
     capture.handler.close()
 
 
+# The database the servers the tests start use, once ``servers_database`` has migrated it.
+SERVERS_DATABASE: dict[str, str] = {}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def servers_database(tmp_path_factory):
+    """A migrated SQLite file for the servers the tests start: /say keeps messages there and /history
+    reads them, and a fresh clone has no database yet."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('database') / 'db.sqlite3'}"
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput", "--verbosity", "0"],
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": url},
+        check=True,
+    )
+    SERVERS_DATABASE["DATABASE_URL"] = url
+    yield url
+    SERVERS_DATABASE.clear()
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(tmp_path_factory):
+    """The in-process tests' database in a file, not in memory: Django ignores close() on an in-memory
+    SQLite connection, and ``database`` must really close the one channels' sync thread opened."""
+    from django.conf import settings
+
+    test = settings.DATABASES["default"].setdefault("TEST", {})
+    test["NAME"] = str(tmp_path_factory.mktemp("test-db") / "test.sqlite3")
+
+
+@pytest.fixture
+def database(transactional_db):
+    """The test database, for consumers that keep messages (``/say``) or read them (``/history``).
+
+    Transactional, since the queries run on channels' sync thread, not in the test's transaction.
+    Afterwards that thread's connection is closed: else the next test's consumer, which
+    pytest-django allows no database, would fail in close_old_connections()'s look at it.
+    """
+    yield
+    SyncToAsync.single_thread_executor.submit(connections.close_all).result()
+
+
 class TracedServer(RunningServer):
     """A real server process (``explorer.serving``) serving a traced app, with what the tests ask of it."""
 
     def __init__(self, kind, recording, application="explorer.asgi:application", cwd=ROOT, **env):
         self.recording = recording
         self.tags = itertools.count(1)
-        super().__init__(kind, application, cwd=cwd, env={"EXPLORER_TRACE_FILE": str(recording), **env})
+        env = {"EXPLORER_TRACE_FILE": str(recording), **SERVERS_DATABASE, **env}
+        super().__init__(kind, application, cwd=cwd, env=env)
 
     def url(self, endpoint, query=""):
         return f"ws://127.0.0.1:{self.port}/ws/{endpoint}/" + (f"?{query}" if query else "")

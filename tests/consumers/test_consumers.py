@@ -235,6 +235,7 @@ async def test_bad_connect_option_is_reported_once_open(endpoint):
     await client.disconnect()
 
 
+@pytest.mark.usefixtures("database")  # /say keeps what it says, for /history
 async def test_rooms_cross_between_the_sync_and_async_endpoints(trace):
     sync, async_ = communicator("sc"), communicator("ac")
     await sync.connect()
@@ -259,6 +260,7 @@ async def test_rooms_cross_between_the_sync_and_async_endpoints(trace):
     await async_.disconnect()
 
 
+@pytest.mark.usefixtures("database")  # /say keeps what it says, for /history
 async def test_the_layer_hop_is_traced_with_group_and_channel(endpoint, trace):
     client = communicator(endpoint)
     await client.connect()
@@ -470,6 +472,7 @@ async def test_text_utf8_cannot_encode_is_an_error_and_the_connection_stays_open
     await client.disconnect()
 
 
+@pytest.mark.usefixtures("database")  # /say keeps what it says, for /history
 async def test_room_messages_are_signed_with_the_connections_name_with_the_trace_off(endpoint):
     from django.test import override_settings
 

@@ -2,8 +2,22 @@
 
 import pytest
 
-from consumers.actions import Block, Fail, Join, Leave, Publish, Send, Sleep, Stop, Whoami
-from consumers.core import MAX_BURST_TOTAL, ExplorerCore, choose_subprotocol
+from consumers.actions import (
+    Block,
+    Fail,
+    History,
+    Join,
+    Leave,
+    Note,
+    Publish,
+    Query,
+    Send,
+    Sleep,
+    Stop,
+    Store,
+    Whoami,
+)
+from consumers.core import MAX_BURST_TOTAL, MAX_HISTORY, MAX_SAID, ExplorerCore, choose_subprotocol
 
 
 def core(query=b"", subprotocols=()):
@@ -273,7 +287,8 @@ def test_rooms_join_say_and_leave_once_the_shell_says_it_is_done():
     assert receive(c, "/join lobby") == [Join("lobby")]
     assert c.joined("lobby") == [Send({"type": "websocket.send", "text": "joined lobby"})]
     assert receive(c, "/say lobby hello there") == [
-        Publish("lobby", {"type": "room.message", "room": "lobby", "sender": "sc#7", "text": "hello there"})
+        Publish("lobby", {"type": "room.message", "room": "lobby", "sender": "sc#7", "text": "hello there"}),
+        Store("lobby", "sc#7", "hello there"),
     ]
     assert receive(c, "/leave lobby") == [Leave("lobby")]
     assert c.left("lobby") == [Send({"type": "websocket.send", "text": "left lobby"})]
@@ -336,3 +351,58 @@ def test_bad_room_commands_get_an_error(command, error):
 
 def test_a_99_character_room_name_is_fine():
     assert receive(core(), "/join " + "x" * 99) == [Join("x" * 99)]
+
+
+def test_history_asks_for_the_last_n_of_a_room_and_shows_them_oldest_first():
+    c = core()
+    assert receive(c, "/history lobby") == [History("lobby", 10)]
+    assert receive(c, "/history lobby 3") == [History("lobby", 3)]
+    [reply] = c.history("lobby", [("ac#2", "second"), ("sc#1", "first")])
+    assert (
+        reply.event["text"] == "2 messages in lobby, oldest first:\n[lobby] sc#1: first\n[lobby] ac#2: second"
+    )
+    [reply] = c.history("empty", [])
+    assert reply.event["text"] == "no messages in empty yet"
+
+
+@pytest.mark.parametrize(
+    ("command", "error"),
+    [
+        ("/history", "usage: /history ROOM [N]"),
+        ("/history a b c", "usage: /history ROOM [N]"),
+        ("/history bad/room", "room names are ASCII letters"),
+        ("/history lobby 0", f"/history N must be a whole number from 1 to {MAX_HISTORY}, got '0'"),
+        ("/history lobby 51", "got '51'"),
+        ("/history lobby -1", "got '-1'"),
+        ("/history lobby ٤", "got '٤'"),
+        ("/query", "/query takes SECONDS from 0 to 30, got ''"),
+        ("/query 31", "got '31'"),
+        ("/query nan", "got 'nan'"),
+        ("/say lobby " + "x" * (MAX_SAID + 1), f"/say TEXT is {MAX_SAID + 1:,} characters; the limit is"),
+    ],
+)
+def test_bad_database_commands_get_an_error_reply(command, error):
+    c = core()
+    receive(c, "/join lobby")
+    c.joined("lobby")
+    [reply] = receive(c, command)
+    assert reply.event["text"].startswith("error: ")
+    assert error in reply.event["text"]
+
+
+def test_query_holds_the_sync_thread_within_its_budget():
+    c = core()
+    assert receive(c, "/query 0.5") == [Query(0.5), Send({"type": "websocket.send", "text": "queried 0.5 s"})]
+    [note, reply] = receive(c, "/query 0.5")  # one long command at a time, then as long a rest
+    assert isinstance(note, Note) and "held the sync thread a moment ago" in note.text
+    assert reply.event["text"].startswith("error: /query 0.5 refused")
+
+
+def test_a_database_failure_is_noted_in_full_and_told_briefly():
+    c = core()
+    error = RuntimeError("could not connect to server at 127.0.0.1:5432")
+    note, reply = c.database_failed(History("lobby", 10), error)
+    assert note == Note("history failed: RuntimeError: could not connect to server at 127.0.0.1:5432")
+    assert reply.event["text"] == "error: history failed (RuntimeError); the database may be down"
+    c.disconnect({"type": "websocket.disconnect", "code": 1000})
+    assert c.database_failed(Store("lobby", "sc#1", "hi"), error) == []  # nobody to tell
