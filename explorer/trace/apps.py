@@ -12,7 +12,7 @@ class TraceAppConfig(AppConfig):
     verbose_name = "ASGI WebSocket trace"
 
     def ready(self):
-        from explorer.trace import dispatch
+        from explorer.trace import dispatch, queries
         from explorer.trace.config import read_settings
 
         _, problems = read_settings()
@@ -21,6 +21,7 @@ class TraceAppConfig(AppConfig):
             sys.stderr.write("".join(f"explorer.trace: {problem}\n" for problem in problems))
             raise SystemExit(2)
         dispatch.install()
+        queries.install()
         attach_default_handler()
 
 

@@ -20,6 +20,7 @@ import time
 from contextvars import ContextVar
 from dataclasses import dataclass
 
+from explorer.trace import queries
 from explorer.trace.config import TraceConfig
 from explorer.trace.display import MIN_KEY_LIMIT, Shortened, printable
 from explorer.trace.entry import TraceEntry
@@ -27,7 +28,10 @@ from explorer.trace.rules import WebSocketRules, event_type_of
 from explorer.trace.server_notes import notes_for
 from explorer.trace.servers import identify
 from explorer.trace.timing import (
+    DISPATCH_HOP,
     LATE_WINDOW,
+    ORM_HOP,
+    SYNC_TURNS,
     Hold,
     arrived_late,
     blame,
@@ -80,6 +84,11 @@ class Handling:
     started: float
     thread: str
     looping: bool
+    steps: object = None  # an async handler's Steps: when it last paused, asking the sync thread
+    asked: float = 0.0  # the pause whose hop the last query waited for, so it is counted once
+    queries: int = 0
+    query_time: float = 0.0
+    longest_query: tuple[str, float] | None = None  # (statement, seconds)
 
 
 def on_event_loop():
@@ -390,7 +399,8 @@ class ConnectionTrace:
         if slow:
             holders = ledger.holders(self.opened + arrival.seconds, self.opened + started, self.name)
             before = self.consumer_seconds if event_type == "websocket.connect" else 0.0
-            notes = (blame(holders, waited, looping, before_consumer=before), *notes)
+            why = DISPATCH_HOP if looping else SYNC_TURNS
+            notes = (blame(holders, waited, why, before_consumer=before), *notes)
             held_by = tuple(dict.fromkeys([*(hold.connection for hold in blamed(holders)), *held_by]))
         shown = self.captured(event)
         if arrival.kind == "layer":
@@ -422,6 +432,7 @@ class ConnectionTrace:
                 handling.thread,
                 self.opened + handling.started,
                 self.opened + ended,
+                handling.longest_query,
             )
             ledger.record(hold)
         elif steps is not None and steps.longest >= self.config.slow_wait:
@@ -446,6 +457,7 @@ class ConnectionTrace:
             note=handler_outcome(error),
             outcome=failure(error),
             notes=notes,
+            queries=(handling.queries, handling.query_time) if handling.queries else None,
         )
 
     def unhandled(self, event, problem):
@@ -458,6 +470,59 @@ class ConnectionTrace:
             thread=threading.current_thread().name,
             violations=arrival.violations,
             notes=(*arrival.notes, problem),
+        )
+
+    # The database.
+
+    def query_ran(self, database, sql, many, started, ended, error=None):
+        """A statement this connection's code ran (``queries``), on this thread, ``started`` to ``ended``.
+
+        An async handler's statement ran on the sync thread, in a hop it
+        asked for when it last paused: the time from then to ``started``
+        is the wait, and whoever held the thread meanwhile is named.
+        """
+        thread = threading.current_thread().name
+        took = ended - started
+        sql = queries.shortened(sql)
+        shown = {
+            "sql": sql,
+            "database": printable(database.alias),
+            "connection": queries.connection_state(database),
+        }
+        if many:
+            shown["many"] = True
+        if error is not None:
+            shown["error"] = f"{type(error).__name__}: {printable(str(error))[:MAX_MESSAGE]}"
+        handling = self.running
+        wait, slow, held_by, notes = None, False, None, ()
+        if handling is None:
+            notes = ("outside any handler: middleware in front of the consumer, or a task it started",)
+        else:
+            handling.queries += 1
+            handling.query_time += took
+            if handling.longest_query is None or took > handling.longest_query[1]:
+                handling.longest_query = (sql, took)
+            asked = handling.steps.paused if handling.looping and handling.steps else None
+            if asked and asked != handling.asked:  # the first statement of this hop
+                handling.asked = asked
+                wait = max(started - asked, 0.0)
+                slow = wait >= self.config.slow_wait
+                holders = ledger.holders(asked, started, self.name) if slow else []
+                if holders:
+                    notes = (blame(holders, wait, ORM_HOP),)
+                    held_by = tuple(dict.fromkeys(hold.connection for hold in blamed(holders)))
+            if handling.looping:  # it held the sync thread, as a sync handler does
+                ledger.record(Hold(self.name, gist(handling.event), thread, started, ended, (sql, took)))
+        self.emit(
+            "query",
+            shown,
+            seconds=ended - self.opened,
+            thread=thread,
+            wait=wait,
+            slow=slow,
+            held_by=held_by,
+            took=took,
+            notes=notes,
         )
 
     # The channel layer.

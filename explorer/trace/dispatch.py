@@ -113,7 +113,7 @@ class TracedDispatch:
     def timed_async(self, handler):
         async def timed(message):
             handling = self.trace.handler_started(message)
-            steps = Steps(handler(message))  # each stretch it held the event loop, timed
+            steps = handling.steps = Steps(handler(message))  # each stretch it held the event loop, timed
             try:
                 result = await steps
             except BaseException as error:

@@ -10,7 +10,7 @@ from typing import Any
 
 from explorer.trace.config import TraceConfig
 
-KINDS = ("server", "scope", "in", "out", "layer", "done", "note", "error", "exit")
+KINDS = ("server", "scope", "in", "out", "layer", "query", "done", "note", "error", "exit")
 OUTCOMES = ("raised", "cancelled")  # a done line's, when its handler did not return
 
 
@@ -53,6 +53,8 @@ class TraceEntry:
     held_loop: tuple[float, float] | None = None  # done: (start in seconds, length) of its hold of the loop
     outcome: str | None = None  # done: "raised" or "cancelled" when the handler did not return
     server_logs_traceback: bool = False  # error: the server prints the whole traceback itself
+    took: float | None = None  # query: the statement's own time
+    queries: tuple[int, float] | None = None  # done: how many statements the handler ran, in how long
 
     def __reduce__(self):
         # A tuple of the fields, made back with one call: the dataclass's own pickling sets

@@ -100,12 +100,14 @@ def as_record(entry, shown_event, failure=None):
         "seconds": round(entry.seconds, 6),
         "event": encode(shown_event),
     }
-    for key in ("thread", "note", "wait", "handler", "consumer", "outcome"):
+    for key in ("thread", "note", "wait", "handler", "took", "consumer", "outcome"):
         value = getattr(entry, key)
         if value is not None:
             record[key] = round(value, 6) if isinstance(value, float) else value
     if entry.slow:
         record["slow"] = True
+    if entry.queries:
+        record["queries"] = [entry.queries[0], round(entry.queries[1], 6)]
     for key in ("held_by", "on_loop", "held_loop"):  # what the page's timeline links and marks
         value = getattr(entry, key)
         if value is not None:
@@ -221,8 +223,17 @@ def validated(record):
         if record["outcome"] not in OUTCOMES:
             raise NotARecordError("outcome is not raised or cancelled")
         clean["outcome"] = record["outcome"]
-    for key in ("wait", "handler"):
+    for key in ("wait", "handler", "took"):
         clean[key] = number_field(record, key)
+    queries = record.get("queries")
+    if queries is not None:
+        if not (
+            isinstance(queries, list)
+            and len(queries) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v == v for v in queries)
+        ):
+            raise NotARecordError("queries is not a count and a time")
+        clean["queries"] = [int(queries[0]), float(queries[1])]
     clean["slow"] = record.get("slow") is True
     clean.update(timeline_fields(record))
     notes = record.get("notes", [])
@@ -321,6 +332,8 @@ def from_record(record, mode="compact", clock="connection"):
         note=record.get("note"),
         wait=record.get("wait"),
         handler=record.get("handler"),
+        took=record.get("took"),
+        queries=tuple(record["queries"]) if record.get("queries") else None,
         consumer=record.get("consumer"),
         held_by=tuple(record["held_by"]) if record.get("held_by") else None,
         on_loop=record.get("on_loop"),

@@ -50,6 +50,7 @@ KINDS = {
         "in": ("→", "green"),
         "out": ("←", "cyan"),
         "layer": ("⇄", "blue"),
+        "query": ("⛁", "blue"),
         "done": ("✓", "dim green"),
         "note": ("ℹ", "yellow"),
         "error": ("✖", "bold red"),
@@ -107,6 +108,11 @@ def header(entry):
         parts.append((f" wait {duration(entry.wait)}", SLOW if entry.slow else DIM))
     if entry.handler is not None:
         parts.append((f" handler {duration(entry.handler)}", DIM))
+    if entry.took is not None:
+        parts.append((f" took {duration(entry.took)}", DIM))
+    if entry.queries:
+        count, seconds = entry.queries
+        parts.append((f" {count} quer{'y' if count == 1 else 'ies'} {duration(seconds)}", DIM))
     if entry.note:
         parts.append((f" {printable(entry.note)}", style))
     return parts

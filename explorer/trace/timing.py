@@ -26,6 +26,7 @@ class Hold:
     thread: str
     start: float
     end: float
+    query: tuple[str, float] | None = None  # its longest SQL statement and that one's time, if any
 
     @property
     def event(self):
@@ -86,12 +87,14 @@ class Steps:
     mode reports with ``slow_callback_duration``.
     """
 
-    __slots__ = ("coroutine", "longest", "longest_started")
+    __slots__ = ("coroutine", "longest", "longest_started", "paused")
 
     def __init__(self, coroutine):
         self.coroutine = coroutine
         self.longest = 0.0
         self.longest_started = 0.0
+        # When the last step ended: when an awaited hop to the sync thread was asked for.
+        self.paused = 0.0
 
     def __await__(self):
         inner = self.coroutine.__await__()
@@ -113,7 +116,8 @@ class Steps:
                 value, error = None, thrown
 
     def timed(self, started):
-        took = time.perf_counter() - started
+        self.paused = time.perf_counter()
+        took = self.paused - started
         if took > self.longest:
             self.longest, self.longest_started = took, started
 
@@ -147,8 +151,21 @@ def arrived_late(holds, connection):
     )
 
 
-def blame(holds, waited, on_event_loop, before_consumer=0.0):
-    """Why an event waited ``waited`` seconds, given who held the sync thread meanwhile.
+def holder(hold):
+    """Who held the thread, and with what: its query, when most of the hold was one."""
+    if hold.query and hold.query[1] >= (hold.end - hold.start) / 2:
+        sql, took = hold.query
+        return f"{hold.connection}'s query {sql} ({duration(took)}, in {hold.event})"
+    return f"{hold.connection} ({hold.event}, {duration(hold.end - hold.start)})"
+
+
+SYNC_TURNS = "SyncConsumer handlers take turns on that one thread"
+DISPATCH_HOP = "AsyncConsumer.dispatch awaits aclose_old_connections() on that thread before every handler"
+ORM_HOP = "Django's async ORM and database_sync_to_async run every query on that one thread"
+
+
+def blame(holds, waited, why, before_consumer=0.0):
+    """Why something waited ``waited`` seconds for the sync thread (``why``), given who held it meanwhile.
 
     ``before_consumer`` is the part of a connect's wait that passed before the
     consumer even started: the middleware in front of it was running.
@@ -161,12 +178,5 @@ def blame(holds, waited, on_event_loop, before_consumer=0.0):
     )
     if not holds:
         return f"waited {duration(waited)} before its handler started{ahead}"
-    names = ", ".join(
-        f"{hold.connection} ({hold.event}, {duration(hold.end - hold.start)})" for hold in blamed(holds)
-    )
-    why = (
-        "AsyncConsumer.dispatch awaits aclose_old_connections() on that thread before every handler"
-        if on_event_loop
-        else "SyncConsumer handlers take turns on that one thread"
-    )
+    names = ", ".join(holder(hold) for hold in blamed(holds))
     return f"waited {duration(waited)} for the sync thread, held by {names}{ahead}: {why}"

@@ -15,7 +15,7 @@
   const LATE = 0.06; // seconds before an arrival in which a hold of the event loop may have delayed it
   const BODY = 300; // characters of an event shown in its row; the whole dict is a click away
   const ARROWS = {
-    server: "◆", scope: "●", in: "→", out: "←", layer: "⇄", done: "✓", note: "ℹ", error: "✖", exit: "■", message: "⚠",
+    server: "◆", scope: "●", in: "→", out: "←", layer: "⇄", query: "⛁", done: "✓", note: "ℹ", error: "✖", exit: "■", message: "⚠",
   };
   const FAILED = { raised: ["✗", "failed"], cancelled: ["⊘", "cancelled"] };
   const LAYER_CALLS = new Set(["group_add", "group_discard", "group_send", "send"]);
