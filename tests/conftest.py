@@ -102,14 +102,11 @@ def trace(tmp_path):
     capture.handler.close()
 
 
-# The database the servers the tests start use, once ``servers_database`` has migrated it.
-SERVERS_DATABASE: dict[str, str] = {}
-
-
 @pytest.fixture(scope="session", autouse=True)
 def servers_database(tmp_path_factory):
-    """A migrated SQLite file for the servers the tests start: /say keeps messages there and /history
-    reads them, and a fresh clone has no database yet."""
+    """A migrated SQLite file for every server and command the tests start, as DATABASE_URL in their
+    environment: /say keeps messages there and /history reads them, and a fresh clone has no database.
+    (This process's own settings are read already: its tests use ``database``.)"""
     url = f"sqlite:///{tmp_path_factory.mktemp('database') / 'db.sqlite3'}"
     subprocess.run(
         [sys.executable, "manage.py", "migrate", "--noinput", "--verbosity", "0"],
@@ -117,9 +114,13 @@ def servers_database(tmp_path_factory):
         env={**os.environ, "DATABASE_URL": url},
         check=True,
     )
-    SERVERS_DATABASE["DATABASE_URL"] = url
+    before = os.environ.get("DATABASE_URL")
+    os.environ["DATABASE_URL"] = url
     yield url
-    SERVERS_DATABASE.clear()
+    if before is None:
+        os.environ.pop("DATABASE_URL", None)
+    else:
+        os.environ["DATABASE_URL"] = before
 
 
 @pytest.fixture(scope="session")
@@ -150,8 +151,7 @@ class TracedServer(RunningServer):
     def __init__(self, kind, recording, application="explorer.asgi:application", cwd=ROOT, **env):
         self.recording = recording
         self.tags = itertools.count(1)
-        env = {"EXPLORER_TRACE_FILE": str(recording), **SERVERS_DATABASE, **env}
-        super().__init__(kind, application, cwd=cwd, env=env)
+        super().__init__(kind, application, cwd=cwd, env={"EXPLORER_TRACE_FILE": str(recording), **env})
 
     def url(self, endpoint, query=""):
         return f"ws://127.0.0.1:{self.port}/ws/{endpoint}/" + (f"?{query}" if query else "")

@@ -159,3 +159,53 @@ def test_the_postgres_it_starts_is_its_own_and_stop_ends_it():
         postgres.stop()
     assert postgres.process.returncode == 0  # a clean (fast) shutdown, waited for
     assert gone(pid, timeout=1) and not listening(port) and not directory.exists()
+
+
+async def test_postgres_keeps_what_say_says_and_sleeps_in_the_database(
+    postgres_server, postgres_daphne, endpoint
+):
+    room = f"pg-{endpoint}"
+    async with (
+        connect(postgres_daphne.url("sc")) as speaker,
+        connect(postgres_daphne.url(endpoint)) as reader,
+    ):
+        await speaker.send(f"/join {room}")
+        assert await speaker.recv() == f"joined {room}"
+        await speaker.send(f"/say {room} kept by postgres")
+        said = await speaker.recv()
+        await reader.send(f"/history {room}")
+        assert await reader.recv() == f"1 message in {room}, oldest first:\n{said}"
+        await reader.send("/query 0.2")
+        assert await reader.recv() == "queried 0.2 s"
+        connection = postgres_daphne.connection_of(reader.local_address[1])
+    queries = [r for r in postgres_daphne.records_of(connection) if r["kind"] == "query"]
+    [sleep] = [r for r in queries if r["event"]["sql"] == "SELECT pg_sleep(%s)"]  # PostgreSQL's own
+    assert sleep["took"] >= 0.2 and sleep["event"]["database"] == "default"
+    assert not any(postgres_server.password in line for line in postgres_daphne.lines)
+
+
+async def test_a_postgres_that_goes_down_gets_an_error_reply_and_a_note_and_the_connection_stays(
+    tmp_path, endpoint
+):
+    postgres = PostgresServer(require_postgres())
+    try:
+        assert manage("migrate", "--noinput", env={"DATABASE_URL": postgres.url}).returncode == 0
+        daphne = DaphneServer(tmp_path / "trace.jsonl", DATABASE_URL=postgres.url, **WIRE_ENV)
+        try:
+            async with connect(daphne.url(endpoint)) as ws:
+                await ws.send("/history lobby")
+                assert await ws.recv() == "no messages in lobby yet"
+                postgres.stop()  # the database goes away under a connected client
+                await ws.send("/history lobby")
+                assert await ws.recv() == "error: history failed (OperationalError); the database may be down"
+                await ws.send("still open")
+                assert await ws.recv() == "still open"
+                connection = daphne.connection_of(ws.local_address[1])
+            notes = [r["note"] for r in daphne.records_of(connection) if r["kind"] == "note"]
+            assert len(notes) == 1 and notes[0].startswith("history failed: OperationalError: ")
+            assert f"port {postgres.port} failed" in notes[0]
+            assert not any(postgres.password in line for line in daphne.lines)
+        finally:
+            daphne.stop()
+    finally:
+        postgres.stop()
