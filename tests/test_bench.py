@@ -23,7 +23,7 @@ def test_a_quick_run_reports_every_subject_and_scenario(tmp_path):
     call_command("bench", "--quick", "--json", str(tmp_path / "bench.json"), stdout=out)
     runs = json.loads((tmp_path / "bench.json").read_text())
     text = out.getvalue()
-    for title in ("Echo:", "Handshakes:", "Concurrency:", "Cross-stall:", "Scale:", "Targets"):
+    for title in ("Echo:", "Handshakes:", "Concurrency:", "Cross-stall:", "ORM stall:", "Scale:", "Targets"):
         assert title in text
     [report] = runs["servers"].values()
     assert report["label"].startswith("daphne 4.2")
@@ -60,6 +60,14 @@ def test_a_quick_run_reports_every_subject_and_scenario(tmp_path):
     assert set(sleepers) == {"explorer-ac-off", "explorer-sc-off"}
     assert all(row["all_answered_s"] >= row["sleep"] for row in sleepers.values())  # a sleep lasts that long
     assert set(report["concurrency"]["cross_stall"]["echo_s"]) == {"explorer-ac-off", "bare-ac", "raw"}
+
+    stall = report["query_stall"]  # echo and /history on both endpoints, alone and beside a sync /query loop
+    assert stall["alone"]["queries"] == 0 and stall["beside queries"]["queries"] >= 1
+    for phase in ("alone", "beside queries"):
+        for subject in ("explorer-ac-off", "explorer-sc-off"):
+            for operation in ("echo", "history"):
+                figures = stall[phase][subject][operation]
+                assert figures["count"] > 0 and 0 < figures["p50_ms"] <= figures["p99_ms"]
 
     scale = report["scale"]
     assert scale["connections"] == scale["answered"] == QUICK["scale"]

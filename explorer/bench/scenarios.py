@@ -12,6 +12,8 @@ import contextlib
 import os
 import re
 import statistics
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,10 +117,26 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def migrated_database(directory):
+    """A fresh SQLite database in ``directory``, migrated, as a DATABASE_URL: /history and /query need one."""
+    url = f"sqlite:///{Path(directory) / 'bench.sqlite3'}"
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput", "--verbosity", "0"],
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": url},
+        check=True,
+    )
+    return url
+
+
 def start_server(log, kind="daphne", environment=None):
     """``kind`` serving the bench's subjects on a free loopback port; its trace console goes to ``log``."""
     # The concurrency scenario holds the sync thread for 5 s on purpose: lift the hold budget.
-    env = {"EXPLORER_HOLD_SHARE": "60", **(environment or {})}
+    env = {
+        "EXPLORER_HOLD_SHARE": "60",
+        "DATABASE_URL": migrated_database(Path(log).parent),
+        **(environment or {}),
+    }
     running = RunningServer(kind, app="explorer.bench.app:application", env=env, log=log)
     return BenchServer(f"ws://127.0.0.1:{running.port}", None, running, Path(log), running.kind.label)
 
@@ -238,6 +256,65 @@ async def cross_stall(
     await blocking.recv()
     await close_all([blocking, *others.values()])
     return {"blocker": blocker, "block_s": block, "echo_s": dict(zip(others, results, strict=True))}
+
+
+async def query_stall(server, subjects=("explorer-ac-off", "explorer-sc-off"), clients=4, seconds=3.0):
+    """Clients of each of ``subjects`` take turns to echo and to ask ``/history``, for ``seconds`` alone,
+    then as long again while one client of ``QUERIER`` runs ``/query 0.5`` over and over: their
+    latency both ways. Every query holds the one sync thread, whoever asks: so every echo waits too."""
+    return {
+        "querier": QUERIER,
+        "query_s": QUERY_SECONDS,
+        "seconds": seconds,
+        "alone": await latency_phase(server, subjects, clients, seconds, querying=False),
+        "beside queries": await latency_phase(server, subjects, clients, seconds, querying=True),
+    }
+
+
+async def latency_phase(server, subjects, clients, seconds, querying):
+    """One half of ``query_stall``: each operation's latency per subject, and how many queries ran."""
+    latencies = {subject: {"echo": [], "history": []} for subject in subjects}
+    connections = {subject: await open_connections(server.url(subject), clients) for subject in subjects}
+    [querier] = await open_connections(server.url(QUERIER), 1)
+    deadline = time.perf_counter() + seconds
+    queries = 0
+
+    async def client(ws, subject):
+        while time.perf_counter() < deadline:
+            for operation, text in (("echo", "x"), ("history", "/history bench")):
+                sent = time.perf_counter()
+                await ws.send(text)
+                await ws.recv()
+                latencies[subject][operation].append(time.perf_counter() - sent)
+
+    async def query_loop():
+        nonlocal queries
+        while time.perf_counter() < deadline:
+            await querier.send(f"/query {QUERY_SECONDS}")
+            if (await querier.recv()).startswith("error:"):  # its rest between two holds (limits.py)
+                await asyncio.sleep(0.05)
+            else:
+                queries += 1
+
+    workers = [client(ws, subject) for subject, opened in connections.items() for ws in opened]
+    await asyncio.wait_for(asyncio.gather(*workers, *([query_loop()] if querying else [])), TIMEOUT)
+    await close_all([querier, *(ws for opened in connections.values() for ws in opened)])
+    figures = {
+        subject: {
+            operation: {
+                "count": len(values),
+                "p50_ms": percentile(values, 0.5) * 1000,
+                "p99_ms": percentile(values, 0.99) * 1000,
+            }
+            for operation, values in by_operation.items()
+        }
+        for subject, by_operation in latencies.items()
+    }
+    return {"queries": queries, **figures}
+
+
+QUERIER = "explorer-sc-off"  # the sync client whose /query holds the sync thread in query_stall
+QUERY_SECONDS = 0.5
 
 
 async def scale(

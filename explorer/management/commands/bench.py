@@ -30,6 +30,7 @@ RECORDS_PER_ECHO = 3  # a traced echo: the receive in, the send out, the handler
 # Whose CPU the echo measures: the server's process, and the trace's renderer process beside it.
 CPU_FIGURES = (("server", "cpu_us_per_message"), ("renderer", "renderer_cpu_us_per_message"))
 CLIENT_BOUND = 0.9  # the bench's own share of a core past which the client sets the pace
+QUERY_STALL_SECONDS = 3.0  # each half of the ORM stall: alone, then beside the queries (half with --quick)
 STALLED_PAGE_SUBJECT = "explorer-ac-compact"  # echoed once more each round, a page watching and stalled
 HANDSHAKE_SUBJECTS = (
     "raw",
@@ -295,6 +296,9 @@ class Command(BaseCommand):
             progress.update(task, description="concurrency: /block 1 on explorer-sc-off")
             concurrency["cross_stall"] = await scenarios.cross_stall(server)
             progress.advance(task)
+            seconds = QUERY_STALL_SECONDS if sizes["rounds"] > 1 else QUERY_STALL_SECONDS / 2
+            progress.update(task, description=f"ORM stall: /query on {scenarios.QUERIER}, {2 * seconds:g} s")
+            query_stall = await scenarios.query_stall(server, seconds=seconds)
             task = progress.add_task("scale", total=sizes["scale"])
             progress.update(task, description=f"scale: {sizes['scale']:,} connections")
             scale = await scenarios.scale(
@@ -306,6 +310,7 @@ class Command(BaseCommand):
                 scenarios.median_rows(handshakes, ("handshakes_per_s",))
             ),
             "concurrency": concurrency,
+            "query_stall": query_stall,
             "scale": scale,
         }
 
@@ -358,6 +363,9 @@ class Command(BaseCommand):
             *(number(m["scale"]["rss_per_connection_kb"], 1) for m in servers.values()),
         )
         self.console.print(table)
+
+    def report_query_stall(self, stall):
+        self.console.print(query_stall_table(stall))
 
     def report_server(self, results, sizes):
         echo = Table(
@@ -440,6 +448,7 @@ class Command(BaseCommand):
         for subject, seconds in stall["echo_s"].items():
             cross.add_row(subject, f"{seconds * 1000:,.1f} ms")
         self.console.print(cross)
+        self.report_query_stall(results["query_stall"])
 
         scale = results["scale"]
         table = Table(
@@ -487,6 +496,31 @@ class Command(BaseCommand):
             self.console.print(
                 f"{results['label']}: trace records dropped by the server's full queue: {dropped:,}"
             )
+
+
+def query_stall_table(stall):
+    """Each subject's echo and /history latency, alone and while a sync client's queries hold the thread."""
+    beside = stall["beside queries"]
+    table = Table(
+        title=(
+            f"ORM stall: echo and /history while {stall['querier']} runs /query {stall['query_s']:g} "
+            f"({beside['queries']} queries in {stall['seconds']:g} s)"
+        ),
+        title_justify="left",
+    )
+    for column in ("subject", "operation", "alone p50", "alone p99", "beside p50", "beside p99"):
+        table.add_column(column, justify="left" if column in ("subject", "operation") else "right")
+    for subject, operations in stall["alone"].items():
+        if subject == "queries":
+            continue
+        for operation, alone in operations.items():
+            near = beside[subject][operation]
+            table.add_row(
+                subject,
+                operation,
+                *(f"{figures[key]:,.1f} ms" for figures in (alone, near) for key in ("p50_ms", "p99_ms")),
+            )
+    return table
 
 
 def shown(value, unit):
