@@ -118,6 +118,21 @@ def test_a_message_shows_in_the_panel_with_its_events_in_and_out(window, endpoin
 
 
 @pytest.mark.parametrize("endpoint", ["sc", "ac"])
+def test_a_query_shows_in_the_panel_on_the_sync_thread_and_is_counted_on_its_done_line(window, endpoint):
+    from playwright.sync_api import expect
+
+    box = connect(window, endpoint)
+    name = traced_as(box)
+    send(box, "/query 0.1")
+    query = rows(window, name, "query")
+    expect(query).to_have_count(1)
+    expect(query).to_contain_text("ThreadPoolExecutor")  # from the async consumer too
+    expect(query).to_contain_text("'sql': 'SELECT pg_sleep(%s)'")
+    expect(query).to_contain_text(re.compile(r"took \d{3}\.\dms"))  # 0.1 s and more
+    expect(rows(window, name, "done", "websocket.receive")).to_contain_text("1 query 1")
+
+
+@pytest.mark.parametrize("endpoint", ["sc", "ac"])
 def test_other_clients_connections_show_in_the_panel(window, server, endpoint):
     from playwright.sync_api import expect
 

@@ -109,6 +109,8 @@
       thread: typeof raw.thread === "string" ? raw.thread : null,
       wait: number(raw.wait),
       handler: number(raw.handler),
+      took: number(raw.took),
+      queries: Array.isArray(raw.queries) && raw.queries.length === 2 && raw.queries.every((v) => number(v) !== null) ? raw.queries : null,
       seconds: number(raw.seconds) ?? 0,
       note: typeof raw.note === "string" ? raw.note : null,
       notes: texts(raw.notes),
@@ -358,6 +360,11 @@
       if (record.thread) line.append(element("span", "thread", `[${printable(record.thread)}]`));
       if (record.wait !== null) line.append(element("span", record.raw.slow ? "wait slow" : "wait", `wait ${duration(record.wait)}`));
       if (record.handler !== null) line.append(element("span", "handler", `handler ${duration(record.handler)}`));
+      if (record.took !== null) line.append(element("span", "handler", `took ${duration(record.took)}`));
+      if (record.queries) {
+        const [count, seconds] = record.queries;
+        line.append(element("span", "handler", `${count} quer${count === 1 ? "y" : "ies"} ${duration(seconds)}`));
+      }
       if (record.note) line.append(element("span", "note", printable(record.note)));
       if (record.kind === "message") {
         const lost = Number.isInteger(record.raw.page_dropped) ? record.raw.page_dropped : 0;
