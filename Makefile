@@ -14,12 +14,15 @@ run: $(VENV)/installed
 
 # The explorer under the other servers it knows: the same page, endpoints and trace.
 run-uvicorn: $(VENV)/installed
+	$(BIN)/python manage.py migrate --noinput --verbosity 0
 	$(BIN)/python -m uvicorn explorer.asgi:application --host $(word 1,$(subst :, ,$(HOST))) --port $(word 2,$(subst :, ,$(HOST))) --lifespan off
 
 run-hypercorn: $(VENV)/installed
+	$(BIN)/python manage.py migrate --noinput --verbosity 0
 	$(BIN)/python -m hypercorn explorer.asgi:application --bind $(HOST)
 
 run-granian: $(VENV)/installed
+	$(BIN)/python manage.py migrate --noinput --verbosity 0
 	$(BIN)/python -m granian --interface asginl --host $(word 1,$(subst :, ,$(HOST))) --port $(word 2,$(subst :, ,$(HOST))) explorer.asgi:application
 
 test: $(VENV)/installed-test
