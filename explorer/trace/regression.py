@@ -201,7 +201,11 @@ def module(records, connection, source):
     ]
     if ending:
         lines.append("    await client.wait(TIMEOUT)")
-    lines += ["", "", "@pytest.mark.asyncio", f"async def test_replay_{name}():"]
+    lines += ["", "", "@pytest.mark.asyncio"]
+    if any(record.get("kind") == "query" for record in records):
+        # pytest-django's mark; transactional, as channels runs the queries on its sync thread.
+        lines.append("@pytest.mark.django_db(transaction=True)  # its handlers queried the database")
+    lines.append(f"async def test_replay_{name}():")
     if raised:
         lines += [
             "    with pytest.raises(Exception) as failure:  # noqa: B017 - the recorded consumer raised",

@@ -437,3 +437,18 @@ def test_a_diff_leaves_the_records_it_was_given_as_they_were(tmp_path):
     before = copy.deepcopy(records)
     replay.diff(records, records, "sc#1", "sc#1")
     assert records == before
+
+
+@pytest.mark.usefixtures("database")
+async def test_a_connection_that_queried_replays_with_the_database(trace, endpoint):
+    await session(endpoint, ["/history lobby", "/query 0"])
+    [connection] = connection_ids(trace)
+    source = pytest_module(trace, connection)
+    assert "@pytest.mark.django_db(transaction=True)  # its handlers queried the database" in source
+    await loaded(source)["replay"]()
+
+
+async def test_a_connection_that_never_queried_replays_without_one(trace, endpoint):
+    await session(endpoint, ["hello"])
+    [connection] = connection_ids(trace)
+    assert "django_db" not in pytest_module(trace, connection)
