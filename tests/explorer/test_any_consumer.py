@@ -19,6 +19,7 @@ from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.urls import path
 
+from explorer.bench.app import raw_echo
 from explorer.trace import TraceMiddleware
 
 
@@ -269,17 +270,6 @@ async def test_a_failed_handler_is_not_marked_done_and_its_traceback_folds_the_p
     assert "channels/consumer.py" not in traceback and "asgiref/sync.py" not in traceback
     assert re.search(r"… \d+ frames of [^\n]*channels", traceback)
     assert len(traceback.splitlines()) < 20
-
-
-async def raw_echo(scope, receive, send):
-    while True:
-        event = await receive()
-        if event["type"] == "websocket.connect":
-            await send({"type": "websocket.accept"})
-        elif event["type"] == "websocket.receive":
-            await send({"type": "websocket.send", "text": event["text"]})
-        else:
-            return
 
 
 async def early_sender(scope, receive, send):
