@@ -13,45 +13,21 @@ that does not show it (hypercorn, granian, a test harness).
 import functools
 
 from consumers.limits import PAUSED
-from explorer.trace.servers import module_of
+from explorer.trace.servers import module_of, unwrapped
 
 DEPTH = 5  # wrappers looked through: async_to_sync, channels' session wrapper, the trace's
 
 
-def unwrapped(send):
-    """``send`` and what it wraps, outermost first.
-
-    Besides what the trace looks through (a partial's function, closure
-    cells), asgiref's AsyncToSync keeps its ``awaitable``, and a wrapper
-    object (channels' session middleware keeps ``real_send``) holds the
-    callable it wraps as an attribute of the object its method is bound to.
-    """
-    found, frontier = [], [send]
-    for _ in range(DEPTH):
-        following = []
-        for thing in frontier:
-            found.append(thing)
-            if isinstance(thing, functools.partial):
-                following.append(thing.func)
-            following += [cell for cell in closure_of(thing) if callable(cell)]
-            if hasattr(thing, "awaitable"):
-                following.append(thing.awaitable)
-            owner = getattr(thing, "__self__", None)
-            if owner is not None and not (module_of(thing) or "").startswith(("daphne", "uvicorn")):
-                following += [value for value in vars_of(owner) if callable(value)]
-        frontier = following
+def inside(thing):
+    """What the trace does not look through: asgiref's AsyncToSync keeps its
+    ``awaitable``, and a wrapper object (channels' session middleware keeps
+    ``real_send``) holds the callable it wraps as an attribute of the object
+    its method is bound to."""
+    found = [thing.awaitable] if hasattr(thing, "awaitable") else []
+    owner = getattr(thing, "__self__", None)
+    if owner is not None and not (module_of(thing) or "").startswith(("daphne", "uvicorn")):
+        found += vars_of(owner)
     return found
-
-
-def closure_of(thing):
-    cells = getattr(thing, "__closure__", None) or ()
-    contents = []
-    for cell in cells:
-        try:
-            contents.append(cell.cell_contents)
-        except ValueError:  # an empty cell
-            continue
-    return contents
 
 
 def vars_of(owner):
@@ -62,7 +38,7 @@ def vars_of(owner):
 
 
 def probe(send):
-    for thing in unwrapped(send):
+    for thing in unwrapped(send, DEPTH, inside):
         module = module_of(thing) or ""
         if isinstance(thing, functools.partial) and module_of(thing.func) == "daphne.server":
             protocol = thing.args[0] if thing.args else None

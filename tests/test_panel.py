@@ -307,23 +307,18 @@ def test_the_filters_work(window, server):
         expect(rows(window, name, "out", "websocket.send")).not_to_have_count(0)
     filters = window.locator('[data-role="filters"]')
 
-    filters.locator('select[name="connection"]').select_option(sync_name)
-    assert set(shown_rows(window, "connection")) == {sync_name}
-    filters.locator('select[name="connection"]').select_option("")
-
-    filters.locator('select[name="endpoint"]').select_option("ac")
-    assert set(shown_rows(window, "endpoint")) == {"ac"}
-    assert {async_name, denied} <= set(shown_rows(window, "connection"))
-    filters.locator('select[name="endpoint"]').select_option("consumers.sync_consumer.ExplorerSyncConsumer")
-    assert set(shown_rows(window, "endpoint")) == {"sc"}
-    filters.locator('select[name="endpoint"]').select_option("")
-
-    filters.locator('select[name="event"]').select_option("websocket.receive")
-    assert set(shown_rows(window, "type")) == {"websocket.receive"}
-    assert {sync_name, async_name} <= set(shown_rows(window, "connection"))
-    filters.locator('select[name="event"]').select_option("kind:exit")
-    assert set(shown_rows(window, "kind")) == {"exit"}
-    filters.locator('select[name="event"]').select_option("")
+    # (filter, option chosen, the attribute every row shown has, its value there, connections among them)
+    for select, option, attribute, value, among in (
+        ("connection", sync_name, "connection", sync_name, set()),
+        ("endpoint", "ac", "endpoint", "ac", {async_name, denied}),
+        ("endpoint", "consumers.sync_consumer.ExplorerSyncConsumer", "endpoint", "sc", set()),
+        ("event", "websocket.receive", "type", "websocket.receive", {sync_name, async_name}),
+        ("event", "kind:exit", "kind", "exit", set()),
+    ):
+        filters.locator(f'select[name="{select}"]').select_option(option)
+        assert set(shown_rows(window, attribute)) == {value}
+        assert among <= set(shown_rows(window, "connection"))
+        filters.locator(f'select[name="{select}"]').select_option("")
 
     filters.locator('input[name="violations"]').check()
     violating = window.locator(".records li.record")

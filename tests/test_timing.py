@@ -45,22 +45,23 @@ async def test_each_event_has_its_wait_thread_and_handler_time(endpoint, trace):
     assert " wait " in text and " handler " in text
 
 
-async def test_a_wait_over_the_threshold_is_flagged(endpoint, trace):
-    with trace_settings(SLOW_WAIT_MS=0):
+async def arrivals(endpoint, trace, slow_wait_ms):
+    """The ``in`` records of a connection opened and closed with this threshold."""
+    with trace_settings(SLOW_WAIT_MS=slow_wait_ms):
         client = communicator(endpoint)
         await client.connect()
         await client.disconnect()
-    records = [r for r in trace.records() if r["kind"] == "in"]
+    return [r for r in trace.records() if r["kind"] == "in"]
+
+
+async def test_a_wait_over_the_threshold_is_flagged(endpoint, trace):
+    records = await arrivals(endpoint, trace, slow_wait_ms=0)
     assert records and all(r["slow"] for r in records)
     assert all(r["notes"][0].startswith("waited ") for r in records)
 
 
 async def test_a_wait_under_the_threshold_is_not_flagged(endpoint, trace):
-    with trace_settings(SLOW_WAIT_MS=60_000):
-        client = communicator(endpoint)
-        await client.connect()
-        await client.disconnect()
-    records = [r for r in trace.records() if r["kind"] == "in"]
+    records = await arrivals(endpoint, trace, slow_wait_ms=60_000)
     assert records and not any(r.get("slow") for r in records)
     assert not any(r.get("notes") for r in records if r["event"]["type"] != "websocket.disconnect")
 

@@ -33,7 +33,7 @@ async def raw_echo(scope, receive, send):
         if event["type"] == "websocket.connect":
             await send({"type": "websocket.accept"})
         elif event["type"] == "websocket.receive":
-            await send({"type": "websocket.send", "text": event.get("text"), "bytes": event.get("bytes")})
+            await send({**event, "type": "websocket.send"})  # its text or bytes, as the server gave them
         else:
             return
 

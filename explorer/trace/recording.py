@@ -159,8 +159,7 @@ def last_run(path):
                 with contextlib.suppress(ValueError, AttributeError):
                     header = json.loads(line)
                     number = header.get("run")
-                    is_number = isinstance(number, int) and not isinstance(number, bool)
-                    if is_number and (last is None or number > last["run"]):
+                    if is_whole(number) and (last is None or number > last["run"]):
                         last = header
     return last
 
@@ -172,26 +171,35 @@ class NotARecordError(ValueError):
     """A line of a recording that is not a trace record: its text says why, briefly."""
 
 
-def text_field(record, key, required=False):
+def checked_field(record, key, required, fits, what):
+    """``record[key]``, or None where it may be left out; NotARecordError if it is missing or does not fit."""
     value = record.get(key)
     if value is None and not required:
         return None
     if value is None:
         raise NotARecordError(f"{key} is missing")
-    if not isinstance(value, str):
-        raise NotARecordError(f"{key} is {type(value).__name__}, not text")
-    return printable(value)
+    if not fits(value):
+        raise NotARecordError(f"{key} is {type(value).__name__}, not {what}")
+    return value
+
+
+def text_field(record, key, required=False):
+    value = checked_field(record, key, required, lambda value: isinstance(value, str), "text")
+    return None if value is None else printable(value)
 
 
 def number_field(record, key, required=False):
-    value = record.get(key)
-    if value is None and not required:
-        return None
-    if value is None:
-        raise NotARecordError(f"{key} is missing")
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-        raise NotARecordError(f"{key} is {type(value).__name__}, not a number")
-    return float(value)
+    value = checked_field(record, key, required, is_number, "a number")
+    return None if value is None else float(value)
+
+
+def is_number(value):
+    """An int or a float, not NaN; JSON's true and false are not numbers here."""
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and value == value
+
+
+def is_whole(value):
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def validated(record):
@@ -203,7 +211,7 @@ def validated(record):
     if not isinstance(record, dict):
         raise NotARecordError(f"a {type(record).__name__}, not an object")
     run = record.get("run")
-    if run is not None and (isinstance(run, bool) or not isinstance(run, int) or run < 1):
+    if run is not None and not (is_whole(run) and run >= 1):
         raise NotARecordError("run is not a number")
     if record.get("kind") == "run":
         return run_record(record)
@@ -228,9 +236,7 @@ def validated(record):
     queries = record.get("queries")
     if queries is not None:
         if not (
-            isinstance(queries, list)
-            and len(queries) == 2
-            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v == v for v in queries)
+            isinstance(queries, list) and len(queries) == 2 and all(is_number(value) for value in queries)
         ):
             raise NotARecordError("queries is not a count and a time")
         clean["queries"] = [int(queries[0]), float(queries[1])]
@@ -251,9 +257,7 @@ def validated(record):
         clean["violations"].append({key: text_field(violation, key, key != "hint") or "" for key in fields})
     dropped = record.get("dropped")
     if dropped is not None:
-        if isinstance(dropped, bool) or not isinstance(dropped, int) or dropped < 0:
-            raise NotARecordError("dropped is not a count")
-        clean["dropped"] = dropped
+        clean["dropped"] = count_of_dropped(record)
     return {key: value for key, value in clean.items() if value is not None}
 
 
@@ -274,7 +278,7 @@ def timeline_fields(record):
         if not (
             isinstance(held_loop, list)
             and len(held_loop) == 2
-            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v == v for v in held_loop)
+            and all(is_number(value) for value in held_loop)
         ):
             raise NotARecordError("held_loop is not a start and a length")
         clean["held_loop"] = [float(value) for value in held_loop]
@@ -289,7 +293,7 @@ def run_record(record):
     for key in ("command", "started", "python"):
         clean[key] = text_field(record, key) or ""
     pid = record.get("pid")
-    clean["pid"] = pid if isinstance(pid, int) and not isinstance(pid, bool) else None
+    clean["pid"] = pid if is_whole(pid) else None
     versions = record.get("versions")
     clean["versions"] = (
         {printable(str(k)): printable(str(v)) for k, v in versions.items()}
@@ -309,10 +313,14 @@ def moment(text):
 
 def other_line(record):
     """A line of the writer's that is no entry: ``{"dropped": N}``, or a message on the trace's logger."""
+    return {"kind": "message", "text": text_field(record, "text") or "", "dropped": count_of_dropped(record)}
+
+
+def count_of_dropped(record):
     dropped = record.get("dropped", 0)
-    if isinstance(dropped, bool) or not isinstance(dropped, int) or dropped < 0:
+    if not (is_whole(dropped) and dropped >= 0):
         raise NotARecordError("dropped is not a count")
-    return {"kind": "message", "text": text_field(record, "text") or "", "dropped": dropped}
+    return dropped
 
 
 def from_record(record, mode="compact", clock="connection"):

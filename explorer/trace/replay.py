@@ -16,7 +16,7 @@ from rich.text import Text
 from explorer.trace.display import printable
 from explorer.trace.entry import duration
 from explorer.trace.layer import LAYER_CALLS
-from explorer.trace.recording import from_record, moment, read
+from explorer.trace.recording import encode, from_record, moment, read
 from explorer.trace.render import DIM, KINDS, UNKNOWN_KIND, shown_body, shown_type, styled
 from explorer.trace.rules import event_type_of
 
@@ -155,30 +155,29 @@ class Selection:
         return True
 
 
-def comparable(record):
-    """What must match for two records to count as the same step of a session."""
-    rules = tuple(violation.get("rule") for violation in record.get("violations", ()))
-    if record["kind"] in ("error", "exit"):
+def comparable(entry):
+    """What must match for two entries to count as the same step of a session."""
+    rules = tuple(violation.rule for violation in entry.violations)
+    if entry.kind in ("error", "exit"):
         # "consumer raised X; ..." or "consumer returned; ...": compare the outcome.
-        return (record["kind"], str(record.get("note", "")).split(";")[0], rules)
-    return (record["kind"], json.dumps(record.get("event"), sort_keys=True), rules)
+        return (entry.kind, str(entry.note or "").split(";")[0], rules)
+    return (entry.kind, json.dumps(encode(entry.event), sort_keys=True), rules)
 
 
-def with_handler_times(records):
-    """The records, each ``in`` given the handler time of the ``done`` that follows it: copies, so the
-    caller's records stay as they were."""
-    records, pending = [dict(record) for record in records], {}
-    for record in records:
-        if record["kind"] == "in":
-            pending[record["connection"]] = record
-        elif record["kind"] == "done" and record["connection"] in pending:
-            pending.pop(record["connection"])["handler"] = record.get("handler")
-    return records
+def steps(records):
+    """The records' entries that a diff compares, each ``in`` given the handler time of the ``done``
+    that follows it (the caller's records stay as they were)."""
+    entries, pending = [from_record(record) for record in records], {}
+    for entry in entries:
+        if entry.kind == "in":
+            pending[entry.connection] = entry
+        elif entry.kind == "done" and entry.connection in pending:
+            pending.pop(entry.connection).handler = entry.handler
+    return [entry for entry in entries if entry.kind in COMPARED_KINDS]
 
 
-def step(record):
-    """One record as a diff cell: arrow, kind, event type and body, then thread and timings."""
-    entry = from_record(record)
+def step(entry):
+    """One entry as a diff cell: arrow, kind, event type and body, then thread and timings."""
     arrow, style = KINDS.get(entry.kind, UNKNOWN_KIND)
     parts = [(f"{arrow} {entry.kind:<5} ", style)]
     if entry.kind in ("in", "out", "layer"):
@@ -194,8 +193,8 @@ def step(record):
     details = [printable(entry.thread)] if entry.thread else []
     if entry.wait is not None:
         details.append(f"wait {duration(entry.wait)}")
-    if record.get("handler") is not None and entry.kind == "in":
-        details.append(f"handler {duration(record['handler'])}")
+    if entry.handler is not None and entry.kind == "in":
+        details.append(f"handler {duration(entry.handler)}")
     details += [violation.rule for violation in entry.violations]
     if details:
         parts.append(("\n" + " · ".join(details), DIM))
@@ -204,8 +203,7 @@ def step(record):
 
 def diff(records_a, records_b, name_a, name_b):
     """A table lining up two connections' steps, and a one-line count of what differs."""
-    steps_a = [r for r in with_handler_times(records_a) if r["kind"] in COMPARED_KINDS]
-    steps_b = [r for r in with_handler_times(records_b) if r["kind"] in COMPARED_KINDS]
+    steps_a, steps_b = steps(records_a), steps(records_b)
     matcher = difflib.SequenceMatcher(
         a=[comparable(r) for r in steps_a], b=[comparable(r) for r in steps_b], autojunk=False
     )

@@ -89,6 +89,12 @@ SPEC = {
 }
 
 
+def endings(accepted, refused=None, raised=(True, False)):
+    """``Notes.ENDINGS`` where the ending turns only on whether the handshake was accepted, if at all."""
+    refused = refused or accepted
+    return {(each, took): accepted if took else refused for each in raised for took in (True, False)}
+
+
 class Notes:
     """A server's notes, by situation. The base knows no server: only what the spec version implies."""
 
@@ -116,10 +122,9 @@ class Notes:
         return []
 
     # (raised, accepted): what the client sees when the application ends that way.
-    ENDINGS = {
-        (True, True): "what the client sees depends on the server, which the explorer does not know",
-        (True, False): "what the client sees depends on the server, which the explorer does not know",
-    }
+    ENDINGS = endings(
+        "what the client sees depends on the server, which the explorer does not know", raised=(True,)
+    )
 
     def logs_traceback(self):
         """A note saying the server prints the traceback itself, so the trace need not; or None."""
@@ -172,8 +177,7 @@ class UnknownNotes(Notes):
 class HarnessNotes(Notes):
     """channels.testing: events go to the test's queue; there is no wire to say anything of."""
 
-    ENDINGS = {(True, True): "the test's next receive_output() raises it"}
-    ENDINGS[True, False] = ENDINGS[True, True]
+    ENDINGS = endings("the test's next receive_output() raises it", raised=(True,))
 
 
 DROPS_REASON = "{server} sends the code only; the reason is dropped ({spec}; close reasons came in 2.3)"
@@ -364,12 +368,10 @@ class UvicornNotes(Notes):
             ]
         return []
 
-    ENDINGS = {
-        (True, True): "uvicorn closes the TCP connection without a close frame: the client sees 1006",
-        (True, False): "the handshake was not accepted: uvicorn answers HTTP 500",
-        (False, True): "uvicorn closes the TCP connection without a close frame: the client sees 1006",
-        (False, False): "the handshake was not accepted: uvicorn answers HTTP 500",
-    }
+    ENDINGS = endings(
+        accepted="uvicorn closes the TCP connection without a close frame: the client sees 1006",
+        refused="the handshake was not accepted: uvicorn answers HTTP 500",
+    )
 
     def ending(self, raised, accepted, closing, attempted=False):
         if attempted and not accepted and not closing and self.implementation() == "wsproto":
@@ -419,12 +421,10 @@ class HypercornNotes(Notes):
             ]
         return []
 
-    ENDINGS = {
-        (True, True): "hypercorn closes the connection with 1011 at once",
-        (True, False): "the handshake was not accepted: hypercorn answers HTTP 500",
-        (False, True): "hypercorn closes the connection with 1011 at once",
-        (False, False): "the handshake was not accepted: hypercorn answers HTTP 500",
-    }
+    ENDINGS = endings(
+        accepted="hypercorn closes the connection with 1011 at once",
+        refused="the handshake was not accepted: hypercorn answers HTTP 500",
+    )
 
 
 class GranianNotes(Notes):
@@ -453,12 +453,10 @@ class GranianNotes(Notes):
         "unknown-type": "{server} raises RuntimeError('Unsupported ASGI message') in send",
     }
 
-    ENDINGS = {
-        (True, True): "granian sends a close frame with no code at once: the client sees 1005",
-        (True, False): "the handshake was not accepted: granian answers HTTP 403",
-        (False, True): "granian sends a close frame with no code at once: the client sees 1005",
-        (False, False): "the handshake was not accepted: granian answers HTTP 403",
-    }
+    ENDINGS = endings(
+        accepted="granian sends a close frame with no code at once: the client sees 1005",
+        refused="the handshake was not accepted: granian answers HTTP 403",
+    )
 
 
 NOTES = {

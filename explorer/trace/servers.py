@@ -52,22 +52,29 @@ class Server:
         return f"its scope {declared} ASGI spec {self.spec_version}"
 
 
-def candidates(send):
-    """``send`` and what it wraps: a partial's function, a bound method's object, closure cells."""
+def unwrapped(send, depth=UNWRAP_DEPTH, inside=lambda thing: ()):
+    """``send`` and the callables it wraps, outermost first: a partial's function, what its closure
+    cells hold, and what ``inside(thing)`` finds besides."""
     found, frontier = [], [send]
-    for _ in range(UNWRAP_DEPTH):
+    for _ in range(depth):
         following = []
         for thing in frontier:
             found.append(thing)
             if isinstance(thing, functools.partial):
                 following.append(thing.func)
-            for cell in getattr(thing, "__closure__", None) or ():
-                try:
-                    following.append(cell.cell_contents)
-                except ValueError:  # an empty cell
-                    continue
+            following += [*closure_of(thing), *inside(thing)]
         frontier = [thing for thing in following if callable(thing)]
     return found
+
+
+def closure_of(thing):
+    contents = []
+    for cell in getattr(thing, "__closure__", None) or ():
+        try:
+            contents.append(cell.cell_contents)
+        except ValueError:  # an empty cell
+            continue
+    return contents
 
 
 def module_of(thing):
@@ -95,7 +102,7 @@ def spec_version_of(scope):
 def identify(scope, send):
     """The server behind this ``send``, with what its scope declares."""
     spec_version, declared = spec_version_of(scope)
-    for thing in candidates(send):
+    for thing in unwrapped(send):
         known = MODULES.get(module_of(thing))
         if known:
             name, distribution, implementation = known

@@ -19,6 +19,7 @@ from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.urls import path
 
+from explorer.bench.app import raw_echo
 from explorer.trace import TraceMiddleware
 
 
@@ -152,27 +153,36 @@ def loop_thread():
     return threading.main_thread().name  # pytest-asyncio runs the loop here
 
 
+# One message echoed, as (kind, event type) a record.
+ECHO_STEPS = [
+    ("scope", "websocket"),
+    ("in", "websocket.connect"),
+    ("out", "websocket.accept"),
+    ("done", "websocket.connect"),
+    ("in", "websocket.receive"),
+    ("out", "websocket.send"),
+    ("done", "websocket.receive"),
+    ("in", "websocket.disconnect"),
+    ("done", "websocket.disconnect"),
+    ("exit", None),
+]
+
+
+def one_connection(records):
+    """The name of the one connection ``records`` are of, and its steps."""
+    [connection] = {r["connection"] for r in records}
+    return connection, [(r["kind"], (r.get("event") or {}).get("type")) for r in records]
+
+
 @pytest.mark.parametrize("kind", list(PAIRS))
 async def test_the_whole_trace_of_a_consumer_that_knows_nothing_of_it(trace, kind, flavour):
     consumer = consumer_of(kind, flavour)
     text = '{"a": 1}' if kind == "json" else "hello"
     await talk(consumer, text)
     records = trace.records()
-    [connection] = {r["connection"] for r in records}
+    connection, steps = one_connection(records)
     assert connection.startswith(f"{consumer.__name__}#")
-    steps = [(r["kind"], (r.get("event") or {}).get("type")) for r in records]
-    assert steps == [
-        ("scope", "websocket"),
-        ("in", "websocket.connect"),
-        ("out", "websocket.accept"),
-        ("done", "websocket.connect"),
-        ("in", "websocket.receive"),
-        ("out", "websocket.send"),
-        ("done", "websocket.receive"),
-        ("in", "websocket.disconnect"),
-        ("done", "websocket.disconnect"),
-        ("exit", None),
-    ]
+    assert steps == ECHO_STEPS
     scope = records[0]
     assert scope["consumer"] == f"{consumer.__module__}.{consumer.__qualname__}"
     assert scope["event"]["path"] == "/ws/thing/"
@@ -200,7 +210,7 @@ async def test_the_scope_key_tells_a_consumer_its_connections_name(trace, flavou
             return super().websocket_connect(event)
 
     await talk(Named, "hi")
-    [connection] = {r["connection"] for r in trace.records()}
+    connection, _ = one_connection(trace.records())
     assert connection == seen["name"]
     assert connection.startswith("mine#")
 
@@ -271,17 +281,6 @@ async def test_a_failed_handler_is_not_marked_done_and_its_traceback_folds_the_p
     assert len(traceback.splitlines()) < 20
 
 
-async def raw_echo(scope, receive, send):
-    while True:
-        event = await receive()
-        if event["type"] == "websocket.connect":
-            await send({"type": "websocket.accept"})
-        elif event["type"] == "websocket.receive":
-            await send({"type": "websocket.send", "text": event["text"]})
-        else:
-            return
-
-
 async def early_sender(scope, receive, send):
     await receive()
     await send({"type": "websocket.send", "text": "too early"})
@@ -294,18 +293,9 @@ async def test_a_plain_asgi_application_is_traced_at_the_boundary(trace):
     assert await client.receive_from() == "hello"
     await client.disconnect()
     records = trace.records()
-    [connection] = {r["connection"] for r in records}
+    connection, steps = one_connection(records)
     assert connection.startswith("/raw/#")  # no consumer: named after its path
-    steps = [(r["kind"], (r.get("event") or {}).get("type")) for r in records]
-    assert steps == [
-        ("scope", "websocket"),
-        ("in", "websocket.connect"),
-        ("out", "websocket.accept"),
-        ("in", "websocket.receive"),
-        ("out", "websocket.send"),
-        ("in", "websocket.disconnect"),
-        ("exit", None),
-    ]
+    assert steps == [step for step in ECHO_STEPS if step[0] != "done"]  # no dispatch: no handler timed
     assert "consumer" not in records[0]
     assert {r["thread"] for r in records if r["kind"] in ("in", "out")} == {loop_thread()}
     assert records[-1]["note"] == "application returned; no ASGI rule broken"

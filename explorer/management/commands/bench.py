@@ -8,6 +8,7 @@ details, so two runs can be compared.
 """
 
 import asyncio
+import functools
 import json
 import tempfile
 from collections.abc import Callable
@@ -31,6 +32,19 @@ RECORDS_PER_ECHO = 3  # a traced echo: the receive in, the send out, the handler
 CPU_FIGURES = (("server", "cpu_us_per_message"), ("renderer", "renderer_cpu_us_per_message"))
 CLIENT_BOUND = 0.9  # the bench's own share of a core past which the client sets the pace
 QUERY_STALL_SECONDS = 3.0  # each half of the ORM stall: alone, then beside the queries (half with --quick)
+ECHO_COLUMNS = (
+    "subject",
+    "msg/s",
+    "p50 ms",
+    "p95 ms",
+    "p99 ms",
+    "server CPU µs/msg",
+    "renderer CPU µs/msg",
+    "client CPU",
+    "vs raw",
+    "vs bare",
+    "vs trace off",
+)
 STALLED_PAGE_SUBJECT = "explorer-ac-compact"  # echoed once more each round, a page watching and stalled
 HANDSHAKE_SUBJECTS = (
     "raw",
@@ -255,29 +269,20 @@ class Command(BaseCommand):
         with Progress(*columns, console=self.console, transient=True) as progress:
             # Every subject, and the compact one again beside a stalled page.
             task = progress.add_task("echo", total=(len(echo_subjects) + 1) * sizes["rounds"] * per_round)
+            echoes = [(f"echo: {subject}", scenarios.echo, subject) for subject in echo_subjects]
+            echoes.append(
+                (
+                    f"echo: {STALLED_PAGE_SUBJECT} beside a stalled page",
+                    scenarios.echo_beside_a_stalled_page,
+                    STALLED_PAGE_SUBJECT,
+                )
+            )
             rows = []
             for _ in range(sizes["rounds"]):
-                for subject in echo_subjects:  # interleaved, so drift hits every subject alike
-                    progress.update(task, description=f"echo: {subject}")
-                    rows.append(
-                        await scenarios.echo(
-                            server,
-                            subject,
-                            sizes["connections"],
-                            sizes["trips"],
-                            lambda n: progress.advance(task, n),
-                        )
-                    )
-                progress.update(task, description=f"echo: {STALLED_PAGE_SUBJECT} beside a stalled page")
-                rows.append(
-                    await scenarios.echo_beside_a_stalled_page(
-                        server,
-                        STALLED_PAGE_SUBJECT,
-                        sizes["connections"],
-                        sizes["trips"],
-                        lambda n: progress.advance(task, n),
-                    )
-                )
+                for description, echo, subject in echoes:  # interleaved, so drift hits every subject alike
+                    progress.update(task, description=description)
+                    advance = functools.partial(progress.advance, task)
+                    rows.append(await echo(server, subject, sizes["connections"], sizes["trips"], advance))
             task = progress.add_task("handshakes", total=len(HANDSHAKE_SUBJECTS) * sizes["rounds"])
             handshakes = []
             for _ in range(sizes["rounds"]):
@@ -339,69 +344,82 @@ class Command(BaseCommand):
 
     def report_across(self, results):
         """One table for every server: echo msg/s per subject, and the scale figures."""
-        servers = results["servers"]
-        table = Table(title="Across servers: echo msg/s (median) and scale", title_justify="left")
-        table.add_column("subject")
-        for measured in servers.values():
-            table.add_column(measured["label"], justify="right")
+        servers = results["servers"].values()
+        rows = []
         for subject in SUBJECTS:
-            rates = [
-                {row["subject"]: row["rate"] for row in m["echo"]}.get(subject) for m in servers.values()
-            ]
-            table.add_row(subject, *(number(rate) for rate in rates))
+            rates = [{row["subject"]: row["rate"] for row in m["echo"]}.get(subject) for m in servers]
+            rows.append((subject, *(number(rate) for rate in rates)))
         for subject in HANDSHAKE_SUBJECTS:
             rates = [
                 {row["subject"]: row["handshakes_per_s"] for row in m["handshakes"]}.get(subject)
-                for m in servers.values()
+                for m in servers
             ]
-            table.add_row(f"handshakes/s {subject}", *(number(rate) for rate in rates))
-        table.add_row(
-            "handshakes/s (scale)", *(number(m["scale"]["handshakes_per_s"]) for m in servers.values())
+            rows.append((f"handshakes/s {subject}", *(number(rate) for rate in rates)))
+        rows.append(("handshakes/s (scale)", *(number(m["scale"]["handshakes_per_s"]) for m in servers)))
+        rows.append(
+            (
+                "RSS KiB per connection (scale)",
+                *(number(m["scale"]["rss_per_connection_kb"], 1) for m in servers),
+            )
         )
-        table.add_row(
-            "RSS KiB per connection (scale)",
-            *(number(m["scale"]["rss_per_connection_kb"], 1) for m in servers.values()),
+        self.print_table(
+            "Across servers: echo msg/s (median) and scale", ("subject", *(m["label"] for m in servers)), rows
         )
+
+    def print_table(self, title, columns, rows):
+        """A report's table: its title on the left, a column of labels, then figures, right-aligned."""
+        table = Table(title=title, title_justify="left")
+        table.add_column(columns[0])
+        for column in columns[1:]:
+            table.add_column(column, justify="right")
+        for row in rows:
+            table.add_row(*row)
         self.console.print(table)
 
     def report_query_stall(self, stall):
-        self.console.print(query_stall_table(stall))
+        """Echo and /history latency per subject, alone and while a sync client's queries hold the thread."""
+        beside = stall["beside queries"]
+        self.print_table(
+            f"ORM stall: echo and /history while {stall['querier']} runs /query {stall['query_s']:g} "
+            f"({beside['queries']} queries in {stall['seconds']:g} s)",
+            ("subject, operation", "alone p50", "alone p99", "beside p50", "beside p99"),
+            [
+                (
+                    f"{subject} {operation}",
+                    *(
+                        f"{figures[key]:,.1f} ms"
+                        for figures in (alone, beside[subject][operation])
+                        for key in ("p50_ms", "p99_ms")
+                    ),
+                )
+                for subject, operations in stall["alone"].items()
+                if subject != "queries"
+                for operation, alone in operations.items()
+            ],
+        )
 
     def report_server(self, results, sizes):
-        echo = Table(
-            title=f"{results['label']} · Echo: {sizes['connections']} connections × {sizes['trips']} "
+        self.print_table(
+            f"{results['label']} · Echo: {sizes['connections']} connections × {sizes['trips']} "
             f"round trips, median of {sizes['rounds']} round(s)",
-            title_justify="left",
+            ECHO_COLUMNS,
+            [
+                (
+                    row["subject"],
+                    number(row["rate"]),
+                    number(row["p50_ms"], 2),
+                    number(row["p95_ms"], 2),
+                    number(row["p99_ms"], 2),
+                    number(row["cpu_us_per_message"]),
+                    number(row["renderer_cpu_us_per_message"]),
+                    percent(row["client_cpu_share"]),
+                    percent(row["vs_raw"]),
+                    percent(row["vs_bare"]),
+                    percent(row["vs_trace_off"]),
+                )
+                for row in results["echo"]
+            ],
         )
-        for column in (
-            "subject",
-            "msg/s",
-            "p50 ms",
-            "p95 ms",
-            "p99 ms",
-            "server CPU µs/msg",
-            "renderer CPU µs/msg",
-            "client CPU",
-            "vs raw",
-            "vs bare",
-            "vs trace off",
-        ):
-            echo.add_column(column, justify="left" if column == "subject" else "right")
-        for row in results["echo"]:
-            echo.add_row(
-                row["subject"],
-                number(row["rate"]),
-                number(row["p50_ms"], 2),
-                number(row["p95_ms"], 2),
-                number(row["p99_ms"], 2),
-                number(row["cpu_us_per_message"]),
-                number(row["renderer_cpu_us_per_message"]),
-                percent(row["client_cpu_share"]),
-                percent(row["vs_raw"]),
-                percent(row["vs_bare"]),
-                percent(row["vs_trace_off"]),
-            )
-        self.console.print(echo)
         bound = [row["subject"] for row in results["echo"] if (row["client_cpu_share"] or 0) >= CLIENT_BOUND]
         if bound:
             self.console.print(
@@ -420,43 +438,34 @@ class Command(BaseCommand):
                         f"full {figures[1]:.1f} µs ({RECORDS_PER_ECHO} records per echo, over trace off)"
                     )
 
-        shakes = Table(
-            title=f"Handshakes: {sizes['handshakes']} per subject, {scenarios.CONNECT_BATCH} in flight, "
+        self.print_table(
+            f"Handshakes: {sizes['handshakes']} per subject, {scenarios.CONNECT_BATCH} in flight, "
             f"median of {sizes['rounds']} round(s)",
-            title_justify="left",
+            ("subject", "handshakes/s", "vs bare"),
+            [
+                (row["subject"], number(row["handshakes_per_s"]), percent(row["vs_bare"]))
+                for row in results["handshakes"]
+            ],
         )
-        for column in ("subject", "handshakes/s", "vs bare"):
-            shakes.add_column(column, justify="left" if column == "subject" else "right")
-        for row in results["handshakes"]:
-            shakes.add_row(row["subject"], number(row["handshakes_per_s"]), percent(row["vs_bare"]))
-        self.console.print(shakes)
 
         concurrency = results["concurrency"]
-        sleepers = Table(title="Concurrency: every connection sends /sleep 0.5 at once", title_justify="left")
-        for column in ("subject", "connections", "all answered after"):
-            sleepers.add_column(column, justify="left" if column == "subject" else "right")
-        for row in concurrency["sleepers"]:
-            sleepers.add_row(row["subject"], str(row["connections"]), f"{row['all_answered_s']:.2f} s")
-        self.console.print(sleepers)
-        stall = concurrency["cross_stall"]
-        cross = Table(
-            title=f"Cross-stall: one echo each while {stall['blocker']} runs /block {stall['block_s']:g}",
-            title_justify="left",
+        self.print_table(
+            "Concurrency: every connection sends /sleep 0.5 at once",
+            ("subject", "connections", "all answered after"),
+            [
+                (row["subject"], str(row["connections"]), f"{row['all_answered_s']:.2f} s")
+                for row in concurrency["sleepers"]
+            ],
         )
-        cross.add_column("echo on")
-        cross.add_column("took", justify="right")
-        for subject, seconds in stall["echo_s"].items():
-            cross.add_row(subject, f"{seconds * 1000:,.1f} ms")
-        self.console.print(cross)
+        stall = concurrency["cross_stall"]
+        self.print_table(
+            f"Cross-stall: one echo each while {stall['blocker']} runs /block {stall['block_s']:g}",
+            ("echo on", "took"),
+            [(subject, f"{seconds * 1000:,.1f} ms") for subject, seconds in stall["echo_s"].items()],
+        )
         self.report_query_stall(results["query_stall"])
 
         scale = results["scale"]
-        table = Table(
-            title=f"Scale: {scale['connections']:,} connections across {', '.join(scale['subjects'])}",
-            title_justify="left",
-        )
-        table.add_column("figure")
-        table.add_column("value", justify="right")
         mib = 1024 * 1024
         rows = [
             ("handshakes per second", number(scale["handshakes_per_s"])),
@@ -472,9 +481,11 @@ class Command(BaseCommand):
                     f"{rss} / {state['threads']} / {state['open_files']}",
                 )
             )
-        for row in rows:
-            table.add_row(*row)
-        self.console.print(table)
+        self.print_table(
+            f"Scale: {scale['connections']:,} connections across {', '.join(scale['subjects'])}",
+            ("figure", "value"),
+            rows,
+        )
 
         screen = results.get("screen")
         if screen:
@@ -483,44 +494,17 @@ class Command(BaseCommand):
                 f"p99 {screen['p99_ms']:.1f} ms, max {screen['max_ms']:.1f} ms "
                 f"over {screen['records']:,} records"
             )
-        targets = Table(title="Targets (figures within this run)", title_justify="left")
-        for column in ("target", "figure", "goal", ""):
-            targets.add_column(column, justify="left" if column == "target" else "right")
+        targets = []
         for target in results["targets"]:
             mark = Text("met", style="green") if target["met"] else Text("missed", style="bold red")
             goal = ("≤ " if target["at_most"] else "≥ ") + shown(target["bound"], target["unit"])
-            targets.add_row(target["target"], shown(target["value"], target["unit"]), goal, mark)
-        self.console.print(targets)
+            targets.append((target["target"], shown(target["value"], target["unit"]), goal, mark))
+        self.print_table("Targets (figures within this run)", ("target", "figure", "goal", ""), targets)
         dropped = results["dropped_trace_records"]
         if dropped is not None:
             self.console.print(
                 f"{results['label']}: trace records dropped by the server's full queue: {dropped:,}"
             )
-
-
-def query_stall_table(stall):
-    """Each subject's echo and /history latency, alone and while a sync client's queries hold the thread."""
-    beside = stall["beside queries"]
-    table = Table(
-        title=(
-            f"ORM stall: echo and /history while {stall['querier']} runs /query {stall['query_s']:g} "
-            f"({beside['queries']} queries in {stall['seconds']:g} s)"
-        ),
-        title_justify="left",
-    )
-    for column in ("subject", "operation", "alone p50", "alone p99", "beside p50", "beside p99"):
-        table.add_column(column, justify="left" if column in ("subject", "operation") else "right")
-    for subject, operations in stall["alone"].items():
-        if subject == "queries":
-            continue
-        for operation, alone in operations.items():
-            near = beside[subject][operation]
-            table.add_row(
-                subject,
-                operation,
-                *(f"{figures[key]:,.1f} ms" for figures in (alone, near) for key in ("p50_ms", "p99_ms")),
-            )
-    return table
 
 
 def shown(value, unit):

@@ -247,30 +247,25 @@ class Command(BaseCommand):
             help="send 'Name: value' in the handshake; repeatable",
         )
         # --send, --binary and --binary-file append to one list: the messages go out in the order given.
-        parser.add_argument(
-            "--send",
-            dest="messages",
-            metavar="TEXT",
-            action="append",
-            default=[],
-            help="send this text, then wait for the replies; repeatable",
-        )
-        parser.add_argument(
-            "--binary",
-            dest="messages",
-            metavar="HEX",
-            action="append",
-            type=hex_bytes,
-            help="send these bytes, written in hex ('68 69' or 6869), as a binary frame; repeatable",
-        )
-        parser.add_argument(
-            "--binary-file",
-            dest="messages",
-            metavar="PATH",
-            action="append",
-            type=file_bytes,
-            help="send this file's bytes as a binary frame; repeatable",
-        )
+        for flag, metavar, kind, what in (
+            ("--send", "TEXT", str, "send this text, then wait for the replies"),
+            (
+                "--binary",
+                "HEX",
+                hex_bytes,
+                "send these bytes, written in hex ('68 69' or 6869), as a binary frame",
+            ),
+            ("--binary-file", "PATH", file_bytes, "send this file's bytes as a binary frame"),
+        ):
+            parser.add_argument(
+                flag,
+                dest="messages",
+                metavar=metavar,
+                action="append",
+                type=kind,
+                default=[],
+                help=f"{what}; repeatable",
+            )
         parser.add_argument(
             "--script",
             help="then send each line of this file as text (blank lines and # comments skipped)",
