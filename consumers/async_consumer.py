@@ -15,24 +15,7 @@ from channels.consumer import AsyncConsumer
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 
-from consumers.actions import (
-    Action,
-    Block,
-    DeliberateError,
-    Fail,
-    History,
-    Join,
-    Leave,
-    Note,
-    Publish,
-    Query,
-    Send,
-    Sleep,
-    Stats,
-    Stop,
-    Store,
-    Whoami,
-)
+from consumers import actions
 from consumers.core import ExplorerCore
 from consumers.limits import EVENT_LOOP, ConnectionLimits
 from consumers.process_report import process_stats, whereabouts
@@ -71,42 +54,42 @@ class ExplorerAsyncConsumer(AsyncConsumer):
     async def layer_restored(self, event: dict[str, Any]) -> None:
         await self.perform(self.core.layer_restored(event))
 
-    async def perform(self, actions: Iterable[Action]) -> None:
-        for action in actions:
+    async def perform(self, planned: Iterable[actions.Action]) -> None:
+        for action in planned:
             match action:
-                case Send(event):
+                case actions.Send(event):
                     await self.send(event)
-                case Sleep(seconds):
+                case actions.Sleep(seconds):
                     await asyncio.sleep(seconds)
-                case Block(seconds):
+                case actions.Block(seconds):
                     time.sleep(seconds)  # on purpose: the whole event loop stops
-                case Join(group):
+                case actions.Join(group):
                     if not await self.call_layer("group_add", group, self.channel_name):
                         return
                     await self.perform(self.core.joined(group))
-                case Leave(group):
+                case actions.Leave(group):
                     if not await self.call_layer("group_discard", group, self.channel_name):
                         return
                     await self.perform(self.core.left(group))
-                case Publish(group, message):
+                case actions.Publish(group, message):
                     if not await self.call_layer("group_send", group, message):
                         return
-                case Whoami():
+                case actions.Whoami():
                     await self.perform(self.core.found(whereabouts(self)))
-                case Stats():
+                case actions.Stats():
                     await self.perform(self.core.found(await process_stats()))
-                case Store() | History() | Query():
+                case actions.Store() | actions.History() | actions.Query():
                     try:
                         found = await self.use_database(action)
                     except database.ERRORS as error:  # the client hears why, the connection stays
                         await self.perform(self.core.database_failed(action, error))
                         return
                     await self.perform(found)
-                case Note(text):
+                case actions.Note(text):
                     note(text)
-                case Fail(reason):
-                    raise DeliberateError(reason)
-                case Stop():
+                case actions.Fail(reason):
+                    raise actions.DeliberateError(reason)
+                case actions.Stop():
                     raise StopConsumer
                 case _:
                     assert_never(action)
@@ -120,17 +103,19 @@ class ExplorerAsyncConsumer(AsyncConsumer):
             return False
         return True
 
-    async def use_database(self, action: Store | History | Query) -> list[Action]:
+    async def use_database(
+        self, action: actions.Store | actions.History | actions.Query
+    ) -> list[actions.Action]:
         """Django's async ORM, and database_sync_to_async: each query is a hop onto the sync thread."""
         match action:
-            case Store(room, sender, text):
+            case actions.Store(room, sender, text):
                 kept = await RoomMessage.objects.acreate(room=room, sender=sender, text=text)
                 await RoomMessage.older_than(kept).adelete()
                 return []
-            case History(room, count):
+            case actions.History(room, count):
                 found = [(m.sender, m.text) async for m in RoomMessage.latest(room, count)]
                 return self.core.history(room, found)
-            case Query(seconds):
+            case actions.Query(seconds):
                 await database_sync_to_async(database.slow_query)(seconds)
                 return []
             case _:

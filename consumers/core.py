@@ -14,23 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, overload
 from urllib.parse import parse_qs
 
-from consumers.actions import (
-    Action,
-    Block,
-    Fail,
-    History,
-    Join,
-    Leave,
-    Note,
-    Publish,
-    Query,
-    Send,
-    Sleep,
-    Stats,
-    Stop,
-    Store,
-    Whoami,
-)
+from consumers import actions
 from consumers.limits import MAX_ROOMS, ConnectionLimits
 from explorer.close_frame import APPLICATION_CLOSE_CODES, MAX_CLOSE_REASON_BYTES, is_application_close_code
 from explorer.redaction import Rules, scope_as_json
@@ -262,39 +246,39 @@ class ExplorerCore:
 
     # Events in, actions out.
 
-    def connect(self) -> list[Action]:
-        actions: list[Action] = []
+    def connect(self) -> list[actions.Action]:
+        planned: list[actions.Action] = []
         problems = list(self.options.problems)
         if self.options.delay:
             refusal = self.limits.hold("sleep", self.options.delay)
             if refusal:
                 problems.append(f"?delay={self.options.delay:g} refused: {refusal}")
-                actions.append(Note(f"?delay={self.options.delay:g} refused: {refusal}"))
+                planned.append(actions.Note(f"?delay={self.options.delay:g} refused: {refusal}"))
             else:
-                actions.append(Sleep(self.options.delay))
+                planned.append(actions.Sleep(self.options.delay))
         if self.options.fail:
-            return [*actions, Fail("?raise=1: an exception before accepting")]
+            return [*planned, actions.Fail("?raise=1: an exception before accepting")]
         if self.options.stop:
-            return [*actions, Stop()]
+            return [*planned, actions.Stop()]
         if self.options.reject:
             self.closing = True
-            return [*actions, Send({"type": "websocket.close"})]
+            return [*planned, actions.Send({"type": "websocket.close"})]
         if self.options.deny:
             self.closing = True
             status = self.options.deny
-            return [*actions, *denial(status, f"denied with {status} (?deny={status})\n"), Stop()]
+            return [*planned, *denial(status, f"denied with {status} (?deny={status})\n"), actions.Stop()]
         accept: Event = {"type": "websocket.accept"}
         subprotocol = choose_subprotocol(self.offered_subprotocols, self.options.subprotocol)
         if subprotocol is not None:
             accept["subprotocol"] = subprotocol
         if self.options.headers:
             accept["headers"] = [list(pair) for pair in self.options.headers]
-        actions.append(Send(accept))
+        planned.append(actions.Send(accept))
         # Nothing can be said before accepting: report bad options just after.
-        actions += [send_text(f"error: {problem}") for problem in problems]
-        return actions
+        planned += [send_text(f"error: {problem}") for problem in problems]
+        return planned
 
-    def receive(self, message: Event) -> Iterable[Action]:
+    def receive(self, message: Event) -> Iterable[actions.Action]:
         if self.closing:
             # Frames still arrive until the client answers our close: ignore them.
             return []
@@ -312,15 +296,15 @@ class ExplorerCore:
         except CommandError as error:
             return [send_text(f"error: {error}")]
 
-    def disconnect(self, message: Event) -> list[Action]:
+    def disconnect(self, message: Event) -> list[actions.Action]:
         self.closing = True
         return self.leaving()
 
-    def leaving(self) -> list[Action]:
+    def leaving(self) -> list[actions.Action]:
         """Groups outlive connections: leave them one at a time, each told back, then stop."""
-        return [Leave(next(iter(self.rooms)))] if self.rooms else [Stop()]
+        return [actions.Leave(next(iter(self.rooms)))] if self.rooms else [actions.Stop()]
 
-    def layer_unavailable(self, message: Event) -> list[Action]:
+    def layer_unavailable(self, message: Event) -> list[actions.Action]:
         """The channel layer cannot be reached: the rooms this connection is in are paused."""
         if self.closing or not self.rooms:
             return []
@@ -328,30 +312,30 @@ class ExplorerCore:
         # What went wrong (the Redis address in it) is for the trace, which shows the event.
         return [send_text(f"error: the channel layer is unavailable; {rooms} paused")]
 
-    def layer_restored(self, message: Event) -> list[Action]:
+    def layer_restored(self, message: Event) -> list[actions.Action]:
         """The channel layer is back, perhaps empty: join the rooms again."""
         if self.closing or not self.rooms:
             return []
         return [
-            *(Join(room) for room in self.rooms),
+            *(actions.Join(room) for room in self.rooms),
             send_text(f"channel layer back; rejoined {', '.join(self.rooms)}"),
         ]
 
     # What the shell reports back: the result of an action that can fail.
 
-    def joined(self, room: str) -> list[Action]:
-        """``Join(room)`` went through: the room is joined (or, after an outage, joined again)."""
+    def joined(self, room: str) -> list[actions.Action]:
+        """``actions.Join(room)`` went through: the room is joined (or, after an outage, joined again)."""
         if room in self.rooms:
             return []
         self.rooms[room] = None
         return [send_text(f"joined {room}")]
 
-    def left(self, room: str) -> list[Action]:
-        """``Leave(room)`` went through."""
+    def left(self, room: str) -> list[actions.Action]:
+        """``actions.Leave(room)`` went through."""
         self.rooms.pop(room, None)
         return self.leaving() if self.closing else [send_text(f"left {room}")]
 
-    def layer_failed(self, operation: str, group: str, error: Exception) -> list[Action]:
+    def layer_failed(self, operation: str, group: str, error: Exception) -> list[actions.Action]:
         """A group_add, group_discard or group_send that the layer refused; the shell does no more."""
         if self.closing:  # nobody to tell: leave the other rooms
             self.rooms.pop(group, None)
@@ -359,30 +343,34 @@ class ExplorerCore:
         # The error's text names the Redis server: the trace notes it, the client is not told.
         return [send_text(f"error: {operation} failed ({type(error).__name__}); try again later")]
 
-    def history(self, room: str, messages: list[tuple[str, str]]) -> list[Action]:
-        """``History(room, n)`` read these (sender, text) pairs, newest first."""
+    def history(self, room: str, messages: list[tuple[str, str]]) -> list[actions.Action]:
+        """``actions.History(room, n)`` read these (sender, text) pairs, newest first."""
         if not messages:
             return [send_text(f"no messages in {room} yet")]
         lines = [f"[{room}] {sender}: {text}" for sender, text in reversed(messages)]
         count = f"{len(messages)} message{'s' if len(messages) != 1 else ''}"
         return [send_text(f"{count} in {room}, oldest first:\n" + "\n".join(lines))]
 
-    def database_failed(self, action: Store | History | Query, error: Exception) -> list[Action]:
+    def database_failed(
+        self, action: actions.Store | actions.History | actions.Query, error: Exception
+    ) -> list[actions.Action]:
         """A ``Store``, ``History`` or ``Query`` the database refused; the shell does no more."""
         if self.closing:
             return []
         operation = type(action).__name__.lower()
         why = f"{type(error).__name__}: {str(error)[:MAX_ERROR]}"
         return [
-            Note(f"{operation} failed: {why}"),  # the trace says what; the client, briefly, that it failed
+            actions.Note(
+                f"{operation} failed: {why}"
+            ),  # the trace says what; the client, briefly, that it failed
             send_text(f"error: {operation} failed ({type(error).__name__}); the database may be down"),
         ]
 
-    def found(self, facts: dict[str, Any]) -> list[Action]:
+    def found(self, facts: dict[str, Any]) -> list[actions.Action]:
         """The reply to ``/whoami`` and ``/stats``: what the consumer found out, which the core cannot see."""
         return [send_text(json.dumps(facts, indent=2))]
 
-    def room_message(self, message: Event) -> list[Action]:
+    def room_message(self, message: Event) -> list[actions.Action]:
         """A ``room.message`` from the channel layer: pass it on to the client."""
         if self.closing:
             return []
@@ -406,10 +394,10 @@ class ExplorerCore:
         return [send_text(scope_as_json(self.scope, self.redaction))]
 
     def command_whoami(self, args):
-        return [Whoami()]
+        return [actions.Whoami()]
 
     def command_stats(self, args):
-        return [Stats()]
+        return [actions.Stats()]
 
     def command_bytes(self, args):
         return [send_bytes(utf8(args, "/bytes TEXT"))]
@@ -429,10 +417,10 @@ class ExplorerCore:
         return burst(count, size, self.limits)
 
     def command_sleep(self, args):
-        return self.hold("sleep", args, Sleep, "slept")
+        return self.hold("sleep", args, actions.Sleep, "slept")
 
     def command_block(self, args):
-        return self.hold("block", args, Block, "blocked")
+        return self.hold("block", args, actions.Block, "blocked")
 
     def hold(self, command, args, action, done):
         """/sleep, /block and /query: hold a shared thread if the limits allow it, and say so after."""
@@ -448,13 +436,13 @@ class ExplorerCore:
             raise CommandError(f"already in room {room}")
         if len(self.rooms) >= MAX_ROOMS:
             raise CommandError(f"a connection may be in {MAX_ROOMS} rooms at most; /leave one first")
-        return [Join(room)]
+        return [actions.Join(room)]
 
     def command_leave(self, args):
         room = valid_room(args)
         if room not in self.rooms:
             raise CommandError(f"not in room {room}")
-        return [Leave(room)]
+        return [actions.Leave(room)]
 
     def command_say(self, args):
         room, _, text = args.partition(" ")
@@ -466,7 +454,7 @@ class ExplorerCore:
         if len(text) > MAX_SAID:
             raise CommandError(f"/say TEXT is {len(text):,} characters; the limit is {MAX_SAID:,}")
         message = {"type": ROOM_MESSAGE, "room": room, "sender": self.name, "text": text}
-        return [Publish(room, message), Store(room, self.name, text)]
+        return [actions.Publish(room, message), actions.Store(room, self.name, text)]
 
     def command_history(self, args):
         words = args.split()
@@ -474,13 +462,13 @@ class ExplorerCore:
             raise CommandError("usage: /history ROOM [N]")
         room = valid_room(words[0])
         count = valid_count(words[1], "/history N", 1, MAX_HISTORY) if len(words) == 2 else DEFAULT_HISTORY
-        return [History(room, count)]
+        return [actions.History(room, count)]
 
     def command_query(self, args):
-        return self.hold("query", args, Query, "queried")
+        return self.hold("query", args, actions.Query, "queried")
 
     def command_raise(self, args):
-        return [Fail("/raise: an exception in the handler")]
+        return [actions.Fail("/raise: an exception in the handler")]
 
     def command_empty(self, args):
         if args not in ("", "bytes", "text"):
@@ -493,10 +481,10 @@ class ExplorerCore:
         if len(words) == 2:
             event["reason"] = valid_close_reason(words[1])
         self.closing = True
-        return [Send(event)]
+        return [actions.Send(event)]
 
 
-def burst(count: int, size: int, limits: ConnectionLimits) -> Iterator[Action]:
+def burst(count: int, size: int, limits: ConnectionLimits) -> Iterator[actions.Action]:
     """``count`` numbered text messages of exactly ``size`` bytes, one at a time, while the budget lasts."""
     filler = "." * size
     for number in range(1, count + 1):
@@ -504,34 +492,34 @@ def burst(count: int, size: int, limits: ConnectionLimits) -> Iterator[Action]:
         if refusal:
             why = f"/burst stopped after {number - 1:,} of {count:,} messages: {refusal}"
             # A server that has stopped writing would make the reply's send wait too.
-            yield from refused(why) if limits.writable() else [Note(why)]
+            yield from refused(why) if limits.writable() else [actions.Note(why)]
             return
         label = f"{number}/{count} "
         yield send_text((label + filler)[:size])
 
 
-def refused(why: str) -> list[Action]:
+def refused(why: str) -> list[actions.Action]:
     """What a budget's refusal is: a line in the trace and an error the client reads."""
-    return [Note(why), send_text(f"error: {why}")]
+    return [actions.Note(why), send_text(f"error: {why}")]
 
 
-def denial(status: int, body: str) -> list[Action]:
+def denial(status: int, body: str) -> list[actions.Action]:
     """A handshake answered with an HTTP response (the websocket.http.response extension)."""
     return [
-        Send(
+        actions.Send(
             {
                 "type": "websocket.http.response.start",
                 "status": status,
                 "headers": [(b"content-type", b"text/plain; charset=utf-8")],
             }
         ),
-        Send({"type": "websocket.http.response.body", "body": body.encode("utf-8")}),
+        actions.Send({"type": "websocket.http.response.body", "body": body.encode("utf-8")}),
     ]
 
 
-def send_text(text: str) -> Send:
-    return Send({"type": "websocket.send", "text": text})
+def send_text(text: str) -> actions.Send:
+    return actions.Send({"type": "websocket.send", "text": text})
 
 
-def send_bytes(data: bytes) -> Send:
-    return Send({"type": "websocket.send", "bytes": data})
+def send_bytes(data: bytes) -> actions.Send:
+    return actions.Send({"type": "websocket.send", "bytes": data})

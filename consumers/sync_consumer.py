@@ -14,24 +14,7 @@ from asgiref.sync import async_to_sync
 from channels.consumer import SyncConsumer
 from channels.exceptions import StopConsumer
 
-from consumers.actions import (
-    Action,
-    Block,
-    DeliberateError,
-    Fail,
-    History,
-    Join,
-    Leave,
-    Note,
-    Publish,
-    Query,
-    Send,
-    Sleep,
-    Stats,
-    Stop,
-    Store,
-    Whoami,
-)
+from consumers import actions
 from consumers.core import ExplorerCore
 from consumers.limits import SYNC_THREAD, ConnectionLimits
 from consumers.process_report import process_stats, whereabouts
@@ -70,42 +53,42 @@ class ExplorerSyncConsumer(SyncConsumer):
     def layer_restored(self, event: dict[str, Any]) -> None:
         self.perform(self.core.layer_restored(event))
 
-    def perform(self, actions: Iterable[Action]) -> None:
-        for action in actions:
+    def perform(self, planned: Iterable[actions.Action]) -> None:
+        for action in planned:
             match action:
-                case Send(event):
+                case actions.Send(event):
                     self.send(event)
-                case Sleep(seconds):
+                case actions.Sleep(seconds):
                     time.sleep(seconds)  # a sync consumer has no other way to wait
-                case Block(seconds):
+                case actions.Block(seconds):
                     time.sleep(seconds)
-                case Join(group):
+                case actions.Join(group):
                     if not self.call_layer("group_add", group, self.channel_name):
                         return
                     self.perform(self.core.joined(group))
-                case Leave(group):
+                case actions.Leave(group):
                     if not self.call_layer("group_discard", group, self.channel_name):
                         return
                     self.perform(self.core.left(group))
-                case Publish(group, message):
+                case actions.Publish(group, message):
                     if not self.call_layer("group_send", group, message):
                         return
-                case Whoami():
+                case actions.Whoami():
                     self.perform(self.core.found(whereabouts(self)))
-                case Stats():
+                case actions.Stats():
                     self.perform(self.core.found(async_to_sync(process_stats)()))
-                case Store() | History() | Query():
+                case actions.Store() | actions.History() | actions.Query():
                     try:
                         found = self.use_database(action)
                     except database.ERRORS as error:  # the client hears why, the connection stays
                         self.perform(self.core.database_failed(action, error))
                         return
                     self.perform(found)
-                case Note(text):
+                case actions.Note(text):
                     note(text)
-                case Fail(reason):
-                    raise DeliberateError(reason)
-                case Stop():
+                case actions.Fail(reason):
+                    raise actions.DeliberateError(reason)
+                case actions.Stop():
                     raise StopConsumer
                 case _:
                     assert_never(action)
@@ -119,16 +102,16 @@ class ExplorerSyncConsumer(SyncConsumer):
             return False
         return True
 
-    def use_database(self, action: Store | History | Query) -> list[Action]:
+    def use_database(self, action: actions.Store | actions.History | actions.Query) -> list[actions.Action]:
         """The ORM, called from this worker thread as it is; what the core answers, if anything."""
         match action:
-            case Store(room, sender, text):
+            case actions.Store(room, sender, text):
                 kept = RoomMessage.objects.create(room=room, sender=sender, text=text)
                 RoomMessage.older_than(kept).delete()
                 return []
-            case History(room, count):
+            case actions.History(room, count):
                 return self.core.history(room, [(m.sender, m.text) for m in RoomMessage.latest(room, count)])
-            case Query(seconds):
+            case actions.Query(seconds):
                 database.slow_query(seconds)
                 return []
             case _:

@@ -151,6 +151,19 @@ def gone(pid, timeout):
     return False
 
 
+def migrated_sqlite(path):
+    """A fresh SQLite database at ``path``, migrated, as a DATABASE_URL for the servers started here:
+    /say, /history and /query need its table, and a fresh clone has no database."""
+    url = f"sqlite:///{path}"
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput", "--verbosity", "0"],
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": url},
+        check=True,
+    )
+    return url
+
+
 def free_port():
     with socket.socket() as probe:
         probe.bind((HOST, 0))

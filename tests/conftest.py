@@ -10,7 +10,6 @@ import re
 import shutil
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from asgiref.sync import SyncToAsync
 from django.db import connections
 from rich.console import Console
 
-from explorer.serving import SERVERS, RunningServer, free_port
+from explorer.serving import SERVERS, RunningServer, free_port, migrated_sqlite
 from explorer.trace.handlers import QueuedTraceHandler
 from tests.postgres import PostgresServer, postgres_binaries
 
@@ -107,13 +106,7 @@ def servers_database(tmp_path_factory):
     """A migrated SQLite file for every server and command the tests start, as DATABASE_URL in their
     environment: /say keeps messages there and /history reads them, and a fresh clone has no database.
     (This process's own settings are read already: its tests use ``database``.)"""
-    url = f"sqlite:///{tmp_path_factory.mktemp('database') / 'db.sqlite3'}"
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput", "--verbosity", "0"],
-        cwd=ROOT,
-        env={**os.environ, "DATABASE_URL": url},
-        check=True,
-    )
+    url = migrated_sqlite(tmp_path_factory.mktemp("database") / "db.sqlite3")
     before = os.environ.get("DATABASE_URL")
     os.environ["DATABASE_URL"] = url
     yield url

@@ -12,15 +12,13 @@ import contextlib
 import os
 import re
 import statistics
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from websockets.asyncio.client import connect
 
-from explorer.serving import RunningServer
+from explorer.serving import RunningServer, migrated_sqlite
 from explorer.trace import panel
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -117,24 +115,12 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-def migrated_database(directory):
-    """A fresh SQLite database in ``directory``, migrated, as a DATABASE_URL: /history and /query need one."""
-    url = f"sqlite:///{Path(directory) / 'bench.sqlite3'}"
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput", "--verbosity", "0"],
-        cwd=ROOT,
-        env={**os.environ, "DATABASE_URL": url},
-        check=True,
-    )
-    return url
-
-
 def start_server(log, kind="daphne", environment=None):
     """``kind`` serving the bench's subjects on a free loopback port; its trace console goes to ``log``."""
     # The concurrency scenario holds the sync thread for 5 s on purpose: lift the hold budget.
     env = {
         "EXPLORER_HOLD_SHARE": "60",
-        "DATABASE_URL": migrated_database(Path(log).parent),
+        "DATABASE_URL": migrated_sqlite(Path(log).parent / "bench.sqlite3"),
         **(environment or {}),
     }
     running = RunningServer(kind, app="explorer.bench.app:application", env=env, log=log)

@@ -101,7 +101,7 @@ async def test_exception_in_a_handler_leaves_the_consumer_and_is_traced(endpoint
     assert ": /raise: an exception in the handler; the test's next receive_output() raises it" in text
     assert "Traceback (most recent call last)" in text
     assert (
-        "raise DeliberateError(reason)" in text
+        "raise actions.DeliberateError(reason)" in text
         and "DeliberateError: /raise: an exception in the handler" in text
     )
 

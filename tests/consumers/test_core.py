@@ -2,21 +2,7 @@
 
 import pytest
 
-from consumers.actions import (
-    Block,
-    Fail,
-    History,
-    Join,
-    Leave,
-    Note,
-    Publish,
-    Query,
-    Send,
-    Sleep,
-    Stop,
-    Store,
-    Whoami,
-)
+from consumers import actions
 from consumers.core import MAX_BURST_TOTAL, MAX_HISTORY, MAX_SAID, ExplorerCore, choose_subprotocol
 
 
@@ -45,29 +31,32 @@ def test_subprotocol_is_the_one_asked_for_if_offered_else_the_first(offered, wan
 
 def test_connect_accepts_with_the_chosen_subprotocol():
     assert core(b"subprotocol=b", ["a", "b"]).connect() == [
-        Send({"type": "websocket.accept", "subprotocol": "b"})
+        actions.Send({"type": "websocket.accept", "subprotocol": "b"})
     ]
-    assert core().connect() == [Send({"type": "websocket.accept"})]
+    assert core().connect() == [actions.Send({"type": "websocket.accept"})]
 
 
 def test_reject_closes_before_accepting():
-    assert core(b"reject=1").connect() == [Send({"type": "websocket.close"})]
+    assert core(b"reject=1").connect() == [actions.Send({"type": "websocket.close"})]
 
 
 def test_raise_option_fails_the_connect_handler_after_its_delay():
-    assert core(b"raise=1").connect() == [Fail("?raise=1: an exception before accepting")]
-    assert core(b"raise=1&delay=2").connect() == [Sleep(2.0), Fail("?raise=1: an exception before accepting")]
+    assert core(b"raise=1").connect() == [actions.Fail("?raise=1: an exception before accepting")]
+    assert core(b"raise=1&delay=2").connect() == [
+        actions.Sleep(2.0),
+        actions.Fail("?raise=1: an exception before accepting"),
+    ]
 
 
 def test_deny_answers_the_handshake_with_that_status_and_stops():
-    actions = core(b"deny=401").connect()
-    assert [a.event["type"] for a in actions[:2]] == [
+    planned = core(b"deny=401").connect()
+    assert [a.event["type"] for a in planned[:2]] == [
         "websocket.http.response.start",
         "websocket.http.response.body",
     ]
-    assert actions[0].event["status"] == 401
-    assert actions[1].event["body"] == b"denied with 401 (?deny=401)\n"
-    assert actions[2] == Stop()
+    assert planned[0].event["status"] == 401
+    assert planned[1].event["body"] == b"denied with 401 (?deny=401)\n"
+    assert planned[2] == actions.Stop()
 
 
 @pytest.mark.parametrize("status", [b"200", b"600", b"abc", b"4\xc2\xb2"])
@@ -78,7 +67,7 @@ def test_deny_takes_only_an_error_status(status):
 
 
 def test_stop_stops_without_an_answer():
-    assert core(b"stop=1").connect() == [Stop()]
+    assert core(b"stop=1").connect() == [actions.Stop()]
 
 
 @pytest.mark.parametrize(("command", "payload"), [("/empty", {"text": ""}), ("/empty bytes", {"bytes": b""})])
@@ -91,10 +80,10 @@ def test_text_and_bytes_are_echoed_in_kind():
     c = core()
     c.connect()
     assert c.receive({"type": "websocket.receive", "text": "hi"}) == [
-        Send({"type": "websocket.send", "text": "hi"})
+        actions.Send({"type": "websocket.send", "text": "hi"})
     ]
     assert c.receive({"type": "websocket.receive", "bytes": b"\x00hi"}) == [
-        Send({"type": "websocket.send", "bytes": b"\x00hi"})
+        actions.Send({"type": "websocket.send", "bytes": b"\x00hi"})
     ]
 
 
@@ -119,7 +108,7 @@ def test_text_that_is_not_a_command_is_echoed(text):
 )
 def test_close_sends_the_code_and_reason(command, event):
     c = core()
-    assert c.receive({"type": "websocket.receive", "text": command}) == [Send(event)]
+    assert c.receive({"type": "websocket.receive", "text": command}) == [actions.Send(event)]
     # Once closing, frames still in flight are not answered.
     assert c.receive({"type": "websocket.receive", "text": "late"}) == []
 
@@ -171,12 +160,12 @@ def test_help_lists_every_command():
 
 def test_raise_command_fails_the_handler():
     assert core().receive({"type": "websocket.receive", "text": "/raise"}) == [
-        Fail("/raise: an exception in the handler")
+        actions.Fail("/raise: an exception in the handler")
     ]
 
 
 def test_disconnect_stops_the_consumer():
-    assert core().disconnect({"type": "websocket.disconnect", "code": 1000}) == [Stop()]
+    assert core().disconnect({"type": "websocket.disconnect", "code": 1000}) == [actions.Stop()]
 
 
 def receive(c, text):
@@ -184,7 +173,9 @@ def receive(c, text):
 
 
 def test_bytes_replies_with_a_binary_frame():
-    assert receive(core(), "/bytes héllo") == [Send({"type": "websocket.send", "bytes": "héllo".encode()})]
+    assert receive(core(), "/bytes héllo") == [
+        actions.Send({"type": "websocket.send", "bytes": "héllo".encode()})
+    ]
 
 
 def test_burst_sends_n_numbered_messages_of_exactly_size_bytes():
@@ -207,20 +198,20 @@ def test_burst_at_its_bounds_is_made_lazily():
 
 @pytest.mark.parametrize(
     ("command", "action", "reply"),
-    [("/sleep 0.5", Sleep(0.5), "slept 0.5 s"), ("/block 2", Block(2.0), "blocked 2 s")],
+    [("/sleep 0.5", actions.Sleep(0.5), "slept 0.5 s"), ("/block 2", actions.Block(2.0), "blocked 2 s")],
 )
 def test_sleep_and_block_wait_then_reply(command, action, reply):
-    assert receive(core(), command) == [action, Send({"type": "websocket.send", "text": reply})]
+    assert receive(core(), command) == [action, actions.Send({"type": "websocket.send", "text": reply})]
 
 
 def test_sleep_and_block_accept_their_bounds():
-    assert receive(core(), "/sleep 30")[0] == Sleep(30.0)
-    assert receive(core(), "/block 0")[0] == Block(0.0)
+    assert receive(core(), "/sleep 30")[0] == actions.Sleep(30.0)
+    assert receive(core(), "/block 0")[0] == actions.Block(0.0)
 
 
 def test_whoami_asks_the_consumer_and_formats_its_answer():
     c = core()
-    assert receive(c, "/whoami") == [Whoami()]
+    assert receive(c, "/whoami") == [actions.Whoami()]
     [reply] = c.found({"thread": "MainThread", "event_loop_thread": True})
     assert '"thread": "MainThread"' in reply.event["text"]
 
@@ -254,8 +245,11 @@ def test_scope_replies_with_the_scope_as_json_with_credentials_redacted():
 
 
 def test_delay_sleeps_before_accepting():
-    assert core(b"delay=0.25").connect() == [Sleep(0.25), Send({"type": "websocket.accept"})]
-    assert core(b"delay=1&reject=1").connect() == [Sleep(1.0), Send({"type": "websocket.close"})]
+    assert core(b"delay=0.25").connect() == [actions.Sleep(0.25), actions.Send({"type": "websocket.accept"})]
+    assert core(b"delay=1&reject=1").connect() == [
+        actions.Sleep(1.0),
+        actions.Send({"type": "websocket.close"}),
+    ]
 
 
 def test_header_options_become_accept_headers():
@@ -277,21 +271,23 @@ def test_header_options_become_accept_headers():
 )
 def test_bad_connect_options_are_reported_after_accepting(query, error):
     accept, reply = core(query).connect()
-    assert accept == Send({"type": "websocket.accept"})
+    assert accept == actions.Send({"type": "websocket.accept"})
     assert reply.event["text"].startswith("error: ")
     assert error in reply.event["text"]
 
 
 def test_rooms_join_say_and_leave_once_the_shell_says_it_is_done():
     c = ExplorerCore({"type": "websocket"}, name="sc#7")
-    assert receive(c, "/join lobby") == [Join("lobby")]
-    assert c.joined("lobby") == [Send({"type": "websocket.send", "text": "joined lobby"})]
+    assert receive(c, "/join lobby") == [actions.Join("lobby")]
+    assert c.joined("lobby") == [actions.Send({"type": "websocket.send", "text": "joined lobby"})]
     assert receive(c, "/say lobby hello there") == [
-        Publish("lobby", {"type": "room.message", "room": "lobby", "sender": "sc#7", "text": "hello there"}),
-        Store("lobby", "sc#7", "hello there"),
+        actions.Publish(
+            "lobby", {"type": "room.message", "room": "lobby", "sender": "sc#7", "text": "hello there"}
+        ),
+        actions.Store("lobby", "sc#7", "hello there"),
     ]
-    assert receive(c, "/leave lobby") == [Leave("lobby")]
-    assert c.left("lobby") == [Send({"type": "websocket.send", "text": "left lobby"})]
+    assert receive(c, "/leave lobby") == [actions.Leave("lobby")]
+    assert c.left("lobby") == [actions.Send({"type": "websocket.send", "text": "left lobby"})]
     assert c.rooms == {}
 
 
@@ -300,13 +296,13 @@ def test_a_failed_layer_call_changes_nothing_and_says_so():
     receive(c, "/join lobby")
     [reply] = c.layer_failed("group_add", "lobby", ConnectionRefusedError())
     assert reply.event["text"] == "error: group_add failed (ConnectionRefusedError); try again later"
-    assert receive(c, "/join lobby") == [Join("lobby")]  # not in it: join again
+    assert receive(c, "/join lobby") == [actions.Join("lobby")]  # not in it: join again
 
 
 def test_a_room_message_is_passed_on_until_closing():
     c = core()
     message = {"type": "room.message", "room": "lobby", "sender": "ac#2", "text": "hi"}
-    assert c.room_message(message) == [Send({"type": "websocket.send", "text": "[lobby] ac#2: hi"})]
+    assert c.room_message(message) == [actions.Send({"type": "websocket.send", "text": "[lobby] ac#2: hi"})]
     c.disconnect({"type": "websocket.disconnect", "code": 1000})
     assert c.room_message(message) == []
 
@@ -316,10 +312,12 @@ def test_disconnect_leaves_every_room_one_at_a_time_then_stops():
     for room in ("a", "b.c", "d"):
         receive(c, f"/join {room}")
         c.joined(room)
-    assert c.disconnect({"type": "websocket.disconnect", "code": 1000}) == [Leave("a")]
-    assert c.left("a") == [Leave("b.c")]
-    assert c.layer_failed("group_discard", "b.c", ConnectionRefusedError()) == [Leave("d")]  # nobody to tell
-    assert c.left("d") == [Stop()]
+    assert c.disconnect({"type": "websocket.disconnect", "code": 1000}) == [actions.Leave("a")]
+    assert c.left("a") == [actions.Leave("b.c")]
+    assert c.layer_failed("group_discard", "b.c", ConnectionRefusedError()) == [
+        actions.Leave("d")
+    ]  # nobody to tell
+    assert c.left("d") == [actions.Stop()]
 
 
 @pytest.mark.parametrize(
@@ -338,36 +336,6 @@ def test_disconnect_leaves_every_room_one_at_a_time_then_stops():
         ("/say lobby", "usage: /say ROOM TEXT"),
         ("/say lobby    ", "usage: /say ROOM TEXT"),
         ("/say bad!room hi", "got 'bad!room'"),
-    ],
-)
-def test_bad_room_commands_get_an_error(command, error):
-    c = core()
-    receive(c, "/join lobby")
-    c.joined("lobby")
-    [reply] = receive(c, command)
-    assert reply.event["text"].startswith("error: ")
-    assert error in reply.event["text"]
-
-
-def test_a_99_character_room_name_is_fine():
-    assert receive(core(), "/join " + "x" * 99) == [Join("x" * 99)]
-
-
-def test_history_asks_for_the_last_n_of_a_room_and_shows_them_oldest_first():
-    c = core()
-    assert receive(c, "/history lobby") == [History("lobby", 10)]
-    assert receive(c, "/history lobby 3") == [History("lobby", 3)]
-    [reply] = c.history("lobby", [("ac#2", "second"), ("sc#1", "first")])
-    assert (
-        reply.event["text"] == "2 messages in lobby, oldest first:\n[lobby] sc#1: first\n[lobby] ac#2: second"
-    )
-    [reply] = c.history("empty", [])
-    assert reply.event["text"] == "no messages in empty yet"
-
-
-@pytest.mark.parametrize(
-    ("command", "error"),
-    [
         ("/history", "usage: /history ROOM [N]"),
         ("/history a b c", "usage: /history ROOM [N]"),
         ("/history bad/room", "room names are ASCII letters"),
@@ -381,7 +349,7 @@ def test_history_asks_for_the_last_n_of_a_room_and_shows_them_oldest_first():
         ("/say lobby " + "x" * (MAX_SAID + 1), f"/say TEXT is {MAX_SAID + 1:,} characters; the limit is"),
     ],
 )
-def test_bad_database_commands_get_an_error_reply(command, error):
+def test_bad_room_and_database_commands_get_an_error(command, error):
     c = core()
     receive(c, "/join lobby")
     c.joined("lobby")
@@ -390,19 +358,38 @@ def test_bad_database_commands_get_an_error_reply(command, error):
     assert error in reply.event["text"]
 
 
+def test_a_99_character_room_name_is_fine():
+    assert receive(core(), "/join " + "x" * 99) == [actions.Join("x" * 99)]
+
+
+def test_history_asks_for_the_last_n_of_a_room_and_shows_them_oldest_first():
+    c = core()
+    assert receive(c, "/history lobby") == [actions.History("lobby", 10)]
+    assert receive(c, "/history lobby 3") == [actions.History("lobby", 3)]
+    [reply] = c.history("lobby", [("ac#2", "second"), ("sc#1", "first")])
+    assert (
+        reply.event["text"] == "2 messages in lobby, oldest first:\n[lobby] sc#1: first\n[lobby] ac#2: second"
+    )
+    [reply] = c.history("empty", [])
+    assert reply.event["text"] == "no messages in empty yet"
+
+
 def test_query_holds_the_sync_thread_within_its_budget():
     c = core()
-    assert receive(c, "/query 0.5") == [Query(0.5), Send({"type": "websocket.send", "text": "queried 0.5 s"})]
+    assert receive(c, "/query 0.5") == [
+        actions.Query(0.5),
+        actions.Send({"type": "websocket.send", "text": "queried 0.5 s"}),
+    ]
     [note, reply] = receive(c, "/query 0.5")  # one long command at a time, then as long a rest
-    assert isinstance(note, Note) and "held the sync thread a moment ago" in note.text
+    assert isinstance(note, actions.Note) and "held the sync thread a moment ago" in note.text
     assert reply.event["text"].startswith("error: /query 0.5 refused")
 
 
 def test_a_database_failure_is_noted_in_full_and_told_briefly():
     c = core()
     error = RuntimeError("could not connect to server at 127.0.0.1:5432")
-    note, reply = c.database_failed(History("lobby", 10), error)
-    assert note == Note("history failed: RuntimeError: could not connect to server at 127.0.0.1:5432")
+    note, reply = c.database_failed(actions.History("lobby", 10), error)
+    assert note == actions.Note("history failed: RuntimeError: could not connect to server at 127.0.0.1:5432")
     assert reply.event["text"] == "error: history failed (RuntimeError); the database may be down"
     c.disconnect({"type": "websocket.disconnect", "code": 1000})
-    assert c.database_failed(Store("lobby", "sc#1", "hi"), error) == []  # nobody to tell
+    assert c.database_failed(actions.Store("lobby", "sc#1", "hi"), error) == []  # nobody to tell
