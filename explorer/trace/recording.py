@@ -14,6 +14,7 @@ a file anyone could have written.
 import contextlib
 import datetime
 import json
+import math
 import os
 import platform
 import sys
@@ -194,8 +195,12 @@ def number_field(record, key, required=False):
 
 
 def is_number(value):
-    """An int or a float, not NaN; JSON's true and false are not numbers here."""
-    return not isinstance(value, bool) and isinstance(value, (int, float)) and value == value
+    """A finite int or float: not NaN, not Infinity; JSON's true and false are not numbers here."""
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def is_duration(value):
+    return is_number(value) and value >= 0
 
 
 def is_whole(value):
@@ -232,14 +237,15 @@ def validated(record):
             raise NotARecordError("outcome is not raised or cancelled")
         clean["outcome"] = record["outcome"]
     for key in ("wait", "handler", "took"):
-        clean[key] = number_field(record, key)
+        clean[key] = checked_field(record, key, False, is_duration, "a duration (seconds, 0 or more)")
     queries = record.get("queries")
     if queries is not None:
-        if not (
-            isinstance(queries, list) and len(queries) == 2 and all(is_number(value) for value in queries)
-        ):
+        if not (isinstance(queries, list) and len(queries) == 2):
             raise NotARecordError("queries is not a count and a time")
-        clean["queries"] = [int(queries[0]), float(queries[1])]
+        count, seconds = queries
+        if not (is_whole(count) and count >= 0 and is_duration(seconds)):
+            raise NotARecordError("queries is not a count and a time")
+        clean["queries"] = [count, float(seconds)]
     clean["slow"] = record.get("slow") is True
     clean.update(timeline_fields(record))
     notes = record.get("notes", [])

@@ -272,7 +272,10 @@ def test_escapes_in_any_field_of_a_crafted_recording_never_reach_the_terminal(tm
             "problem is int, not text",
         ),
         ({"connection": "sc#1", "kind": "in", "seconds": 1, "thread": 5}, "thread is int, not text"),
-        ({"connection": "sc#1", "kind": "in", "seconds": 1, "wait": "slow"}, "wait is str, not a number"),
+        (
+            {"connection": "sc#1", "kind": "in", "seconds": 1, "wait": "slow"},
+            "wait is str, not a duration (seconds, 0 or more)",
+        ),
         ({"connection": ["a"], "kind": "in", "seconds": 1}, "connection is list, not text"),
         ({"connection": "sc#1", "seconds": 1}, "kind is missing"),
         ({"connection": "sc#1", "kind": "in", "seconds": True}, "seconds is bool, not a number"),
@@ -452,3 +455,26 @@ async def test_a_connection_that_never_queried_replays_without_one(trace, endpoi
     await session(endpoint, ["hello"])
     [connection] = connection_ids(trace)
     assert "django_db" not in pytest_module(trace, connection)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("queries", "[Infinity, 1]"),
+        ("queries", "[1e400, 1]"),
+        ("queries", "[-5, 1]"),
+        ("queries", "[1, -3]"),
+        ("queries", "[1.5, 1]"),
+        ("took", "-0.5"),
+        ("took", "Infinity"),
+        ("wait", "Infinity"),
+    ],
+)
+def test_a_recorded_count_or_time_that_cannot_be_is_not_a_record(tmp_path, field, value):
+    line = (
+        '{"connection": "sc#1", "kind": "done", "seconds": 1.0, "event": {"type": "websocket.receive"}, '
+        f'"{field}": {value}}}'
+    )
+    (tmp_path / "crafted.jsonl").write_text(line + "\n")
+    output = trace_command(tmp_path / "crafted.jsonl")
+    assert "1 line skipped" in output and "sc#1" not in output.replace("1 line skipped", "")
