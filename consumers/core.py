@@ -453,6 +453,8 @@ class ExplorerCore:
             raise CommandError("usage: /say ROOM TEXT")
         if len(text) > MAX_SAID:
             raise CommandError(f"/say TEXT is {len(text):,} characters; the limit is {MAX_SAID:,}")
+        if "\x00" in text:  # SQLite keeps it; one rule for every database
+            raise CommandError("/say TEXT cannot hold a NUL character (\\x00): PostgreSQL cannot keep it")
         message = {"type": ROOM_MESSAGE, "room": room, "sender": self.name, "text": text}
         return [actions.Publish(room, message), actions.Store(room, self.name, text)]
 
