@@ -100,11 +100,24 @@ def database_from_url(url):
     raise ImproperlyConfigured(f"DATABASE_URL={without_password(url)}: {problem}")
 
 
+def conn_max_age(value):
+    """DATABASE_CONN_MAX_AGE: seconds a connection is kept between handlers, or none for ever."""
+    if value.lower() == "none":
+        return None
+    if value.isascii() and value.isdigit():
+        return int(value)
+    raise ImproperlyConfigured(
+        f"DATABASE_CONN_MAX_AGE={value!r}: expected seconds (a whole number, 0 to close after each handler) "
+        "or none (never close)"
+    )
+
+
 # The embedded SQLite database, unless DATABASE_URL names another (PostgreSQL,
-# with psycopg 3): postgres://USER:PASSWORD@127.0.0.1:5432/NAME.
-DATABASE_URL = os.environ.get("DATABASE_URL") or None
-if DATABASE_URL:
-    DATABASES = {"default": database_from_url(DATABASE_URL)}
+# with psycopg 3): postgres://USER:PASSWORD@127.0.0.1:5432/NAME. Read into a
+# lowercase name: a setting would be shown, password and all, on a DEBUG page.
+database_url = os.environ.get("DATABASE_URL") or None
+if database_url:
+    DATABASES = {"default": database_from_url(database_url)}
 else:
     DATABASES = {
         "default": {
@@ -112,6 +125,9 @@ else:
             "NAME": BASE_DIR / "db.sqlite3",
         }
     }
+del database_url
+# channels closes a connection older than this around every handler (the trace's query lines show it).
+DATABASES["default"]["CONN_MAX_AGE"] = conn_max_age(os.environ.get("DATABASE_CONN_MAX_AGE") or "0")
 # Signed-cookie sessions: AuthMiddlewareStack reads the session on every
 # handshake, and this way that never needs a database table.
 SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"

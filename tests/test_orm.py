@@ -133,3 +133,37 @@ async def test_a_database_that_is_down_gets_an_error_reply_and_a_note_and_the_co
         "history failed: OperationalError: unable to open database file",
         "query failed: OperationalError: unable to open database file",
     ]
+
+
+@pytest.fixture(scope="module")
+def aging_servers(tmp_path_factory):
+    """daphne closing database connections around every handler (CONN_MAX_AGE=0, the default), and daphne
+    keeping them a minute (60), each recording query lines whole."""
+    servers = {}
+    for age in ("0", "60"):
+        recording = tmp_path_factory.mktemp(f"daphne-conn-max-age-{age}") / "trace.jsonl"
+        env = {**WIRE_ENV, "EXPLORER_TRACE_MAX_PAYLOAD": "400", "DATABASE_CONN_MAX_AGE": age}
+        servers[age] = DaphneServer(recording, **env)
+    yield servers
+    for server in servers.values():
+        server.stop()
+
+
+@pytest.mark.parametrize("age", ["0", "60"], ids=["conn-max-age-0", "conn-max-age-60"])
+async def test_the_query_lines_show_close_old_connections_at_work(aging_servers, endpoint, age):
+    server = aging_servers[age]
+    async with connect(server.url(endpoint)) as ws:
+        for _ in range(2):
+            await ws.send("/history lobby")
+            await ws.recv()
+        connection = server.connection_of(ws.local_address[1])
+    first, second = (r["event"]["connection"] for r in server.records_of(connection) if r["kind"] == "query")
+    if age == "60":  # the thread's one connection, handler after handler (and test after test)
+        assert second.startswith("reused, opened ")
+    else:  # closed around each handler, so each opens its own
+        assert first.startswith("opened")
+        assert second.startswith("opened: this thread's last (opened ")
+        assert second.endswith(
+            "was closed, as channels' close_old_connections() does around each handler "
+            "once CONN_MAX_AGE=0 s has passed"
+        )

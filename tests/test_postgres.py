@@ -209,3 +209,41 @@ async def test_a_postgres_that_goes_down_gets_an_error_reply_and_a_note_and_the_
             daphne.stop()
     finally:
         postgres.stop()
+
+
+def test_the_database_url_is_not_a_setting_that_a_debug_page_would_show(postgres_server):
+    shown = manage(
+        "shell",
+        "--verbosity=0",
+        "-c",
+        "from django.conf import settings\n"
+        "from django.views.debug import SafeExceptionReporterFilter\n"
+        "print(hasattr(settings, 'DATABASE_URL'))\n"
+        "print(SafeExceptionReporterFilter().get_safe_settings())",
+        env={"DATABASE_URL": postgres_server.url, "DJANGO_DEBUG": "1"},
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.splitlines()[0] == "False"
+    assert postgres_server.password not in shown.stdout
+
+
+@pytest.mark.parametrize(("value", "expected"), [("", "0"), ("60", "60"), ("none", "None")])
+def test_database_conn_max_age_sets_how_long_a_connection_is_kept(value, expected):
+    shown = manage(
+        "shell",
+        "--verbosity=0",
+        "-c",
+        "from django.conf import settings; print(settings.DATABASES['default']['CONN_MAX_AGE'])",
+        env={"DATABASE_CONN_MAX_AGE": value},
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.strip() == expected
+
+
+def test_a_bad_database_conn_max_age_is_improperly_configured():
+    checked = manage("check", env={"DATABASE_CONN_MAX_AGE": "soon"})
+    assert checked.returncode != 0
+    assert checked.stderr.strip().splitlines()[-1] == (
+        "django.core.exceptions.ImproperlyConfigured: DATABASE_CONN_MAX_AGE='soon': "
+        "expected seconds (a whole number, 0 to close after each handler) or none (never close)"
+    )
