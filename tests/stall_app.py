@@ -15,6 +15,7 @@ django.setup()  # daphne imports this module before anything else, and routing n
 
 import asyncio  # noqa: E402
 
+from asgiref.sync import sync_to_async  # noqa: E402
 from channels.consumer import AsyncConsumer  # noqa: E402
 from channels.routing import URLRouter  # noqa: E402
 from django.urls import path  # noqa: E402
@@ -26,7 +27,8 @@ from routing import websocket_urlpatterns  # noqa: E402
 
 
 class LateQueryConsumer(AsyncConsumer):
-    """Sent SECONDS, sleeps that long on the loop, then counts the stored messages with the async ORM."""
+    """Sent SECONDS, sleeps that long on the loop, then counts the stored messages with the async ORM;
+    sent ``SECONDS off``, counts them in a thread of its own (``thread_sensitive=False``) instead."""
 
     trace_name = "late"
 
@@ -34,8 +36,12 @@ class LateQueryConsumer(AsyncConsumer):
         await self.send({"type": "websocket.accept"})
 
     async def websocket_receive(self, event):
-        await asyncio.sleep(float(event["text"]))
-        count = await RoomMessage.objects.acount()
+        seconds, _, where = event["text"].partition(" ")
+        await asyncio.sleep(float(seconds))
+        if where == "off":
+            count = await sync_to_async(RoomMessage.objects.count, thread_sensitive=False)()
+        else:
+            count = await RoomMessage.objects.acount()
         await self.send({"type": "websocket.send", "text": f"{count} messages"})
 
 

@@ -95,6 +95,39 @@ async def test_an_async_query_waits_behind_whoever_holds_the_sync_thread(stall_s
     assert done["on_loop"] and done["queries"][0] == 1
 
 
+SHORT_HOLDER = {"sc": "/sleep 0.3", "ac": "/query 0.3"}
+
+
+async def test_an_async_query_made_once_the_thread_is_free_again_is_not_blamed(stall_server, endpoint):
+    """The user's consumer sleeps 0.6 s while ``endpoint`` holds the sync thread for 0.3 s: by the time
+    it queries, nobody holds the thread, and its line blames nobody."""
+    late_url = f"ws://127.0.0.1:{stall_server.port}/ws/late-query/"
+    async with connect(late_url) as late, connect(stall_server.url(endpoint)) as holder_ws:
+        await late.send("0.6")
+        await holder_ws.send(SHORT_HOLDER[endpoint])
+        await holder_ws.recv()
+        assert (await late.recv()).endswith(" messages")
+        querying = stall_server.connection_of(late.local_address[1])
+    [query] = [r for r in stall_server.records_of(querying) if r["kind"] == "query"]
+    assert not query.get("slow") and not query.get("notes") and not query.get("held_by"), query
+
+
+async def test_an_async_query_on_a_thread_of_its_own_waits_for_nobody(stall_server, endpoint):
+    """``sync_to_async(thread_sensitive=False)`` runs the query beside the sync thread, which ``endpoint``
+    holds meanwhile: the query does not wait for it, and its line says no such thing."""
+    late_url = f"ws://127.0.0.1:{stall_server.port}/ws/late-query/"
+    async with connect(late_url) as late, connect(stall_server.url(endpoint)) as holder_ws:
+        await late.send("0.3 off")
+        await asyncio.sleep(0.1)
+        await holder_ws.send(HOLDER[endpoint])
+        assert (await late.recv()).endswith(" messages")  # while the thread is still held
+        await holder_ws.recv()
+        querying = stall_server.connection_of(late.local_address[1])
+    [query] = [r for r in stall_server.records_of(querying) if r["kind"] == "query"]
+    assert not query["thread"].startswith("ThreadPoolExecutor-0")  # not the sync thread
+    assert not query.get("slow") and not query.get("notes") and not query.get("held_by"), query
+
+
 async def test_query_is_bounded_like_sleep(stall_server, endpoint):
     async with connect(stall_server.url(endpoint)) as ws:
         await ws.send("/query 31")

@@ -8,6 +8,7 @@ Nothing here asserts how long anything took beyond what a sleep guarantees.
 """
 
 import asyncio
+import time
 
 import pytest
 from channels.testing import WebsocketCommunicator
@@ -15,6 +16,7 @@ from django.test import override_settings
 from websockets.asyncio.client import connect
 
 from explorer.asgi import application
+from explorer.trace.timing import Hold, HoldLedger, Steps
 from tests.conftest import daphne_serving
 
 
@@ -180,3 +182,26 @@ async def test_an_async_sleep_holds_nothing_and_says_nothing(stall_server):
         connection = stall_server.connection_of(sleeper.local_address[1])
     [done] = [r for r in stall_server.records_of(connection) if r["kind"] == "done" and r["handler"] >= 0.5]
     assert "notes" not in done  # 0.5 s in the handler, none of it holding the loop
+
+
+async def test_a_hop_asked_for_in_the_step_under_way_counts_from_that_step():
+    """A query can start on the sync thread before the step that asked for it has yielded: its hop
+    was asked for within that step, not when the step before it ended (a sleep earlier)."""
+    seen = []
+
+    async def handler():
+        await asyncio.sleep(0.2)
+        seen.append((time.perf_counter(), steps.asked()))  # as a query starting now would see it
+
+    steps = Steps(handler())
+    await steps
+    [(now, asked)] = seen
+    assert now - asked < 0.1  # not the 0.2 s the sleep took
+
+
+def test_only_holds_of_the_same_thread_are_blamed():
+    holds = HoldLedger()
+    holds.record(Hold("sc#1", ("websocket.receive", "/sleep 1"), "ThreadPoolExecutor-0_0", 10.0, 11.0))
+    holds.record(Hold("ac#2", ("websocket.receive", "x"), "asyncio_0", 10.0, 11.0))
+    assert [h.connection for h in holds.holders(10.5, 10.6, "late#3", thread="asyncio_0")] == ["ac#2"]
+    assert [h.connection for h in holds.holders(10.5, 10.6, "late#3")] == ["sc#1", "ac#2"]

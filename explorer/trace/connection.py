@@ -30,6 +30,7 @@ from explorer.trace.servers import identify
 from explorer.trace.timing import (
     DISPATCH_HOP,
     LATE_WINDOW,
+    MIN_QUERY_HOLD,
     ORM_HOP,
     SYNC_TURNS,
     Hold,
@@ -41,6 +42,7 @@ from explorer.trace.timing import (
     ledger,
     longest,
     loop_ledger,
+    on_sync_thread,
 )
 from explorer.trace.tracebacks import raised_at
 
@@ -397,7 +399,12 @@ class ConnectionTrace:
         held_by = arrival.held_by
         slow = waited >= self.config.slow_wait
         if slow:
-            holders = ledger.holders(self.opened + arrival.seconds, self.opened + started, self.name)
+            holders = ledger.holders(
+                self.opened + arrival.seconds,
+                self.opened + started,
+                self.name,
+                thread=None if looping else thread,  # a SyncConsumer's: the thread it runs on
+            )
             before = self.consumer_seconds if event_type == "websocket.connect" else 0.0
             why = DISPATCH_HOP if looping else SYNC_TURNS
             notes = (blame(holders, waited, why, before_consumer=before), *notes)
@@ -474,12 +481,14 @@ class ConnectionTrace:
 
     # The database.
 
-    def query_ran(self, database, sql, many, started, ended, error=None):
-        """A statement this connection's code ran (``queries``), on this thread, ``started`` to ``ended``.
+    def query_ran(self, database, sql, many, started, ended, failure=None):
+        """A statement this connection's code ran (``queries``), on this thread, ``started`` to ``ended``;
+        ``failure``: what to say of it if it raised (``queries.failure``).
 
-        An async handler's statement ran on the sync thread, in a hop it
-        asked for when it last paused: the time from then to ``started``
-        is the wait, and whoever held the thread meanwhile is named.
+        An async handler's statement on the sync thread ran in a hop that
+        the handler asked for no later than ``Steps.asked``: if another
+        connection held that thread from then until ``started``, the
+        statement waited for it, and the line says so, naming it.
         """
         thread = threading.current_thread().name
         took = ended - started
@@ -491,8 +500,8 @@ class ConnectionTrace:
         }
         if many:
             shown["many"] = True
-        if error is not None:
-            shown["error"] = f"{type(error).__name__}: {printable(str(error))[:MAX_MESSAGE]}"
+        if failure is not None:
+            shown["error"] = failure
         handling = self.running
         wait, slow, held_by, notes = None, False, None, ()
         if handling is None:
@@ -502,17 +511,21 @@ class ConnectionTrace:
             handling.query_time += took
             if handling.longest_query is None or took > handling.longest_query[1]:
                 handling.longest_query = (sql, took)
-            asked = handling.steps.paused if handling.looping and handling.steps else None
-            if asked and asked != handling.asked:  # the first statement of this hop
-                handling.asked = asked
-                wait = max(started - asked, 0.0)
-                slow = wait >= self.config.slow_wait
-                holders = ledger.holders(asked, started, self.name) if slow else []
-                if holders:
-                    notes = (blame(holders, wait, ORM_HOP),)
-                    held_by = tuple(dict.fromkeys(hold.connection for hold in blamed(holders)))
-            if handling.looping:  # it held the sync thread, as a sync handler does
-                ledger.record(Hold(self.name, gist(handling.event), thread, started, ended, (sql, took)))
+            if handling.looping and handling.steps is not None and on_sync_thread():
+                # An async handler's statement, in a hop to the sync thread: whoever held that thread
+                # from when the hop was asked for until the statement began is whom it waited for.
+                asked = handling.steps.asked()
+                if asked != handling.asked:  # the hop's first statement: later ones waited for nobody
+                    handling.asked = asked
+                    holders = ledger.holders(asked, started, self.name, thread=thread)
+                    if holders:
+                        wait = max(min(started, max(hold.end for hold in holders)) - asked, 0.0)
+                        slow = wait >= self.config.slow_wait
+                    if slow:
+                        notes = (blame(holders, wait, ORM_HOP),)
+                        held_by = tuple(dict.fromkeys(hold.connection for hold in blamed(holders)))
+                if took >= MIN_QUERY_HOLD:  # it held the sync thread, as a sync handler does
+                    ledger.record(Hold(self.name, gist(handling.event), thread, started, ended, (sql, took)))
         self.emit(
             "query",
             shown,

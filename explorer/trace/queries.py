@@ -7,7 +7,8 @@ made (``connection_created``), for the connection's whole life, since an
 async consumer's queries run on the sync thread, in ``sync_to_async``,
 where no ``with`` block of the consumer's reaches. Outside a traced
 connection it costs one context-variable lookup. Parameters are never kept:
-the statement is shown with its placeholders.
+the statement is shown with its placeholders, and a failed one's message only
+when it had none (``failure``).
 
 Connections are per thread in Django, so what this thread last opened
 tells whether a statement reused a connection or opened one, and whether
@@ -26,6 +27,7 @@ from explorer.trace import connection as traced  # a cycle: each module uses the
 from explorer.trace.display import printable
 from explorer.trace.entry import duration
 
+MAX_ERROR = 200  # characters of a failed statement's message
 MAX_SQL = 160  # characters of a statement shown: enough to tell one query from another
 MAX_COLUMNS = 40  # characters of a SELECT's column list shown whole; a longer one is folded after the first
 SPACES = re.compile(r"\s+")
@@ -42,10 +44,23 @@ def traced_query(execute, sql, params, many, context):
     try:
         result = execute(sql, params, many, context)
     except Exception as error:
-        trace.query_ran(context["connection"], sql, many, started, time.perf_counter(), error)
+        why = failure(error, bound=bool(params))
+        trace.query_ran(context["connection"], sql, many, started, time.perf_counter(), why)
         raise
     trace.query_ran(context["connection"], sql, many, started, time.perf_counter())
     return result
+
+
+def failure(error, bound):
+    """What the trace says of a statement that raised: its class and the database's code, and its
+    message only when the statement had no parameters, since a database's message can quote them
+    (PostgreSQL's: 'invalid input syntax for type integer: "..."')."""
+    cause = error.__cause__
+    code = getattr(cause, "sqlstate", None) or getattr(cause, "sqlite_errorname", None)
+    name = type(error).__name__ + (f" [{printable(str(code))}]" if code else "")
+    if bound:
+        return f"{name} (its message is not shown: it may quote the statement's parameters)"
+    return f"{name}: {printable(str(error))[:MAX_ERROR]}"
 
 
 def connection_made(sender, connection, **kwargs):

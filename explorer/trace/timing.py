@@ -13,6 +13,8 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
+from asgiref.sync import SyncToAsync
+
 from explorer.trace.display import printable
 from explorer.trace.entry import duration
 
@@ -58,11 +60,19 @@ class HoldLedger:
         with self.lock:
             self.holds.append(hold)
 
-    def holders(self, since, until, connection):
-        """Other connections' handlers that held a worker thread between ``since`` and ``until``."""
+    def holders(self, since, until, connection, thread=None):
+        """Other connections' handlers that held a worker thread (``thread``, if given) between ``since``
+        and ``until``."""
         with self.lock:
             holds = list(self.holds)
-        return [h for h in holds if h.connection != connection and h.end > since and h.start < until]
+        return [
+            h
+            for h in holds
+            if h.connection != connection
+            and h.end > since
+            and h.start < until
+            and (thread is None or h.thread == thread)
+        ]
 
     def ended_before(self, moment, within):
         """Holds that ended no more than ``within`` seconds before ``moment``: what it may have waited for."""
@@ -87,20 +97,25 @@ class Steps:
     mode reports with ``slow_callback_duration``.
     """
 
-    __slots__ = ("coroutine", "longest", "longest_started", "paused")
+    __slots__ = ("coroutine", "longest", "longest_started", "paused", "resumed")
 
     def __init__(self, coroutine):
         self.coroutine = coroutine
         self.longest = 0.0
         self.longest_started = 0.0
-        # When the last step ended: when an awaited hop to the sync thread was asked for.
-        self.paused = 0.0
+        self.resumed = 0.0  # when the step under way (or the last) began
+        self.paused = 0.0  # when the last step ended
+
+    def asked(self):
+        """When a hop to another thread that starts now was asked for, at the latest: its step ended
+        (it yields to await the hop), or, when the other thread was quicker, is still under way."""
+        return max(self.resumed, self.paused)
 
     def __await__(self):
         inner = self.coroutine.__await__()
         value, error = None, None
         while True:
-            started = time.perf_counter()
+            started = self.resumed = time.perf_counter()
             try:
                 yielded = inner.send(value) if error is None else inner.throw(error)
             except StopIteration as done:
@@ -162,6 +177,15 @@ def holder(hold):
 SYNC_TURNS = "SyncConsumer handlers take turns on that one thread"
 DISPATCH_HOP = "AsyncConsumer.dispatch awaits aclose_old_connections() on that thread before every handler"
 ORM_HOP = "Django's async ORM and database_sync_to_async run every query on that one thread"
+MIN_QUERY_HOLD = 0.001  # seconds: an async handler's shorter statement is not kept for blame
+
+
+def on_sync_thread():
+    """Whether this is the thread thread-sensitive ``sync_to_async`` runs on (asgiref's one worker,
+    which channels and Django's async ORM use); True where asgiref does not say, and the ledger then
+    blames only holds of this same thread."""
+    threads = getattr(getattr(SyncToAsync, "single_thread_executor", None), "_threads", None)
+    return threads is None or threading.current_thread() in threads
 
 
 def blame(holds, waited, why, before_consumer=0.0):

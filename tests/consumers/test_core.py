@@ -347,7 +347,10 @@ def test_disconnect_leaves_every_room_one_at_a_time_then_stops():
         ("/query 31", "got '31'"),
         ("/query nan", "got 'nan'"),
         ("/say lobby " + "x" * (MAX_SAID + 1), f"/say TEXT is {MAX_SAID + 1:,} characters; the limit is"),
-        ("/say lobby nul\x00byte", "/say TEXT cannot hold a NUL character (\\x00): PostgreSQL cannot keep it"),
+        (
+            "/say lobby nul\x00byte",
+            "/say TEXT cannot hold a NUL character (\\x00): PostgreSQL cannot keep it",
+        ),
     ],
 )
 def test_bad_room_and_database_commands_get_an_error(command, error):

@@ -10,6 +10,7 @@ from django.db import connection
 
 from explorer.asgi import application
 from explorer.models import MAX_STORED, RoomMessage
+from explorer.trace import queries
 
 pytestmark = pytest.mark.usefixtures("database")
 
@@ -63,7 +64,9 @@ async def test_query_runs_on_the_sync_thread_and_is_traced_under_its_handler(end
     [query] = [r for r in trace.records() if r["kind"] == "query"]
     assert query["event"]["sql"] == "SELECT pg_sleep(%s)"  # placeholders, never the parameters
     assert query["took"] >= 0.2
-    assert query["thread"] != main  # the sync thread, from the async consumer too
+    assert query["thread"] != main and query["thread"].startswith(
+        "ThreadPoolExecutor"
+    )  # the sync thread, from ac too
     [done] = [r for r in trace.records() if r["kind"] == "done" and r["seconds"] >= query["seconds"]][:1]
     assert done["queries"][0] == 1 and done["queries"][1] >= 0.2
     assert done["on_loop"] is (endpoint == "ac")
@@ -112,4 +115,27 @@ async def test_a_failing_database_gets_an_error_reply_a_note_and_the_connection_
     notes = [r["note"] for r in trace.records() if r["kind"] == "note"]
     assert "history failed: OperationalError: no such table: explorer_roommessage" in notes
     failed = [r for r in trace.records() if r["kind"] == "query" and "error" in r["event"]]
-    assert failed and failed[0]["event"]["error"].startswith("OperationalError: no such table")
+    # The SELECT had a parameter (the room): its message is the trace's to keep back, not the note's.
+    assert failed[0]["event"]["error"] == (
+        "OperationalError [SQLITE_ERROR] (its message is not shown: it may quote the statement's parameters)"
+    )
+
+
+class QuotingError(Exception):
+    """What PostgreSQL says of a bad value: it quotes it."""
+
+
+def test_a_failed_statements_message_is_shown_only_when_it_had_no_parameters():
+    from django.db import DataError
+
+    error = DataError('invalid input syntax for type integer: "not-a-number-SECRET"')
+    error.__cause__ = QuotingError()
+    error.__cause__.sqlstate = "22P02"
+    with_parameters = queries.failure(error, bound=True)
+    assert "SECRET" not in with_parameters
+    assert with_parameters == (
+        "DataError [22P02] (its message is not shown: it may quote the statement's parameters)"
+    )
+    assert queries.failure(error, bound=False) == (
+        'DataError [22P02]: invalid input syntax for type integer: "not-a-number-SECRET"'
+    )
