@@ -246,8 +246,9 @@ async def cross_stall(
 
 async def query_stall(server, subjects=("explorer-ac-off", "explorer-sc-off"), clients=4, seconds=3.0):
     """Clients of each of ``subjects`` take turns to echo and to ask ``/history``, for ``seconds`` alone,
-    then as long again while one client of ``QUERIER`` runs ``/query 0.5`` over and over: their
-    latency both ways. Every query holds the one sync thread, whoever asks: so every echo waits too."""
+    then as long again while one client of ``QUERIER`` runs ``/query 0.5`` as often as its budget
+    allows (it rests as long as it held: about half the time): their latency both ways. Every query
+    holds the one sync thread, whoever asks: so every echo waits too."""
     return {
         "querier": QUERIER,
         "query_s": QUERY_SECONDS,
