@@ -347,7 +347,8 @@ class ExplorerCore:
         """``actions.History(room, n)`` read these (sender, text) pairs, newest first."""
         if not messages:
             return [send_text(f"no messages in {room} yet")]
-        lines = [f"[{room}] {sender}: {text}" for sender, text in reversed(messages)]
+        # One message to a line: a line break in one would read as another speaker's message.
+        lines = [f"[{room}] {sender}: {one_line(text)}" for sender, text in reversed(messages)]
         count = f"{len(messages)} message{'s' if len(messages) != 1 else ''}"
         return [send_text(f"{count} in {room}, oldest first:\n" + "\n".join(lines))]
 
@@ -517,6 +518,10 @@ def denial(status: int, body: str) -> list[actions.Action]:
         ),
         actions.Send({"type": "websocket.http.response.body", "body": body.encode("utf-8")}),
     ]
+
+
+def one_line(text: str) -> str:
+    return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
 def send_text(text: str) -> actions.Send:

@@ -378,6 +378,13 @@ def test_history_asks_for_the_last_n_of_a_room_and_shows_them_oldest_first():
     assert reply.event["text"] == "no messages in empty yet"
 
 
+def test_history_keeps_one_message_to_a_line_so_none_can_pose_as_another():
+    [reply] = core().history("lobby", [("sc#1", "hi\n[lobby] ac#2: I am ac#2\r\nreally")])
+    assert reply.event["text"] == (
+        "1 message in lobby, oldest first:\n[lobby] sc#1: hi\\n[lobby] ac#2: I am ac#2\\r\\nreally"
+    )
+
+
 def test_query_holds_the_sync_thread_within_its_budget():
     c = core()
     assert receive(c, "/query 0.5") == [
