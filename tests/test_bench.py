@@ -67,7 +67,16 @@ def test_a_quick_run_reports_every_subject_and_scenario(tmp_path):
         for subject in ("explorer-ac-off", "explorer-sc-off"):
             for operation in ("echo", "history"):
                 figures = stall[phase][subject][operation]
-                assert figures["count"] > 0 and 0 < figures["p50_ms"] <= figures["p99_ms"]
+                assert (
+                    figures["count"] > 0 and 0 < figures["p50_ms"] <= figures["p99_ms"] <= figures["max_ms"]
+                )
+                assert 0 <= figures["over_100ms"] <= figures["count"]
+    # Every query held the sync thread for 0.5 s: an operation on each endpoint waited for one.
+    assert any(
+        stall["beside queries"][subject][op]["max_ms"] >= 100
+        for subject in ("explorer-ac-off",)
+        for op in ("echo", "history")
+    )
 
     scale = report["scale"]
     assert scale["connections"] == scale["answered"] == QUICK["scale"]

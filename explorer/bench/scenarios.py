@@ -292,6 +292,8 @@ async def latency_phase(server, subjects, clients, seconds, querying):
                 "count": len(values),
                 "p50_ms": percentile(values, 0.5) * 1000,
                 "p99_ms": percentile(values, 0.99) * 1000,
+                "max_ms": max(values) * 1000,
+                "over_100ms": sum(value >= 0.1 for value in values),  # what a stall looks like: a few, long
             }
             for operation, values in by_operation.items()
         }
