@@ -27,28 +27,29 @@ HOST = "127.0.0.1"
 START_TIMEOUT = 30  # seconds a server may take to listen
 
 
+def version_of(distribution):
+    """The installed version of ``distribution``, or None."""
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+
+
 @dataclass(frozen=True)
 class ServerKind:
     """One server, run one way: its name here, the package it comes from, and its command line."""
 
     name: str
     distribution: str
-    arguments: tuple  # after "python -m"; {app} and {port} are filled in
+    arguments: str  # after "python -m", split at spaces; {app}, {host} and {port} are filled in
     implementation: str | None = None  # uvicorn's WebSocket implementation
 
     def command(self, app, port):
-        return [
-            sys.executable,
-            "-m",
-            *(part.format(app=app, host=HOST, port=port) for part in self.arguments),
-        ]
+        return [sys.executable, "-m", *self.arguments.format(app=app, host=HOST, port=port).split()]
 
     @property
     def version(self):
-        try:
-            return metadata.version(self.distribution)
-        except metadata.PackageNotFoundError:
-            return None
+        return version_of(self.distribution)
 
     @property
     def installed(self):
@@ -62,34 +63,19 @@ class ServerKind:
 
 def uvicorn(implementation):
     # --lifespan off: the explorer's ProtocolTypeRouter has no lifespan app.
-    return (
-        "uvicorn",
-        "--host",
-        "{host}",
-        "--port",
-        "{port}",
-        "--ws",
-        implementation,
-        "--lifespan",
-        "off",
-        "{app}",
-    )
+    return f"uvicorn --host {{host}} --port {{port}} --ws {implementation} --lifespan off {{app}}"
 
 
 SERVERS = {
     kind.name: kind
     for kind in (
-        ServerKind("daphne", "daphne", ("daphne", "-b", "{host}", "-p", "{port}", "{app}")),
+        ServerKind("daphne", "daphne", "daphne -b {host} -p {port} {app}"),
         ServerKind("uvicorn", "uvicorn", uvicorn("websockets-sansio"), "websockets-sansio"),
         ServerKind("uvicorn-wsproto", "uvicorn", uvicorn("wsproto"), "wsproto"),
         ServerKind("uvicorn-websockets", "uvicorn", uvicorn("websockets"), "websockets"),
-        ServerKind("hypercorn", "hypercorn", ("hypercorn", "--bind", "{host}:{port}", "{app}")),
+        ServerKind("hypercorn", "hypercorn", "hypercorn --bind {host}:{port} {app}"),
         # asginl: ASGI without lifespan, for the same reason as uvicorn's --lifespan off.
-        ServerKind(
-            "granian",
-            "granian",
-            ("granian", "--interface", "asginl", "--host", "{host}", "--port", "{port}", "{app}"),
-        ),
+        ServerKind("granian", "granian", "granian --interface asginl --host {host} --port {port} {app}"),
     )
 }
 # The servers `manage.py servers` compares by default: one column each.
@@ -102,19 +88,13 @@ def machine():
     lines = meminfo.read_text().splitlines() if meminfo.exists() else []
     total = next((line.split()[1] for line in lines if line.startswith("MemTotal")), None)
     packages = ("django", "channels", "daphne", "uvicorn", "hypercorn", "granian", "rich", "websockets")
-    versions = {}
-    for name in packages:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
     return {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
         "memory_gib": round(int(total) / 1024**2, 1) if total else None,
-        "versions": versions,
+        "versions": {name: version_of(name) for name in packages},
     }
 
 
@@ -206,7 +186,7 @@ class RunningServer:
             self.reader.start()
             if self.wait_until_listening():
                 return
-        raise RuntimeError(f"{self.kind.name} did not start:\n" + "\n".join(self.lines[-40:]))
+        raise RuntimeError(f"{self.kind.name} did not start:\n{self.last_lines()}")
 
     def read(self):
         with open(self.log, "a", encoding="utf-8") if self.log else open(os.devnull, "w") as log:
@@ -225,6 +205,9 @@ class RunningServer:
             time.sleep(0.05)
         self.stop()
         raise TimeoutError(f"{self.kind.name} did not listen within {START_TIMEOUT} s")
+
+    def last_lines(self):
+        return "\n".join(self.lines[-40:])
 
     def url(self, path):
         return f"ws://{HOST}:{self.port}{path}"
@@ -256,9 +239,9 @@ class RunningServer:
                 if re.search(pattern, line):
                     return line
             if self.process.poll() is not None:
-                raise RuntimeError(f"{self.kind.name} exited:\n" + "\n".join(self.lines[-40:]))
+                raise RuntimeError(f"{self.kind.name} exited:\n{self.last_lines()}")
             time.sleep(0.02)
-        raise TimeoutError(f"no line matching {pattern!r}; last lines:\n" + "\n".join(self.lines[-40:]))
+        raise TimeoutError(f"no line matching {pattern!r}; last lines:\n{self.last_lines()}")
 
     def stop(self, sig=signal.SIGTERM):
         if self.process.poll() is None:

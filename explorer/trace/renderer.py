@@ -86,7 +86,9 @@ class RendererProcess(logging.Handler):
                 return
 
     def start(self):
-        origin = {"pid": os.getpid(), "command": " ".join(sys.argv)[:500], "started": process_started()}
+        from explorer.trace.connection import TRACE_STARTED
+
+        origin = {"pid": os.getpid(), "command": " ".join(sys.argv)[:500], "started": TRACE_STARTED}
         command = [sys.executable, "-m", "explorer.trace.renderer", "--origin", json.dumps(origin)]
         if self.file:
             command += ["--file", str(self.file)]
@@ -131,12 +133,6 @@ class RendererProcess(logging.Handler):
         super().close()
 
 
-def process_started():
-    from explorer.trace.connection import TRACE_STARTED
-
-    return TRACE_STARTED
-
-
 def item(record):
     """What the renderer needs of a logging record."""
     from explorer.trace.tracebacks import failure_of
@@ -147,8 +143,13 @@ def item(record):
         return ("message", record.getMessage() if record.msg else "", dropped)
     if entry.kind == "scope" and not entry.recorded:
         # A scope holds the application's objects (a user, a session): shown here, as they are.
-        entry = dataclasses.replace(entry, event=shown_body(entry), recorded=True)
+        entry = as_shown(entry)
     return ("record", entry, failure_of(record), dropped)
+
+
+def as_shown(entry):
+    """The entry with its event as the trace shows it, as a recorded entry holds it."""
+    return dataclasses.replace(entry, event=shown_body(entry), recorded=True)
 
 
 def pickled(items):
@@ -160,22 +161,18 @@ def pickled(items):
         safe = []
         for kind, *rest in items:
             if kind == "record" and not rest[0].recorded:
-                rest[0] = dataclasses.replace(rest[0], event=shown_body(rest[0]), recorded=True)
+                rest[0] = as_shown(rest[0])
             safe.append((kind, *rest))
         return pickle.dumps(safe, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def as_log_record(kind, *rest):
     """An item back as the logging record the sinks take."""
-    if kind == "message":
-        text, dropped = rest
-        record = logging.makeLogRecord({"name": "explorer.trace", "msg": text, "levelno": logging.INFO})
-    else:
-        entry, failure, dropped = rest
-        record = logging.makeLogRecord({"name": "explorer.trace", "msg": "", "levelno": logging.INFO})
-        record.trace = entry
-        record.trace_failure = failure
-    record.trace_dropped = dropped
+    text = rest[0] if kind == "message" else ""
+    record = logging.makeLogRecord({"name": "explorer.trace", "msg": text, "levelno": logging.INFO})
+    if kind == "record":
+        record.trace, record.trace_failure = rest[:2]
+    record.trace_dropped = rest[-1]  # both kinds end with their drop count
     return record
 
 

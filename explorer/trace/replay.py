@@ -35,7 +35,12 @@ class Loaded:
 
     @property
     def entries(self):
-        return [line for line in self.lines if line["kind"] != "message"]
+        return entries(self.lines)
+
+
+def entries(lines):
+    """The trace entries among a recording's lines (not its drop counts or messages)."""
+    return [line for line in lines if line["kind"] != "message"]
 
 
 def load(sources):

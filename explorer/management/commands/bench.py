@@ -80,12 +80,25 @@ class Target:
         }
 
 
+def by_subject(rows, key):
+    """A table's figure ``key``, by subject."""
+    return {row["subject"]: row[key] for row in rows}
+
+
 def echo_figure(measured, subject, key="rate"):
-    return {row["subject"]: row[key] for row in measured["echo"]}.get(subject)
+    return by_subject(measured["echo"], key).get(subject)
 
 
 def echo_ratio(numerator, denominator, key="rate"):
     return lambda m: ratio(echo_figure(m, numerator, key), echo_figure(m, denominator, key))
+
+
+def handshake_ratio(numerator, denominator):
+    def figure(measured):
+        rates = by_subject(measured["handshakes"], "handshakes_per_s")
+        return ratio(rates.get(numerator), rates.get(denominator))
+
+    return figure
 
 
 def per_traced_event(kind, mode, key="cpu_us_per_message"):
@@ -96,14 +109,6 @@ def per_traced_event(kind, mode, key="cpu_us_per_message"):
         traced = echo_figure(measured, f"explorer-{kind}-{mode}", key)
         off = echo_figure(measured, f"explorer-{kind}-off", key)
         return (traced - off) / RECORDS_PER_ECHO if traced is not None and off is not None else None
-
-    return figure
-
-
-def handshake_ratio(numerator, denominator):
-    def figure(measured):
-        rates = {row["subject"]: row["handshakes_per_s"] for row in measured["handshakes"]}
-        return ratio(rates.get(numerator), rates.get(denominator))
 
     return figure
 
@@ -320,7 +325,7 @@ class Command(BaseCommand):
         }
 
     def with_ratios(self, rows):
-        rates = {row["subject"]: row["rate"] for row in rows}
+        rates = by_subject(rows, "rate")
         for row in rows:
             subject, kind = row["subject"], kind_of(row["subject"])
             row["vs_raw"] = ratio(row["rate"], rates.get("raw"))
@@ -330,7 +335,7 @@ class Command(BaseCommand):
         return rows
 
     def with_handshake_ratios(self, rows):
-        rates = {row["subject"]: row["handshakes_per_s"] for row in rows}
+        rates = by_subject(rows, "handshakes_per_s")
         for row in rows:
             kind = kind_of(row["subject"])
             row["vs_bare"] = ratio(row["handshakes_per_s"], rates.get(f"bare-{kind}")) if kind else None
@@ -345,16 +350,13 @@ class Command(BaseCommand):
     def report_across(self, results):
         """One table for every server: echo msg/s per subject, and the scale figures."""
         servers = results["servers"].values()
-        rows = []
-        for subject in SUBJECTS:
-            rates = [{row["subject"]: row["rate"] for row in m["echo"]}.get(subject) for m in servers]
-            rows.append((subject, *(number(rate) for rate in rates)))
-        for subject in HANDSHAKE_SUBJECTS:
-            rates = [
-                {row["subject"]: row["handshakes_per_s"] for row in m["handshakes"]}.get(subject)
-                for m in servers
-            ]
-            rows.append((f"handshakes/s {subject}", *(number(rate) for rate in rates)))
+        echoes = [by_subject(m["echo"], "rate") for m in servers]
+        handshakes = [by_subject(m["handshakes"], "handshakes_per_s") for m in servers]
+        rows = [(subject, *(number(rates.get(subject)) for rates in echoes)) for subject in SUBJECTS]
+        rows += [
+            (f"handshakes/s {subject}", *(number(rates.get(subject)) for rates in handshakes))
+            for subject in HANDSHAKE_SUBJECTS
+        ]
         rows.append(("handshakes/s (scale)", *(number(m["scale"]["handshakes_per_s"]) for m in servers)))
         rows.append(
             (

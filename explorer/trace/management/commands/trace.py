@@ -16,11 +16,7 @@ from explorer.trace.config import CLOCKS, trace_settings
 from explorer.trace.display import printable
 from explorer.trace.handlers import RichTraceHandler
 from explorer.trace.render import command_console, dropped, render
-
-
-def entries(lines):
-    """The trace entries among a recording's lines (not its drop counts or messages)."""
-    return [line for line in lines if line["kind"] != "message"]
+from explorer.trace.replay import entries
 
 
 def plural(count, noun):
