@@ -41,4 +41,4 @@ $(VENV)/installed: requirements.txt
 $(VENV)/installed-test: requirements.txt requirements-test.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-test.txt
-	touch $@
+	touch $@ $(VENV)/installed  # the test requirements include the runtime ones

@@ -56,8 +56,8 @@ class Command(BaseCommand):
             "--type",
             action="append",
             default=[],
-            help="only this event type (websocket.receive, or receive) or kind (scope, in, out, error); "
-            "repeatable",
+            help="only this event type (websocket.receive, or receive) or kind (scope, in, out, layer, "
+            "query, done, note, error, exit); repeatable",
         )
         parser.add_argument("--violations", action="store_true", help="only records that broke an ASGI rule")
         parser.add_argument("--mode", choices=["compact", "full"], default="compact")
