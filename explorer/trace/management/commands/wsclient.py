@@ -465,8 +465,14 @@ class Command(BaseCommand):
             wait = None
             while True:
                 try:
-                    reply = await asyncio.wait_for(self.replies.get(), wait)
+                    # Not asyncio.wait_for: on Python 3.11 it can swallow the cancellation that
+                    # --timeout's asyncio.timeout sends when a reply lands at that instant, and a room
+                    # that keeps talking then keeps the run going for ever.
+                    async with asyncio.timeout(wait):
+                        reply = await self.replies.get()
                 except TimeoutError:
+                    if self.budget is not None and self.budget.expired():
+                        raise  # --timeout's, not this wait's
                     break
                 if reply is None:
                     return
