@@ -49,8 +49,9 @@ async def test_a_query_on_either_endpoint_delays_an_ac_echo_and_history_and_the_
         connect(stall_server.url("ac")) as echoer,
         connect(stall_server.url("ac")) as reader,
     ):
+        mark = len(stall_server.lines)  # the server is shared: this test's line, not an earlier one's
         await querier.send("/query 1")
-        stall_server.wait_for(r"→ in .*'/query 1'")
+        stall_server.wait_for(r"→ in .*'/query 1'", start=mark)
         await asyncio.sleep(0.2)  # the query holds the sync thread now
         await echoer.send("hello")
         await reader.send(f"/history waited-{endpoint}")
