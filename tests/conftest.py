@@ -46,9 +46,10 @@ def read_records(path, connection=None):
     """The JSON Lines recording at ``path``, optionally for one connection."""
     if not Path(path).exists():
         return []
-    with open(path, encoding="utf-8") as file:
-        # A line still being written has no newline yet.
-        records = [json.loads(line) for line in file if line.endswith("\n")]
+    # One read to the end: iterating the open file would read again after a half-written
+    # last line, and could start a line with the rest of that one.
+    text = Path(path).read_text(encoding="utf-8", errors="replace")
+    records = [json.loads(line) for line in text.split("\n")[:-1]]
     # A run's header (kind "run") is not a connection's: tests read the entries.
     records = [r for r in records if "connection" in r]
     return [r for r in records if connection is None or r.get("connection") == connection]

@@ -1,15 +1,17 @@
 """The queue between consumers and the console: it never blocks, counts what it drops, renders elsewhere."""
 
 import io
+import json
 import logging
 import threading
+import time
 
 from channels.testing import WebsocketCommunicator
 from rich.console import Console
 
 from explorer.asgi import application
 from explorer.trace.handlers import QueuedTraceHandler
-from tests.conftest import ROOT
+from tests.conftest import ROOT, read_records
 
 
 class GatedFile(io.StringIO):
@@ -196,3 +198,30 @@ def test_a_sink_that_fails_says_so_once_and_serving_goes_on():
     ]
     assert "still served 2" in result.stderr  # the console goes on
     assert "Traceback" not in result.stderr
+
+
+def test_a_recording_read_while_it_is_written_gives_whole_records_only(tmp_path):
+    """The tests read a server's recording while its listener appends to it: a line caught half
+    written is left for the next read, even when the rest of it lands between two reads of the file."""
+    path = tmp_path / "trace.jsonl"
+    lines = 500
+    done = threading.Event()
+
+    def write_lines_in_halves():
+        with open(path, "ab", buffering=0) as file:
+            for n in range(lines):
+                line = json.dumps({"connection": "sc#1", "kind": "in", "n": n}).encode() + b"\n"
+                file.write(line[:20])
+                time.sleep(0.0002)  # let the reader find the half line at the end of the file
+                file.write(line[20:])
+        done.set()
+
+    writer = threading.Thread(target=write_lines_in_halves)
+    writer.start()
+    try:
+        while not done.is_set():
+            records = read_records(path, "sc#1")
+            assert [r["n"] for r in records] == list(range(len(records)))
+    finally:
+        writer.join()
+    assert len(read_records(path, "sc#1")) == lines
