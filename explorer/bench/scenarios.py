@@ -69,15 +69,14 @@ class BenchServer:
         match = re.search(rf"^{key}:\s+(\d+)", self.proc("status").read_text(), re.MULTILINE)
         return int(match.group(1)) if match else None
 
-    def rss_bytes(self):
+    def state(self):
+        """Its memory (bytes), threads and open files now."""
         kilobytes = self.status("VmRSS")
-        return kilobytes * 1024 if kilobytes is not None else None
-
-    def threads(self):
-        return self.status("Threads")
-
-    def open_files(self):
-        return len(os.listdir(self.proc("fd"))) if self.pid else None
+        return {
+            "rss": kilobytes * 1024 if kilobytes is not None else None,
+            "threads": self.status("Threads"),
+            "open_files": len(os.listdir(self.proc("fd"))) if self.pid else None,
+        }
 
     def dropped_records(self):
         """Trace records the server's queue dropped, from its log."""
@@ -143,6 +142,14 @@ async def open_connections(url, count):
     return await asyncio.gather(*(one() for _ in range(count)))
 
 
+async def round_trip(ws, text="hello"):
+    """Send ``text`` and wait for the reply: how long it took, in seconds."""
+    sent = time.perf_counter()
+    await ws.send(text)
+    await ws.recv()
+    return time.perf_counter() - sent
+
+
 async def close_all(connections):
     await asyncio.gather(*(ws.close() for ws in connections), return_exceptions=True)
 
@@ -154,10 +161,7 @@ async def echo(server, subject, connections, trips, on_progress=lambda n: None):
 
     async def client(ws):
         for _ in range(trips):
-            sent = time.perf_counter()
-            await ws.send("hello")
-            await ws.recv()
-            latencies.append(time.perf_counter() - sent)
+            latencies.append(await round_trip(ws))
             on_progress(1)
 
     cpu, renderer_cpu = server.cpu_seconds(), server.renderer_cpu_seconds()
@@ -232,13 +236,7 @@ async def cross_stall(
     await blocking.send(f"/block {block}")
     await asyncio.sleep(0.1)  # the sync handler holds its thread now
 
-    async def timed_echo(ws):
-        sent = time.perf_counter()
-        await ws.send("hello")
-        await ws.recv()
-        return time.perf_counter() - sent
-
-    results = await asyncio.wait_for(asyncio.gather(*(timed_echo(ws) for ws in others.values())), TIMEOUT)
+    results = await asyncio.wait_for(asyncio.gather(*(round_trip(ws) for ws in others.values())), TIMEOUT)
     await blocking.recv()
     await close_all([blocking, *others.values()])
     return {"blocker": blocker, "block_s": block, "echo_s": dict(zip(others, results, strict=True))}
@@ -269,10 +267,7 @@ async def latency_phase(server, subjects, clients, seconds, querying):
     async def client(ws, subject):
         while time.perf_counter() < deadline:
             for operation, text in (("echo", "x"), ("history", "/history bench")):
-                sent = time.perf_counter()
-                await ws.send(text)
-                await ws.recv()
-                latencies[subject][operation].append(time.perf_counter() - sent)
+                latencies[subject][operation].append(await round_trip(ws, text))
 
     async def query_loop():
         nonlocal queries
@@ -310,7 +305,7 @@ async def scale(
     server, total, subjects=("explorer-ac-compact", "explorer-sc-compact"), on_progress=lambda n: None
 ):
     """``total`` connections across ``subjects``: handshakes, memory, a message each, then all closed."""
-    before = {"rss": server.rss_bytes(), "threads": server.threads(), "open_files": server.open_files()}
+    before = server.state()
     share = [total // len(subjects) + (i < total % len(subjects)) for i in range(len(subjects))]
     started = time.perf_counter()
     opened = []
@@ -320,7 +315,7 @@ async def scale(
             on_progress(min(CONNECT_BATCH, count - batch))
     handshake_s = time.perf_counter() - started
     await asyncio.sleep(0.5)  # let the server settle before reading its memory
-    open_state = {"rss": server.rss_bytes(), "threads": server.threads(), "open_files": server.open_files()}
+    open_state = server.state()
 
     async def one_message(ws):
         await ws.send("x")
@@ -331,7 +326,7 @@ async def scale(
     round_s = time.perf_counter() - started
     await close_all(opened)
     await asyncio.sleep(2)  # daphne reaps finished applications once a second
-    after = {"rss": server.rss_bytes(), "threads": server.threads(), "open_files": server.open_files()}
+    after = server.state()
     rss_per = (open_state["rss"] - before["rss"]) / total if before["rss"] is not None else None
     return {
         "connections": total,

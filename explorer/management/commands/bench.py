@@ -85,20 +85,12 @@ def by_subject(rows, key):
     return {row["subject"]: row[key] for row in rows}
 
 
-def echo_figure(measured, subject, key="rate"):
-    return by_subject(measured["echo"], key).get(subject)
+def figure_of(measured, subject, key="rate", table="echo"):
+    return by_subject(measured[table], key).get(subject)
 
 
-def echo_ratio(numerator, denominator, key="rate"):
-    return lambda m: ratio(echo_figure(m, numerator, key), echo_figure(m, denominator, key))
-
-
-def handshake_ratio(numerator, denominator):
-    def figure(measured):
-        rates = by_subject(measured["handshakes"], "handshakes_per_s")
-        return ratio(rates.get(numerator), rates.get(denominator))
-
-    return figure
+def ratio_of(numerator, denominator, key="rate", table="echo"):
+    return lambda m: ratio(figure_of(m, numerator, key, table), figure_of(m, denominator, key, table))
 
 
 def per_traced_event(kind, mode, key="cpu_us_per_message"):
@@ -106,8 +98,8 @@ def per_traced_event(kind, mode, key="cpu_us_per_message"):
     server's own by default, the renderer process's with ``key="renderer_cpu_us_per_message"``."""
 
     def figure(measured):
-        traced = echo_figure(measured, f"explorer-{kind}-{mode}", key)
-        off = echo_figure(measured, f"explorer-{kind}-off", key)
+        traced = figure_of(measured, f"explorer-{kind}-{mode}", key)
+        off = figure_of(measured, f"explorer-{kind}-off", key)
         return (traced - off) / RECORDS_PER_ECHO if traced is not None and off is not None else None
 
     return figure
@@ -118,7 +110,7 @@ TARGETS = [
     *(
         Target(
             f"explorer-{kind} trace off vs bare-{kind}, msg/s",
-            echo_ratio(f"explorer-{kind}-off", f"bare-{kind}"),
+            ratio_of(f"explorer-{kind}-off", f"bare-{kind}"),
             0.95,
         )
         for kind in ("ac", "sc")
@@ -126,7 +118,7 @@ TARGETS = [
     *(
         Target(
             f"explorer-{kind} trace {mode} vs trace off, msg/s",
-            echo_ratio(f"explorer-{kind}-{mode}", f"explorer-{kind}-off"),
+            ratio_of(f"explorer-{kind}-{mode}", f"explorer-{kind}-off"),
             floor,
         )
         for kind in ("ac", "sc")
@@ -135,7 +127,7 @@ TARGETS = [
     *(
         Target(
             f"explorer-{kind} compact p99 vs trace off p99",
-            echo_ratio(f"explorer-{kind}-compact", f"explorer-{kind}-off", "p99_ms"),
+            ratio_of(f"explorer-{kind}-compact", f"explorer-{kind}-off", "p99_ms"),
             1.3,
             at_most=True,
             unit="×",
@@ -153,11 +145,13 @@ TARGETS = [
         for kind in ("ac", "sc")
     ),
     Target(
-        "explorer-ac compact handshakes/s vs bare-ac", handshake_ratio("explorer-ac-compact", "bare-ac"), 0.90
+        "explorer-ac compact handshakes/s vs bare-ac",
+        ratio_of("explorer-ac-compact", "bare-ac", "handshakes_per_s", table="handshakes"),
+        0.90,
     ),
     Target(
         "explorer-ac compact beside a stalled page vs without, msg/s",
-        echo_ratio(f"{STALLED_PAGE_SUBJECT} beside a stalled page", STALLED_PAGE_SUBJECT),
+        ratio_of(f"{STALLED_PAGE_SUBJECT} beside a stalled page", STALLED_PAGE_SUBJECT),
         0.95,
     ),
     Target("trace records dropped", lambda m: m.get("dropped_trace_records"), 0, at_most=True, unit=""),
@@ -169,6 +163,18 @@ TARGETS = [
 
 def kind_of(subject):
     return subject.split("-")[1] if subject.startswith(("bare-", "explorer-")) else None
+
+
+def with_ratios(rows, key):
+    """Each row's figure ``key`` against the raw app's, its bare consumer's and its trace off's."""
+    rates = by_subject(rows, key)
+    for row in rows:
+        kind = kind_of(row["subject"])
+        row["vs_raw"] = ratio(row[key], rates.get("raw"))
+        row["vs_bare"] = ratio(row[key], rates.get(f"bare-{kind}")) if kind else None
+        explorer = row["subject"].startswith("explorer-")
+        row["vs_trace_off"] = ratio(row[key], rates.get(f"explorer-{kind}-off")) if explorer else None
+    return rows
 
 
 def ratio(numerator, denominator):
@@ -316,31 +322,14 @@ class Command(BaseCommand):
             progress.add_task(f"ORM stall: /query on {scenarios.QUERIER}, {2 * seconds:g} s", total=None)
             query_stall = await scenarios.query_stall(server, seconds=seconds)
         return {
-            "echo": self.with_ratios(scenarios.median_rows(rows)),
-            "handshakes": self.with_handshake_ratios(
-                scenarios.median_rows(handshakes, ("handshakes_per_s",))
+            "echo": with_ratios(scenarios.median_rows(rows), "rate"),
+            "handshakes": with_ratios(
+                scenarios.median_rows(handshakes, ("handshakes_per_s",)), "handshakes_per_s"
             ),
             "concurrency": concurrency,
             "query_stall": query_stall,
             "scale": scale,
         }
-
-    def with_ratios(self, rows):
-        rates = by_subject(rows, "rate")
-        for row in rows:
-            subject, kind = row["subject"], kind_of(row["subject"])
-            row["vs_raw"] = ratio(row["rate"], rates.get("raw"))
-            row["vs_bare"] = ratio(row["rate"], rates.get(f"bare-{kind}")) if kind else None
-            mode = subject.rsplit("-", 1)[1] if subject.startswith("explorer-") else None
-            row["vs_trace_off"] = ratio(row["rate"], rates.get(f"explorer-{kind}-off")) if mode else None
-        return rows
-
-    def with_handshake_ratios(self, rows):
-        rates = by_subject(rows, "handshakes_per_s")
-        for row in rows:
-            kind = kind_of(row["subject"])
-            row["vs_bare"] = ratio(row["handshakes_per_s"], rates.get(f"bare-{kind}")) if kind else None
-        return rows
 
     def report(self, results):
         for measured in results["servers"].values():
