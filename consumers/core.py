@@ -151,34 +151,32 @@ class ConnectOptions:
     @classmethod
     def from_query_string(cls, query_string: bytes) -> "ConnectOptions":
         query = parse_qs(query_string.decode("latin-1"))
-        problems, headers, delay, deny = [], [], 0.0, None
+        problems: list[str] = []
 
         def last(name):
             return query.get(name, [None])[-1]
 
-        if last("delay") is not None:
+        def checked(validate, value, *args):
+            """What ``validate`` makes of ``value`` (None for none), or None with its complaint noted."""
+            if value is None:
+                return None
             try:
-                delay = valid_seconds(last("delay"), "?delay=")
+                return validate(value, *args)
             except CommandError as error:
                 problems.append(str(error))
-        if last("deny") is not None:
-            try:
-                deny = valid_count(last("deny"), "?deny=", *DENIAL_STATUSES)
-            except CommandError as error:
-                problems.append(str(error))
-        for spec in query.get("header", []):
-            try:
-                headers.append(valid_header(spec))
-            except CommandError as error:
-                problems.append(str(error))
+                return None
+
+        delay = checked(valid_seconds, last("delay"), "?delay=")
+        deny = checked(valid_count, last("deny"), "?deny=", *DENIAL_STATUSES)
+        headers = [checked(valid_header, spec) for spec in query.get("header", [])]
         return cls(
             reject=(last("reject") or "").lower() in TRUE_WORDS,
             deny=deny,
             stop=(last("stop") or "").lower() in TRUE_WORDS,
             subprotocol=last("subprotocol"),
             fail=(last("raise") or "").lower() in TRUE_WORDS,
-            delay=delay,
-            headers=tuple(headers),
+            delay=delay or 0.0,
+            headers=tuple(pair for pair in headers if pair),
             problems=tuple(problems),
         )
 
@@ -360,10 +358,9 @@ class ExplorerCore:
             return []
         operation = type(action).__name__.lower()
         why = f"{type(error).__name__}: {str(error)[:MAX_ERROR]}"
+        # The trace says what; the client, briefly, that it failed.
         return [
-            actions.Note(
-                f"{operation} failed: {why}"
-            ),  # the trace says what; the client, briefly, that it failed
+            actions.Note(f"{operation} failed: {why}"),
             send_text(f"error: {operation} failed ({type(error).__name__}); the database may be down"),
         ]
 
