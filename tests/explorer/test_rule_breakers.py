@@ -158,7 +158,8 @@ async def test_close_before_accept_is_a_rejection_not_a_violation(endpoint, trac
     records = the_one_connection(trace)
     assert rules_broken(records) == []
     # No server here (WebsocketCommunicator): the note says what the spec has a server do.
-    assert notes_of(records) == [
+    # (A loaded machine may add a "waited ..." note: the connect's hop took longer than SLOW_WAIT_MS.)
+    assert [note for note in notes_of(records) if not note.startswith("waited ")] == [
         "a close before accepting rejects the handshake: the spec has the server answer HTTP 403"
     ]
 
