@@ -101,11 +101,6 @@ def on_event_loop():
     return True
 
 
-def consumer_name(consumer_class):
-    """What the trace calls a consumer's connections: its ``trace_name``, else its class name."""
-    return getattr(consumer_class, "trace_name", None) or consumer_class.__name__
-
-
 def path_name(scope):
     path = scope.get("path") if isinstance(scope, dict) else None
     return printable(path)[:MAX_NAME] if isinstance(path, str) and path else "websocket"
@@ -144,14 +139,9 @@ def captured(event, limit, depth=0):
             weight += held
         return copy, weight
     if isinstance(event, (list, tuple)):  # headers: their pairs are shown (and redacted) later
-        return event, sum(len(part) for pair in event[:100] for part in pair_parts(pair))
+        pairs = [pair for pair in event[:100] if isinstance(pair, (list, tuple))]
+        return event, sum(len(part) for pair in pairs for part in pair if isinstance(part, (str, bytes)))
     return event, 16
-
-
-def pair_parts(pair):
-    return (
-        [part for part in pair if isinstance(part, (str, bytes))] if isinstance(pair, (list, tuple)) else []
-    )
 
 
 def deliver(record):
@@ -296,9 +286,11 @@ class ConnectionTrace:
     # The consumer.
 
     def consumer_started(self, consumer, scope):
-        """A channels consumer takes the connection: it names it. Returns the scope to give it."""
+        """A channels consumer takes the connection: it names it, by its ``trace_name``, else its class
+        name. Returns the scope to give it."""
         self.consumer = type(consumer)
-        self.name = f"{printable(consumer_name(self.consumer))[:MAX_NAME]}#{self.number}"
+        name = getattr(self.consumer, "trace_name", None) or self.consumer.__name__
+        self.name = f"{printable(name)[:MAX_NAME]}#{self.number}"
         if self.enabled:
             self.show_scope(scope)
         return {**scope, SCOPE_KEY: self.name}
@@ -430,6 +422,7 @@ class ConnectionTrace:
         """The handler has returned or raised. ``steps``: an async handler's stretches on the loop."""
         ended = self.seconds()
         self.running = None
+        note, outcome = handler_outcome(error)
         notes = ()
         held_loop = None
         if not handling.looping:
@@ -461,8 +454,8 @@ class ConnectionTrace:
             handler=ended - handling.started,
             on_loop=handling.looping,
             held_loop=held_loop,
-            note=handler_outcome(error),
-            outcome=failure(error),
+            note=note,
+            outcome=outcome,
             notes=notes,
             queries=(handling.queries, handling.query_time) if handling.queries else None,
         )
@@ -608,19 +601,13 @@ class ConnectionTrace:
             self.ended = f"raised {type(error).__name__}"
 
 
-def failure(error):
-    """``raised`` or ``cancelled`` for a handler that did not return (StopConsumer is an ending)."""
-    if error is None or type(error).__name__ == "StopConsumer":
-        return None
-    return "cancelled" if isinstance(error, asyncio.CancelledError) else "raised"
-
-
 def handler_outcome(error):
-    """How a handler ended, when it did not simply return."""
+    """How a handler ended, when it did not simply return: its done line's note, and ``raised`` or
+    ``cancelled`` (StopConsumer is an ending, not a failure)."""
     if error is None:
-        return None
+        return None, None
     if type(error).__name__ == "StopConsumer":
-        return "StopConsumer: the consumer ends"
+        return "StopConsumer: the consumer ends", None
     if isinstance(error, asyncio.CancelledError):
-        return "cancelled"
-    return f"raised {type(error).__name__}"
+        return "cancelled", "cancelled"
+    return f"raised {type(error).__name__}", "raised"
