@@ -42,11 +42,10 @@ class Hold:
 
 def gist(event):
     """An event's type and the start of its text: all a Hold keeps of it, made at every handler's end."""
-    text = event.get("text") if isinstance(event, dict) else None
-    return (
-        event.get("type", "?") if isinstance(event, dict) else "?",
-        text[:41] if isinstance(text, str) else None,
-    )
+    if not isinstance(event, dict):
+        return "?", None
+    text = event.get("text")
+    return event.get("type", "?"), text[:41] if isinstance(text, str) else None
 
 
 class HoldLedger:
@@ -119,12 +118,9 @@ class Steps:
             try:
                 yielded = inner.send(value) if error is None else inner.throw(error)
             except StopIteration as done:
-                self.timed(started)
                 return done.value
-            except BaseException:
+            finally:
                 self.timed(started)
-                raise
-            self.timed(started)
             try:
                 value, error = (yield yielded), None
             except BaseException as thrown:  # cancellation, and whatever the loop throws in
