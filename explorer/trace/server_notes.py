@@ -144,18 +144,6 @@ class Notes:
         return self.ENDINGS.get((raised, accepted))
 
 
-def since(version):
-    """A note for a server that does not know the spec version a field came in."""
-
-    def note(self, event, rules, seconds):
-        if tuple(map(int, self.server.spec_version.split(".")[:2])) >= version:
-            return None
-        what = {(2, 1): "accept headers came in 2.1", (2, 3): "close reasons came in 2.3"}[version]
-        return f"{{spec}}; {what}, so it may not send them"
-
-    return note
-
-
 def not_offered_by_client(self, event, rules, seconds):
     return (
         f"{{server}} puts Sec-WebSocket-Protocol: {event.get('subprotocol')!r} in the handshake anyway; "
@@ -164,12 +152,17 @@ def not_offered_by_client(self, event, rules, seconds):
 
 
 class UnknownNotes(Notes):
-    OUTGOING = {"accept-headers": since((2, 1)), "close-reason": since((2, 3))}
+    """A server the explorer does not know: what the spec version its scope declares implies."""
 
     def outgoing(self, event, rules, seconds):
         notes = super().outgoing(event, rules, seconds)
         spec = tuple(map(int, self.server.spec_version.split(".")[:2]))
-        if spec >= (2, 4) and {"after-close", "after-disconnect"} & set(situations(event, rules)):
+        found = situations(event, rules)
+        if "accept-headers" in found and spec < (2, 1):
+            notes.append(f"{self.server.spec}; accept headers came in 2.1, so it may not send them")
+        if "close-reason" in found and spec < (2, 3):
+            notes.append(f"{self.server.spec}; close reasons came in 2.3, so it may not send them")
+        if spec >= (2, 4) and {"after-close", "after-disconnect"} & set(found):
             notes.append(f"{self.server.spec}: a send on a closed connection should raise an OSError")
         return notes
 
