@@ -101,11 +101,6 @@ def on_event_loop():
     return True
 
 
-def path_name(scope):
-    path = scope.get("path") if isinstance(scope, dict) else None
-    return printable(path)[:MAX_NAME] if isinstance(path, str) and path else "websocket"
-
-
 RECORD_WEIGHT = 256  # bytes a record holds besides its strings: the entry, the logging record
 
 
@@ -221,7 +216,9 @@ class ConnectionTrace:
         self.config = config
         self.enabled = config.enabled and logger.isEnabledFor(logging.INFO)
         self.number = next(connection_numbers)
-        self.name = f"{path_name(scope)}#{self.number}"  # until a consumer gives it its own
+        path = scope.get("path") if isinstance(scope, dict) else None
+        path = printable(path)[:MAX_NAME] if isinstance(path, str) and path else "websocket"
+        self.name = f"{path}#{self.number}"  # until a consumer gives it its own
         self.server_scope = scope
         self.opened = time.perf_counter()
         self.opened_at = time.time()  # the same moment on the wall clock
@@ -418,10 +415,11 @@ class ConnectionTrace:
         self.running = Handling(event_type, event, started, thread, looping)
         return self.running
 
-    def handler_ended(self, handling, error=None, steps=None):
-        """The handler has returned or raised. ``steps``: an async handler's stretches on the loop."""
+    def handler_ended(self, handling, error=None):
+        """The handler has returned or raised."""
         ended = self.seconds()
         self.running = None
+        steps = handling.steps  # an async handler's: its stretches on the event loop
         note, outcome = handler_outcome(error)
         notes = ()
         held_loop = None
