@@ -51,8 +51,8 @@ def gist(event):
 class HoldLedger:
     """The last few handlers that held a shared thread (the sync thread, or the event loop), for blame."""
 
-    def __init__(self, size=256):
-        self.holds = deque(maxlen=size)
+    def __init__(self):
+        self.holds = deque(maxlen=256)
         self.lock = threading.Lock()  # appended from worker threads, read from the loop
 
     def record(self, hold):
