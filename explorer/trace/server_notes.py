@@ -118,7 +118,13 @@ class Notes:
         return notes
 
     def incoming(self, event, rules):
-        """Notes for an event the server sent."""
+        """Notes for an event the server sent: the servers have some for a websocket.disconnect only."""
+        if isinstance(event, Mapping) and event.get("type") == "websocket.disconnect":
+            return self.disconnected(event.get("code"), rules)
+        return []
+
+    def disconnected(self, code, rules):
+        """Notes for a websocket.disconnect with ``code``."""
         return []
 
     # (raised, accepted): what the client sees when the application ends that way.
@@ -235,10 +241,7 @@ class DaphneNotes(Notes):
         "unknown-type": "{server} ignores event types it does not know: nothing reaches the client",
     }
 
-    def incoming(self, event, rules):
-        if not isinstance(event, Mapping) or event.get("type") != "websocket.disconnect":
-            return []
-        code = event.get("code")
+    def disconnected(self, code, rules):
         if code == 1009:
             return [
                 f"{self.name} refused a message over its websocket_max_message_size (1 MiB unless set) "
@@ -349,9 +352,8 @@ class UvicornNotes(Notes):
         "'websocket.close')",
     }
 
-    def incoming(self, event, rules):
-        disconnect = isinstance(event, Mapping) and event.get("type") == "websocket.disconnect"
-        if disconnect and event.get("code") == 1009 and self.server.implementation != "websockets":
+    def disconnected(self, code, rules):
+        if code == 1009 and self.server.implementation != "websockets":
             return [
                 f"{self.name} refused a message over its ws_max_size (16 MiB unless set) and closed "
                 "with 1009; the consumer never saw the message"
@@ -398,13 +400,8 @@ class HypercornNotes(Notes):
         "unknown-type": "{server} raises UnexpectedMessageError in send",
     }
 
-    def incoming(self, event, rules):
-        if (
-            isinstance(event, Mapping)
-            and event.get("type") == "websocket.disconnect"
-            and event.get("code") == 1006
-            and not rules.close_sent
-        ):
+    def disconnected(self, code, rules):
+        if code == 1006 and not rules.close_sent:
             return [
                 f"{self.name} says 1006 whatever happened: a client's close with any code, a dropped "
                 "connection or a message over its limit (hypercorn #127)"
