@@ -229,8 +229,7 @@ class ConnectionTrace:
         self.running = None  # the Handling under way
         self.weight = 0  # bytes the event being emitted holds (captured sets it)
         self.arrivals: dict[int, Arrival] = {}  # id(event) -> Arrival, until a handler takes it
-        # event type -> True once the server took one without raising
-        self.delivered: dict[str | None, bool] = {}
+        self.delivered: set[str | None] = set()  # the event types the server took without raising
         self.ended = None  # how the consumer ended, once it has: later lines come from a thread it left
         if self.enabled:
             self.rules = WebSocketRules(scope)
@@ -365,7 +364,7 @@ class ConnectionTrace:
                 notes=notes,
             )
             await send(event)
-            self.delivered[event_type_of(event)] = True
+            self.delivered.add(event_type_of(event))
 
         return traced_send
 
@@ -379,8 +378,7 @@ class ConnectionTrace:
         arrival = self.arrivals.pop(id(event), None)
         event_type = event_type_of(event) or "?"
         if arrival is None:  # dispatched by hand, or from a layer the trace does not wrap
-            kind = "in" if event_type.startswith("websocket.") else "layer"
-            arrival = Arrival(started, kind)
+            arrival = Arrival(started, "in" if event_type.startswith("websocket.") else "layer")
         if event_type == "websocket.connect":
             arrival.seconds = 0.0  # it was there when the connection arrived
         waited = started - arrival.seconds
@@ -561,10 +559,10 @@ class ConnectionTrace:
         tally = (
             f"{broken} ASGI rule violation{'s' if broken != 1 else ''}" if broken else "no ASGI rule broken"
         )
-        closing = bool(self.delivered.get("websocket.close") or self.rules.disconnected or self.rules.denied)
+        closing = "websocket.close" in self.delivered or self.rules.disconnected or self.rules.denied
         raised = error is not None and not isinstance(error, asyncio.CancelledError)
         outcome = self.notes.ending(
-            raised, bool(self.delivered.get("websocket.accept")), closing, attempted=self.rules.accepted
+            raised, "websocket.accept" in self.delivered, closing, attempted=self.rules.accepted
         )
         outcome = f"; {outcome}" if outcome else ""
         notes = ()
