@@ -120,17 +120,14 @@ class Steps:
             except StopIteration as done:
                 return done.value
             finally:
-                self.timed(started)
+                self.paused = time.perf_counter()
+                took = self.paused - started
+                if took > self.longest:
+                    self.longest, self.longest_started = took, started
             try:
                 value, error = (yield yielded), None
             except BaseException as thrown:  # cancellation, and whatever the loop throws in
                 value, error = None, thrown
-
-    def timed(self, started):
-        self.paused = time.perf_counter()
-        took = self.paused - started
-        if took > self.longest:
-            self.longest, self.longest_started = took, started
 
 
 def held_the_loop(hold):
