@@ -101,16 +101,6 @@ def on_event_loop():
     return True
 
 
-def consumer_name(consumer_class):
-    """What the trace calls a consumer's connections: its ``trace_name``, else its class name."""
-    return getattr(consumer_class, "trace_name", None) or consumer_class.__name__
-
-
-def path_name(scope):
-    path = scope.get("path") if isinstance(scope, dict) else None
-    return printable(path)[:MAX_NAME] if isinstance(path, str) and path else "websocket"
-
-
 RECORD_WEIGHT = 256  # bytes a record holds besides its strings: the entry, the logging record
 
 
@@ -144,14 +134,9 @@ def captured(event, limit, depth=0):
             weight += held
         return copy, weight
     if isinstance(event, (list, tuple)):  # headers: their pairs are shown (and redacted) later
-        return event, sum(len(part) for pair in event[:100] for part in pair_parts(pair))
+        pairs = [pair for pair in event[:100] if isinstance(pair, (list, tuple))]
+        return event, sum(len(part) for pair in pairs for part in pair if isinstance(part, (str, bytes)))
     return event, 16
-
-
-def pair_parts(pair):
-    return (
-        [part for part in pair if isinstance(part, (str, bytes))] if isinstance(pair, (list, tuple)) else []
-    )
 
 
 def deliver(record):
@@ -231,7 +216,9 @@ class ConnectionTrace:
         self.config = config
         self.enabled = config.enabled and logger.isEnabledFor(logging.INFO)
         self.number = next(connection_numbers)
-        self.name = f"{path_name(scope)}#{self.number}"  # until a consumer gives it its own
+        path = scope.get("path") if isinstance(scope, dict) else None
+        path = printable(path)[:MAX_NAME] if isinstance(path, str) and path else "websocket"
+        self.name = f"{path}#{self.number}"  # until a consumer gives it its own
         self.server_scope = scope
         self.opened = time.perf_counter()
         self.opened_at = time.time()  # the same moment on the wall clock
@@ -242,8 +229,7 @@ class ConnectionTrace:
         self.running = None  # the Handling under way
         self.weight = 0  # bytes the event being emitted holds (captured sets it)
         self.arrivals: dict[int, Arrival] = {}  # id(event) -> Arrival, until a handler takes it
-        # event type -> True once the server took one without raising
-        self.delivered: dict[str | None, bool] = {}
+        self.delivered: set[str | None] = set()  # the event types the server took without raising
         self.ended = None  # how the consumer ended, once it has: later lines come from a thread it left
         if self.enabled:
             self.rules = WebSocketRules(scope)
@@ -296,9 +282,11 @@ class ConnectionTrace:
     # The consumer.
 
     def consumer_started(self, consumer, scope):
-        """A channels consumer takes the connection: it names it. Returns the scope to give it."""
+        """A channels consumer takes the connection: it names it, by its ``trace_name``, else its class
+        name. Returns the scope to give it."""
         self.consumer = type(consumer)
-        self.name = f"{printable(consumer_name(self.consumer))[:MAX_NAME]}#{self.number}"
+        name = getattr(self.consumer, "trace_name", None) or self.consumer.__name__
+        self.name = f"{printable(name)[:MAX_NAME]}#{self.number}"
         if self.enabled:
             self.show_scope(scope)
         return {**scope, SCOPE_KEY: self.name}
@@ -376,7 +364,7 @@ class ConnectionTrace:
                 notes=notes,
             )
             await send(event)
-            self.delivered[event_type_of(event)] = True
+            self.delivered.add(event_type_of(event))
 
         return traced_send
 
@@ -390,8 +378,7 @@ class ConnectionTrace:
         arrival = self.arrivals.pop(id(event), None)
         event_type = event_type_of(event) or "?"
         if arrival is None:  # dispatched by hand, or from a layer the trace does not wrap
-            kind = "in" if event_type.startswith("websocket.") else "layer"
-            arrival = Arrival(started, kind)
+            arrival = Arrival(started, "in" if event_type.startswith("websocket.") else "layer")
         if event_type == "websocket.connect":
             arrival.seconds = 0.0  # it was there when the connection arrived
         waited = started - arrival.seconds
@@ -426,10 +413,12 @@ class ConnectionTrace:
         self.running = Handling(event_type, event, started, thread, looping)
         return self.running
 
-    def handler_ended(self, handling, error=None, steps=None):
-        """The handler has returned or raised. ``steps``: an async handler's stretches on the loop."""
+    def handler_ended(self, handling, error=None):
+        """The handler has returned or raised."""
         ended = self.seconds()
         self.running = None
+        steps = handling.steps  # an async handler's: its stretches on the event loop
+        note, outcome = handler_outcome(error)
         notes = ()
         held_loop = None
         if not handling.looping:
@@ -461,8 +450,8 @@ class ConnectionTrace:
             handler=ended - handling.started,
             on_loop=handling.looping,
             held_loop=held_loop,
-            note=handler_outcome(error),
-            outcome=failure(error),
+            note=note,
+            outcome=outcome,
             notes=notes,
             queries=(handling.queries, handling.query_time) if handling.queries else None,
         )
@@ -570,10 +559,10 @@ class ConnectionTrace:
         tally = (
             f"{broken} ASGI rule violation{'s' if broken != 1 else ''}" if broken else "no ASGI rule broken"
         )
-        closing = bool(self.delivered.get("websocket.close") or self.rules.disconnected or self.rules.denied)
+        closing = "websocket.close" in self.delivered or self.rules.disconnected or self.rules.denied
         raised = error is not None and not isinstance(error, asyncio.CancelledError)
         outcome = self.notes.ending(
-            raised, bool(self.delivered.get("websocket.accept")), closing, attempted=self.rules.accepted
+            raised, "websocket.accept" in self.delivered, closing, attempted=self.rules.accepted
         )
         outcome = f"; {outcome}" if outcome else ""
         notes = ()
@@ -608,19 +597,13 @@ class ConnectionTrace:
             self.ended = f"raised {type(error).__name__}"
 
 
-def failure(error):
-    """``raised`` or ``cancelled`` for a handler that did not return (StopConsumer is an ending)."""
-    if error is None or type(error).__name__ == "StopConsumer":
-        return None
-    return "cancelled" if isinstance(error, asyncio.CancelledError) else "raised"
-
-
 def handler_outcome(error):
-    """How a handler ended, when it did not simply return."""
+    """How a handler ended, when it did not simply return: its done line's note, and ``raised`` or
+    ``cancelled`` (StopConsumer is an ending, not a failure)."""
     if error is None:
-        return None
+        return None, None
     if type(error).__name__ == "StopConsumer":
-        return "StopConsumer: the consumer ends"
+        return "StopConsumer: the consumer ends", None
     if isinstance(error, asyncio.CancelledError):
-        return "cancelled"
-    return f"raised {type(error).__name__}"
+        return "cancelled", "cancelled"
+    return f"raised {type(error).__name__}", "raised"

@@ -113,13 +113,13 @@ class TracedDispatch:
     def timed_async(self, handler):
         async def timed(message):
             handling = self.trace.handler_started(message)
-            steps = handling.steps = Steps(handler(message))  # each stretch it held the event loop, timed
+            handling.steps = Steps(handler(message))  # each stretch it held the event loop, timed
             try:
-                result = await steps
+                result = await handling.steps
             except BaseException as error:
-                self.trace.handler_ended(handling, error, steps)
+                self.trace.handler_ended(handling, error)
                 raise
-            self.trace.handler_ended(handling, steps=steps)
+            self.trace.handler_ended(handling)
             return result
 
         return timed

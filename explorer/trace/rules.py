@@ -220,13 +220,12 @@ class WebSocketRules:
     def outgoing(self, event: Any) -> list[Violation]:
         """The rules an event from the application breaks."""
         event_type = event_type_of(event)
-        if event_type in DENIAL_TYPES and not self.denial_response:
-            return self.counted(
-                [broke("event.type", f"{event_type} needs the server's websocket.http.response extension")]
-            )
         if event_type in DENIAL_TYPES:
+            if not self.denial_response:
+                problem = f"{event_type} needs the server's websocket.http.response extension"
+                return self.counted([broke("event.type", problem)])
             self.denied = True
-        if event_type not in OUTGOING_TYPES and event_type not in DENIAL_TYPES:
+        elif event_type not in OUTGOING_TYPES:
             shown = event.get("type") if isinstance(event, Mapping) else event
             return self.counted([broke("event.type", f"an application does not send {type_repr(shown)}")])
         found = self.order_problems(event_type)
@@ -268,10 +267,8 @@ class WebSocketRules:
         if headers is None:
             return found
         if isinstance(headers, (str, bytes, Mapping)) or not isinstance(headers, Iterable):
-            return [
-                *found,
-                broke("accept.headers", f"headers is a {type_name(headers)}, not a list of pairs"),
-            ]
+            found.append(broke("accept.headers", f"headers is a {type_name(headers)}, not a list of pairs"))
+            return found
         for pair in headers:
             if not is_byte_pair(pair):
                 found.append(broke("accept.headers", f"{type_repr(pair)} is not a [bytes, bytes] pair"))

@@ -31,7 +31,7 @@ DAPHNE_HANDSHAKE_TIMEOUT = 5  # seconds: daphne's (and runserver's) websocket_ha
 UVICORN_LEGACY_HANDSHAKE_TIMEOUT = 10  # seconds: websockets' open_timeout, under uvicorn --ws websockets
 
 
-def situations(event, rules, seconds):
+def situations(event, rules):
     """What an event the application sends is, in the terms the notes use."""
     if not isinstance(event, Mapping):
         return []
@@ -109,7 +109,7 @@ class Notes:
     def outgoing(self, event, rules, seconds):
         """Notes for an event the application sends, ``seconds`` after the connection arrived."""
         notes = []
-        for situation in situations(event, rules, seconds):
+        for situation in situations(event, rules):
             note = self.OUTGOING.get(situation, SPEC.get(situation))
             if callable(note):
                 note = note(self, event, rules, seconds)
@@ -118,7 +118,13 @@ class Notes:
         return notes
 
     def incoming(self, event, rules):
-        """Notes for an event the server sent."""
+        """Notes for an event the server sent: the servers have some for a websocket.disconnect only."""
+        if isinstance(event, Mapping) and event.get("type") == "websocket.disconnect":
+            return self.disconnected(event.get("code"), rules)
+        return []
+
+    def disconnected(self, code, rules):
+        """Notes for a websocket.disconnect with ``code``."""
         return []
 
     # (raised, accepted): what the client sees when the application ends that way.
@@ -144,18 +150,6 @@ class Notes:
         return self.ENDINGS.get((raised, accepted))
 
 
-def since(version):
-    """A note for a server that does not know the spec version a field came in."""
-
-    def note(self, event, rules, seconds):
-        if tuple(map(int, self.server.spec_version.split(".")[:2])) >= version:
-            return None
-        what = {(2, 1): "accept headers came in 2.1", (2, 3): "close reasons came in 2.3"}[version]
-        return f"{{spec}}; {what}, so it may not send them"
-
-    return note
-
-
 def not_offered_by_client(self, event, rules, seconds):
     return (
         f"{{server}} puts Sec-WebSocket-Protocol: {event.get('subprotocol')!r} in the handshake anyway; "
@@ -164,12 +158,17 @@ def not_offered_by_client(self, event, rules, seconds):
 
 
 class UnknownNotes(Notes):
-    OUTGOING = {"accept-headers": since((2, 1)), "close-reason": since((2, 3))}
+    """A server the explorer does not know: what the spec version its scope declares implies."""
 
     def outgoing(self, event, rules, seconds):
         notes = super().outgoing(event, rules, seconds)
         spec = tuple(map(int, self.server.spec_version.split(".")[:2]))
-        if spec >= (2, 4) and {"after-close", "after-disconnect"} & set(situations(event, rules, seconds)):
+        found = situations(event, rules)
+        if "accept-headers" in found and spec < (2, 1):
+            notes.append(f"{self.server.spec}; accept headers came in 2.1, so it may not send them")
+        if "close-reason" in found and spec < (2, 3):
+            notes.append(f"{self.server.spec}; close reasons came in 2.3, so it may not send them")
+        if spec >= (2, 4) and {"after-close", "after-disconnect"} & set(found):
             notes.append(f"{self.server.spec}: a send on a closed connection should raise an OSError")
         return notes
 
@@ -195,9 +194,6 @@ class DaphneNotes(Notes):
                 f"{DAPHNE_HANDSHAKE_TIMEOUT} s (websocket_handshake_timeout), so the client has likely gone"
             )
         return None
-
-    def send_empty(self, event, rules, seconds):
-        return "{server} sends nothing for an empty message (it tests bytes and text for truth)"
 
     def send_both(self, event, rules, seconds):
         if event.get("bytes") and event.get("text"):
@@ -235,7 +231,7 @@ class DaphneNotes(Notes):
         "send-before-accept": "{server} raises ValueError ('Socket has not been accepted') in send: "
         "the consumer fails and the client gets HTTP 500",
         "send-both": send_both,
-        "send-empty": send_empty,
+        "send-empty": "{server} sends nothing for an empty message (it tests bytes and text for truth)",
         "send-neither": "{server} sends nothing for it and raises nothing",
         "close-before-accept": "{server} refuses the handshake with HTTP 403; no close code or reason "
         "reaches the client",
@@ -245,10 +241,7 @@ class DaphneNotes(Notes):
         "unknown-type": "{server} ignores event types it does not know: nothing reaches the client",
     }
 
-    def incoming(self, event, rules):
-        if not isinstance(event, Mapping) or event.get("type") != "websocket.disconnect":
-            return []
-        code = event.get("code")
+    def disconnected(self, code, rules):
         if code == 1009:
             return [
                 f"{self.name} refused a message over its websocket_max_message_size (1 MiB unless set) "
@@ -274,11 +267,8 @@ class DaphneNotes(Notes):
 class UvicornNotes(Notes):
     """uvicorn 0.54: ``protocols/websockets/{websockets_sansio,wsproto,websockets}_impl.py``."""
 
-    def implementation(self):
-        return self.server.implementation
-
     def accept(self, event, rules, seconds):
-        if self.implementation() == "websockets" and seconds > UVICORN_LEGACY_HANDSHAKE_TIMEOUT:
+        if self.server.implementation == "websockets" and seconds > UVICORN_LEGACY_HANDSHAKE_TIMEOUT:
             return (
                 f"accepted after {seconds:.1f} s: {{server}} drops a handshake still open after "
                 f"{UVICORN_LEGACY_HANDSHAKE_TIMEOUT} s (websockets' open_timeout), so the client has gone"
@@ -286,7 +276,7 @@ class UvicornNotes(Notes):
         return None
 
     def accept_subprotocol(self, event, rules, seconds):
-        if self.implementation() == "wsproto":
+        if self.server.implementation == "wsproto":
             return (
                 "wsproto raises LocalProtocolError in send for a subprotocol the client did not offer, and "
                 "{server} sends no HTTP response at all"
@@ -294,25 +284,28 @@ class UvicornNotes(Notes):
         return not_offered_by_client(self, event, rules, seconds)
 
     def send_neither(self, event, rules, seconds):
-        if self.implementation() == "websockets-sansio":
+        if self.server.implementation == "websockets-sansio":
             return "{server} sends nothing for it and raises nothing"
         return "{server} raises TypeError in send"
 
     def close_code(self, event, rules, seconds):
         code = event.get("code")
-        if self.implementation() == "wsproto":
+        if self.server.implementation == "wsproto":
             if code in (1005, 1006):
                 return f"wsproto puts 1000 on the wire instead of {code!r}"
             return ON_THE_WIRE.replace("{code}", repr(code))
         return "websockets raises ProtocolError('invalid status code') in send: nothing reaches the client"
 
     def close_reason_long(self, event, rules, seconds):
-        if self.implementation() == "wsproto":
+        if self.server.implementation == "wsproto":
             return "wsproto cuts the reason to 123 bytes"
         return "websockets raises ProtocolError('control frame too long') in send: nothing reaches the client"
 
     def denial(self, event, rules, seconds):
-        if self.implementation() == "websockets" and event.get("type") == "websocket.http.response.start":
+        if (
+            self.server.implementation == "websockets"
+            and event.get("type") == "websocket.http.response.start"
+        ):
             return (
                 "{server} answers with this status and headers as soon as the event loop runs again: "
                 "a body sent after that is lost (a SyncConsumer's next send is always after it)"
@@ -320,15 +313,15 @@ class UvicornNotes(Notes):
         return None
 
     def send_wrong_type(self, event, rules, seconds):
-        if self.implementation() == "websockets-sansio":
+        if self.server.implementation == "websockets-sansio":
             return "{server} raises in send (AttributeError or TypeError) for a payload of the wrong type"
         return "{server} sends it anyway, as a frame of the payload's own type"
 
     def close(self, event, rules, seconds):
-        refused = {"close-code", "close-reason-long"} & set(situations(event, rules, seconds))
-        if refused and self.implementation() != "wsproto":
+        refused = {"close-code", "close-reason-long"} & set(situations(event, rules))
+        if refused and self.server.implementation != "wsproto":
             return None  # websockets raised: there is no close
-        if self.implementation() == "websockets":
+        if self.server.implementation == "websockets":
             return "{server}'s send waits for the client to answer the close (up to 10 s)"
         return (
             "{server} hands the consumer's next receive a websocket.disconnect of its own making, "
@@ -359,9 +352,8 @@ class UvicornNotes(Notes):
         "'websocket.close')",
     }
 
-    def incoming(self, event, rules):
-        disconnect = isinstance(event, Mapping) and event.get("type") == "websocket.disconnect"
-        if disconnect and event.get("code") == 1009 and self.implementation() != "websockets":
+    def disconnected(self, code, rules):
+        if code == 1009 and self.server.implementation != "websockets":
             return [
                 f"{self.name} refused a message over its ws_max_size (16 MiB unless set) and closed "
                 "with 1009; the consumer never saw the message"
@@ -374,7 +366,7 @@ class UvicornNotes(Notes):
     )
 
     def ending(self, raised, accepted, closing, attempted=False):
-        if attempted and not accepted and not closing and self.implementation() == "wsproto":
+        if attempted and not accepted and not closing and self.server.implementation == "wsproto":
             return "wsproto had begun the handshake, so uvicorn sends no HTTP response at all"
         return super().ending(raised, accepted, closing, attempted)
 
@@ -408,13 +400,8 @@ class HypercornNotes(Notes):
         "unknown-type": "{server} raises UnexpectedMessageError in send",
     }
 
-    def incoming(self, event, rules):
-        if (
-            isinstance(event, Mapping)
-            and event.get("type") == "websocket.disconnect"
-            and event.get("code") == 1006
-            and not rules.close_sent
-        ):
+    def disconnected(self, code, rules):
+        if code == 1006 and not rules.close_sent:
             return [
                 f"{self.name} says 1006 whatever happened: a client's close with any code, a dropped "
                 "connection or a message over its limit (hypercorn #127)"

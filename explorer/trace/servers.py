@@ -10,9 +10,11 @@ an unknown server: the trace then says only what the scope's declared
 ``spec_version`` implies.
 """
 
+import contextlib
 import functools
 from dataclasses import dataclass
-from importlib import metadata
+
+from explorer import serving
 
 # A module of the server's own code, and what it tells: (name, distribution, WebSocket implementation).
 MODULES = {
@@ -24,7 +26,6 @@ MODULES = {
     "granian._granian": ("granian", "granian", None),
     "asyncio.queues": ("test", None, None),  # channels.testing's ApplicationCommunicator
 }
-UNWRAP_DEPTH = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +53,7 @@ class Server:
         return f"its scope {declared} ASGI spec {self.spec_version}"
 
 
-def unwrapped(send, depth=UNWRAP_DEPTH, inside=lambda thing: ()):
+def unwrapped(send, depth=3, inside=lambda thing: ()):
     """``send`` and the callables it wraps, outermost first: a partial's function, what its closure
     cells hold, and what ``inside(thing)`` finds besides."""
     found, frontier = [], [send]
@@ -70,10 +71,8 @@ def unwrapped(send, depth=UNWRAP_DEPTH, inside=lambda thing: ()):
 def closure_of(thing):
     contents = []
     for cell in getattr(thing, "__closure__", None) or ():
-        try:
+        with contextlib.suppress(ValueError):  # an empty cell
             contents.append(cell.cell_contents)
-        except ValueError:  # an empty cell
-            continue
     return contents
 
 
@@ -85,23 +84,14 @@ def module_of(thing):
     return module
 
 
-@functools.cache
-def version_of(distribution):
-    try:
-        return metadata.version(distribution)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def spec_version_of(scope):
-    asgi = scope.get("asgi") if isinstance(scope, dict) else None
-    declared = asgi.get("spec_version") if isinstance(asgi, dict) else None
-    return (declared, True) if isinstance(declared, str) else ("2.0", False)
+version_of = functools.cache(serving.version_of)  # asked at every connection
 
 
 def identify(scope, send):
     """The server behind this ``send``, with what its scope declares."""
-    spec_version, declared = spec_version_of(scope)
+    asgi = scope.get("asgi") if isinstance(scope, dict) else None
+    spec_version = asgi.get("spec_version") if isinstance(asgi, dict) else None
+    spec_version, declared = (spec_version, True) if isinstance(spec_version, str) else ("2.0", False)
     for thing in unwrapped(send):
         known = MODULES.get(module_of(thing))
         if known:

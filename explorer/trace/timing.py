@@ -42,18 +42,17 @@ class Hold:
 
 def gist(event):
     """An event's type and the start of its text: all a Hold keeps of it, made at every handler's end."""
-    text = event.get("text") if isinstance(event, dict) else None
-    return (
-        event.get("type", "?") if isinstance(event, dict) else "?",
-        text[:41] if isinstance(text, str) else None,
-    )
+    if not isinstance(event, dict):
+        return "?", None
+    text = event.get("text")
+    return event.get("type", "?"), text[:41] if isinstance(text, str) else None
 
 
 class HoldLedger:
     """The last few handlers that held a shared thread (the sync thread, or the event loop), for blame."""
 
-    def __init__(self, size=256):
-        self.holds = deque(maxlen=size)
+    def __init__(self):
+        self.holds = deque(maxlen=256)
         self.lock = threading.Lock()  # appended from worker threads, read from the loop
 
     def record(self, hold):
@@ -119,22 +118,16 @@ class Steps:
             try:
                 yielded = inner.send(value) if error is None else inner.throw(error)
             except StopIteration as done:
-                self.timed(started)
                 return done.value
-            except BaseException:
-                self.timed(started)
-                raise
-            self.timed(started)
+            finally:
+                self.paused = time.perf_counter()
+                took = self.paused - started
+                if took > self.longest:
+                    self.longest, self.longest_started = took, started
             try:
                 value, error = (yield yielded), None
             except BaseException as thrown:  # cancellation, and whatever the loop throws in
                 value, error = None, thrown
-
-    def timed(self, started):
-        self.paused = time.perf_counter()
-        took = self.paused - started
-        if took > self.longest:
-            self.longest, self.longest_started = took, started
 
 
 def held_the_loop(hold):
