@@ -132,11 +132,16 @@ def kill_all_applications(self):
 
 def until_applications_end(server, timeout):
     """A Deferred that fires once every application has ended by itself, or after ``timeout``."""
-    instances = (details.get("application_instance") for details in server.connections.values())
-    pending = [instance for instance in instances if instance is not None and not instance.done()]
+    pending = still_running(server)
     if not pending:
         return defer.succeed(None)
     return defer.Deferred.fromFuture(asyncio.ensure_future(asyncio.wait(pending, timeout=timeout)))
+
+
+def still_running(server):
+    """The application instances that have not ended (a connection whose application has has none)."""
+    instances = (details.get("application_instance") for details in server.connections.values())
+    return [instance for instance in instances if instance is not None and not instance.done()]
 
 
 def until_sync_thread_free(timeout):
@@ -169,8 +174,7 @@ def until_closed(protocols, timeout):
 
 def cancel_applications(server):
     """Cancel every application still running, and have Twisted wait until they have ended."""
-    instances = (details.get("application_instance") for details in server.connections.values())
-    pending = [instance for instance in instances if instance is not None and not instance.done()]
+    pending = still_running(server)
     for instance in pending:
         instance.cancel()
     logger.info("Killed %i pending application instances", len(pending))
