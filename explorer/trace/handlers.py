@@ -28,9 +28,9 @@ from rich.text import Text
 from explorer.trace.display import printable
 from explorer.trace.entry import TraceEntry
 from explorer.trace.panel import PanelTraceHandler
-from explorer.trace.recording import as_record, last_run, run_header
+from explorer.trace.recording import last_run, record_of, run_header
 from explorer.trace.render import console as trace_console
-from explorer.trace.render import dropped, plain, render, shown_body
+from explorer.trace.render import dropped, plain, render
 from explorer.trace.renderer import RendererProcess
 from explorer.trace.tracebacks import failure_of
 
@@ -212,13 +212,7 @@ class JsonLinesTraceHandler(FailsOnce, logging.FileHandler):
         return stream
 
     def format(self, record):
-        entry = getattr(record, "trace", None)
-        if entry is None:
-            data = {"kind": "message", "text": record.getMessage()} if record.msg else {}
-        else:
-            data = as_record(entry, shown_body(entry), failure_of(record))
-        if getattr(record, "trace_dropped", 0):
-            data["dropped"] = record.trace_dropped
+        data = record_of(record)
         if data and self.run is not None:
             data["run"] = self.run
         # ensure_ascii: bidi and C1 controls stay escaped for whoever cats or tails the file.

@@ -23,6 +23,8 @@ from importlib import metadata
 from explorer.trace.config import TraceConfig
 from explorer.trace.display import REDACTED, Opaque, Redacted, Shortened, printable
 from explorer.trace.entry import KINDS, OUTCOMES, TraceEntry, Violation
+from explorer.trace.render import shown_body
+from explorer.trace.tracebacks import failure_of
 
 MAX_DEPTH = 64  # a recorded value nested deeper is shown as such, not followed
 
@@ -122,6 +124,21 @@ def as_record(entry, shown_event, failure=None):
     if failure:
         record["traceback"] = failure.text
     return record
+
+
+def record_of(log_record):
+    """A logging record of the trace's as a JSON-ready dict, for the recording and the page's panel:
+    its entry, a message, or only a drop count (``{"dropped": N}``); {} when it holds none of these."""
+    entry = getattr(log_record, "trace", None)
+    if entry is not None:
+        data = as_record(entry, shown_body(entry), failure_of(log_record))
+    elif log_record.msg:
+        data = {"kind": "message", "text": log_record.getMessage()}
+    else:
+        data = {}
+    if getattr(log_record, "trace_dropped", 0):
+        data["dropped"] = log_record.trace_dropped
+    return data
 
 
 def run_header(number, origin=None):
