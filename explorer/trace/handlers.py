@@ -31,7 +31,7 @@ from explorer.trace.panel import PanelTraceHandler
 from explorer.trace.recording import last_run, record_of, run_header
 from explorer.trace.render import console as trace_console
 from explorer.trace.render import dropped, plain, render
-from explorer.trace.renderer import RendererProcess
+from explorer.trace.renderer import RendererProcess, as_log_record
 from explorer.trace.tracebacks import failure_of
 
 
@@ -75,8 +75,8 @@ class RichTraceHandler(FailsOnce, logging.Handler):
 
     MAX_PENDING = 256  # lines held back at most, so a busy server's trace still flows
 
-    def __init__(self, console=None, level=logging.NOTSET):
-        super().__init__(level)
+    def __init__(self, console=None):
+        super().__init__()
         self.console = console or trace_console()
         self.plain = not self.console.is_terminal
         self.pending = []
@@ -301,11 +301,10 @@ class QueuedTraceHandler(logging.Handler):
         queue_size=10_000,
         console=None,
         file=None,
-        level=logging.NOTSET,
         queue_bytes=64 * 1024 * 1024,
         renderer="thread",
     ):
-        super().__init__(level)
+        super().__init__()
 
         def in_this_process():
             return [RichTraceHandler(console), *([JsonLinesTraceHandler(file)] if file else [])]
@@ -361,10 +360,7 @@ class QueuedTraceHandler(logging.Handler):
 
     def taken(self):
         """Every record waiting, for the listener."""
-        records = []
-        while self.waiting:
-            records.append(self.waiting.popleft())
-        return records
+        return [self.waiting.popleft() for _ in range(len(self.waiting))]
 
     def released(self, records):
         """The listener is done with ``records``: what they held is free again."""
@@ -389,11 +385,7 @@ class QueuedTraceHandler(logging.Handler):
             with self.counting:
                 if self.dropped > self.reported:
                     # A last record that only carries the count, so the listener says it.
-                    notice = logging.makeLogRecord(
-                        {"name": "explorer.trace", "msg": "", "levelno": logging.INFO}
-                    )
-                    notice.trace_dropped = self.dropped - self.reported
-                    self.waiting.append(notice)
+                    self.waiting.append(as_log_record("message", "", self.dropped - self.reported))
                     self.reported = self.dropped
             # The listener hands on what is waiting, then ends. If the console is
             # stuck, give up: its daemon thread ends with the process.
