@@ -232,17 +232,11 @@ class TracePanel:
         """The page's acknowledgements, until it goes."""
         try:
             with contextlib.suppress(Exception):  # a server that fails its receive: the page is gone
-                await self.acknowledgements(receive, state, wake)
+                while (event := await receive()).get("type") == "websocket.receive":  # not disconnect
+                    ack = acknowledged(event)
+                    if ack is not None:
+                        state["acked"] = max(state["acked"], min(ack, state["sent"]))
+                        wake.set()
         finally:
             state["gone"] = True
             wake.set()
-
-    async def acknowledgements(self, receive, state, wake):
-        while True:
-            event = await receive()
-            if event.get("type") != "websocket.receive":
-                return  # websocket.disconnect
-            ack = acknowledged(event)
-            if ack is not None:
-                state["acked"] = max(state["acked"], min(ack, state["sent"]))
-                wake.set()
