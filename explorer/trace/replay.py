@@ -160,6 +160,12 @@ class Selection:
         return True
 
 
+def of_connection(records, name):
+    """The records of the connection ``name`` (any name ``-c`` takes) answers to."""
+    selection = Selection(connections={name}, names=names_of(records))
+    return [record for record in records if selection.admits(record)]
+
+
 def comparable(entry):
     """What must match for two entries to count as the same step of a session."""
     rules = tuple(violation.rule for violation in entry.violations)
