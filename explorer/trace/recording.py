@@ -206,11 +206,6 @@ def text_field(record, key, required=False):
     return None if value is None else printable(value)
 
 
-def number_field(record, key, required=False):
-    value = checked_field(record, key, required, is_number, "a number")
-    return None if value is None else float(value)
-
-
 def is_number(value):
     """A finite int or float: not NaN, not Infinity; JSON's true and false are not numbers here."""
     return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
@@ -244,7 +239,7 @@ def validated(record):
         "run": run,
         "connection": text_field(record, "connection", required=True),
         "kind": kind,
-        "seconds": number_field(record, "seconds", required=True),
+        "seconds": float(checked_field(record, "seconds", True, is_number, "a number")),
         "event": record.get("event"),
     }
     for key in ("thread", "note", "consumer", "endpoint", "at", "traceback"):
@@ -278,8 +273,7 @@ def validated(record):
             raise NotARecordError("a violation is not an object")
         fields = ("rule", "problem", "hint")
         clean["violations"].append({key: text_field(violation, key, key != "hint") or "" for key in fields})
-    dropped = record.get("dropped")
-    if dropped is not None:
+    if record.get("dropped") is not None:
         clean["dropped"] = count_of_dropped(record)
     return {key: value for key, value in clean.items() if value is not None}
 
@@ -317,12 +311,8 @@ def run_record(record):
         clean[key] = text_field(record, key) or ""
     pid = record.get("pid")
     clean["pid"] = pid if is_whole(pid) else None
-    versions = record.get("versions")
-    clean["versions"] = (
-        {printable(str(k)): printable(str(v)) for k, v in versions.items()}
-        if isinstance(versions, dict)
-        else {}
-    )
+    versions = record.get("versions") if isinstance(record.get("versions"), dict) else {}
+    clean["versions"] = {printable(str(k)): printable(str(v)) for k, v in versions.items()}
     return clean
 
 
