@@ -105,8 +105,7 @@ class RendererProcess(logging.Handler):
         self.stop(wait=False)
         self.local = self.fallback()
         for kind, *rest in items:
-            for sink in self.local:
-                sink.handle(as_log_record(kind, *rest))
+            self.handle(as_log_record(kind, *rest))
         self.flush()
 
     def stop(self, wait=True):
