@@ -252,9 +252,7 @@ def validated(record):
         clean[key] = checked_field(record, key, False, is_duration, "a duration (seconds, 0 or more)")
     queries = record.get("queries")
     if queries is not None:
-        if not (isinstance(queries, list) and len(queries) == 2):
-            raise NotARecordError("queries is not a count and a time")
-        count, seconds = queries
+        count, seconds = queries if isinstance(queries, list) and len(queries) == 2 else (None, None)
         if not (is_whole(count) and count >= 0 and is_duration(seconds)):
             raise NotARecordError("queries is not a count and a time")
         clean["queries"] = [count, float(seconds)]
