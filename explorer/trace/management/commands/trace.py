@@ -17,6 +17,7 @@ from explorer.trace.display import printable
 from explorer.trace.handlers import RichTraceHandler
 from explorer.trace.render import command_console, dropped, render
 from explorer.trace.replay import entries
+from explorer.trace.tracebacks import Failure
 
 
 def plural(count, noun):
@@ -176,10 +177,9 @@ class Command(BaseCommand):
             if not selection.admits(record):
                 continue
             entry = recording.from_record(record, mode, self.clock)
-            for renderable in render(entry):
+            failure = Failure(record["traceback"]) if record.get("traceback") else None
+            for renderable in render(entry, failure):  # a recorded Failure has only its text
                 printer.print(renderable)
-            if record.get("traceback"):
-                printer.print(Text(printable(record["traceback"], keep_newlines=True), style="red"))
             shown["records"] += 1
             shown["violations"] += len(entry.violations)
         printer.flush()
