@@ -26,7 +26,6 @@ import time
 from rich.text import Text
 
 from explorer.trace.display import printable
-from explorer.trace.entry import TraceEntry
 from explorer.trace.panel import PanelTraceHandler
 from explorer.trace.recording import last_run, record_of, run_header
 from explorer.trace.render import console as trace_console
@@ -89,13 +88,12 @@ class RichTraceHandler(FailsOnce, logging.Handler):
             if getattr(record, "trace_dropped", 0):
                 self.print(dropped(record.trace_dropped))
             entry = getattr(record, "trace", None)
-            if entry is None and not record.msg:  # only a drop count
+            if entry is None:
+                if record.msg:  # a plain message logged on the trace's logger, not only a drop count
+                    self.print(Text(printable(record.getMessage())))
                 return
-            if isinstance(entry, TraceEntry):
-                self.latency.made(entry.at)
-            if entry is None:  # a plain message logged on the trace's logger
-                self.print(Text(printable(record.getMessage())))
-            elif self.plain:
+            self.latency.made(entry.at)
+            if self.plain:
                 self.write(plain(entry, failure_of(record)))
             else:
                 for renderable in render(entry, failure_of(record), self.console.width):
