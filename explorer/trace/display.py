@@ -8,6 +8,7 @@ reaches the console only through ``repr``, which escapes control characters
 and escape sequences; Rich is never asked to read markup.
 """
 
+from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
@@ -21,27 +22,23 @@ MAX_INT_BITS = 256  # repr() of a huge int is slow, or refused outright
 MIN_KEY_LIMIT = 64  # field names stay whole even under a tiny payload limit
 
 
+@dataclass(slots=True, eq=False)  # eq=False: a marker is equal only to itself
 class Shortened:
     """The start of a long str or bytes, and how long it really was."""
 
-    __slots__ = ("head", "length")
-
-    def __init__(self, head, length):
-        self.head = head
-        self.length = length
+    head: Any
+    length: int
 
     def __repr__(self):
         unit = "chars" if isinstance(self.head, str) else "bytes"
         return f"{self.head!r}…<{self.length:,} {unit}>"
 
 
+@dataclass(slots=True, eq=False)
 class Opaque:
     """Anything else, shown by a printable text chosen for it."""
 
-    __slots__ = ("text",)
-
-    def __init__(self, text):
-        self.text = text
+    text: str
 
     def __repr__(self):
         return self.text

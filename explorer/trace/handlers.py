@@ -26,12 +26,11 @@ import time
 from rich.text import Text
 
 from explorer.trace.display import printable
-from explorer.trace.entry import TraceEntry
 from explorer.trace.panel import PanelTraceHandler
-from explorer.trace.recording import as_record, last_run, run_header
+from explorer.trace.recording import last_run, record_of, run_header
 from explorer.trace.render import console as trace_console
-from explorer.trace.render import dropped, plain, render, shown_body
-from explorer.trace.renderer import RendererProcess
+from explorer.trace.render import dropped, plain, render
+from explorer.trace.renderer import RendererProcess, as_log_record
 from explorer.trace.tracebacks import failure_of
 
 
@@ -75,8 +74,8 @@ class RichTraceHandler(FailsOnce, logging.Handler):
 
     MAX_PENDING = 256  # lines held back at most, so a busy server's trace still flows
 
-    def __init__(self, console=None, level=logging.NOTSET):
-        super().__init__(level)
+    def __init__(self, console=None):
+        super().__init__()
         self.console = console or trace_console()
         self.plain = not self.console.is_terminal
         self.pending = []
@@ -89,13 +88,12 @@ class RichTraceHandler(FailsOnce, logging.Handler):
             if getattr(record, "trace_dropped", 0):
                 self.print(dropped(record.trace_dropped))
             entry = getattr(record, "trace", None)
-            if entry is None and not record.msg:  # only a drop count
+            if entry is None:
+                if record.msg:  # a plain message logged on the trace's logger, not only a drop count
+                    self.print(Text(printable(record.getMessage())))
                 return
-            if isinstance(entry, TraceEntry):
-                self.latency.made(entry.at)
-            if entry is None:  # a plain message logged on the trace's logger
-                self.print(Text(printable(record.getMessage())))
-            elif self.plain:
+            self.latency.made(entry.at)
+            if self.plain:
                 self.write(plain(entry, failure_of(record)))
             else:
                 for renderable in render(entry, failure_of(record), self.console.width):
@@ -212,13 +210,7 @@ class JsonLinesTraceHandler(FailsOnce, logging.FileHandler):
         return stream
 
     def format(self, record):
-        entry = getattr(record, "trace", None)
-        if entry is None:
-            data = {"kind": "message", "text": record.getMessage()} if record.msg else {}
-        else:
-            data = as_record(entry, shown_body(entry), failure_of(record))
-        if getattr(record, "trace_dropped", 0):
-            data["dropped"] = record.trace_dropped
+        data = record_of(record)
         if data and self.run is not None:
             data["run"] = self.run
         # ensure_ascii: bidi and C1 controls stay escaped for whoever cats or tails the file.
@@ -307,11 +299,10 @@ class QueuedTraceHandler(logging.Handler):
         queue_size=10_000,
         console=None,
         file=None,
-        level=logging.NOTSET,
         queue_bytes=64 * 1024 * 1024,
         renderer="thread",
     ):
-        super().__init__(level)
+        super().__init__()
 
         def in_this_process():
             return [RichTraceHandler(console), *([JsonLinesTraceHandler(file)] if file else [])]
@@ -367,10 +358,7 @@ class QueuedTraceHandler(logging.Handler):
 
     def taken(self):
         """Every record waiting, for the listener."""
-        records = []
-        while self.waiting:
-            records.append(self.waiting.popleft())
-        return records
+        return [self.waiting.popleft() for _ in range(len(self.waiting))]
 
     def released(self, records):
         """The listener is done with ``records``: what they held is free again."""
@@ -395,11 +383,7 @@ class QueuedTraceHandler(logging.Handler):
             with self.counting:
                 if self.dropped > self.reported:
                     # A last record that only carries the count, so the listener says it.
-                    notice = logging.makeLogRecord(
-                        {"name": "explorer.trace", "msg": "", "levelno": logging.INFO}
-                    )
-                    notice.trace_dropped = self.dropped - self.reported
-                    self.waiting.append(notice)
+                    self.waiting.append(as_log_record("message", "", self.dropped - self.reported))
                     self.reported = self.dropped
             # The listener hands on what is waiting, then ends. If the console is
             # stuck, give up: its daemon thread ends with the process.

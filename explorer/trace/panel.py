@@ -1,7 +1,7 @@
 """The page's live trace panel: the trace's records, as they happen, sent to the browsers watching.
 
 Another sink of the trace's listener (``PanelTraceHandler``), beside the
-console and the recording, and fed the same records: ``as_record`` of the
+console and the recording, and fed the same records: ``record_of`` each, the
 entry as shown, so redacted and shortened alike. Off the consumers' path
 twice over: the listener thread only appends each record to every watching
 page's own bounded buffer (``Subscriber``), and a page that falls behind
@@ -26,9 +26,7 @@ import logging
 import threading
 from collections import deque
 
-from explorer.trace.recording import as_record, iso
-from explorer.trace.render import shown_body
-from explorer.trace.tracebacks import failure_of
+from explorer.trace.recording import iso, record_of
 
 ROUTE = "ws/trace/"  # for URLRouter
 PATH = "/" + ROUTE  # what TraceMiddleware leaves untraced, and the page connects to
@@ -152,16 +150,11 @@ class PanelTraceHandler(logging.Handler):
         if not hub.watched:
             return
         try:
-            entry = getattr(record, "trace", None)
-            if entry is not None:
-                data = as_record(entry, shown_body(entry), failure_of(record))
-            elif record.msg or getattr(record, "trace_dropped", 0):
-                data = {"kind": "message", "text": record.getMessage() if record.msg else ""}
-            else:
-                return
-            if getattr(record, "trace_dropped", 0):
-                data["dropped"] = record.trace_dropped  # the trace's own queue was full
-            hub.publish(data)
+            data = record_of(record)
+            if data.keys() == {"dropped"}:  # only a count of what the trace's own full queue dropped
+                data = {"kind": "message", "text": "", **data}
+            if data:
+                hub.publish(data)
         except Exception as error:  # a record the panel cannot send: the others still go
             if not self.said:
                 self.said = True
@@ -239,17 +232,11 @@ class TracePanel:
         """The page's acknowledgements, until it goes."""
         try:
             with contextlib.suppress(Exception):  # a server that fails its receive: the page is gone
-                await self.acknowledgements(receive, state, wake)
+                while (event := await receive()).get("type") == "websocket.receive":  # not disconnect
+                    ack = acknowledged(event)
+                    if ack is not None:
+                        state["acked"] = max(state["acked"], min(ack, state["sent"]))
+                        wake.set()
         finally:
             state["gone"] = True
             wake.set()
-
-    async def acknowledgements(self, receive, state, wake):
-        while True:
-            event = await receive()
-            if event.get("type") != "websocket.receive":
-                return  # websocket.disconnect
-            ack = acknowledged(event)
-            if ack is not None:
-                state["acked"] = max(state["acked"], min(ack, state["sent"]))
-                wake.set()

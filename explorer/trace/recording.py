@@ -23,6 +23,8 @@ from importlib import metadata
 from explorer.trace.config import TraceConfig
 from explorer.trace.display import REDACTED, Opaque, Redacted, Shortened, printable
 from explorer.trace.entry import KINDS, OUTCOMES, TraceEntry, Violation
+from explorer.trace.render import shown_body
+from explorer.trace.tracebacks import failure_of
 
 MAX_DEPTH = 64  # a recorded value nested deeper is shown as such, not followed
 
@@ -124,6 +126,21 @@ def as_record(entry, shown_event, failure=None):
     return record
 
 
+def record_of(log_record):
+    """A logging record of the trace's as a JSON-ready dict, for the recording and the page's panel:
+    its entry, a message, or only a drop count (``{"dropped": N}``); {} when it holds none of these."""
+    entry = getattr(log_record, "trace", None)
+    if entry is not None:
+        data = as_record(entry, shown_body(entry), failure_of(log_record))
+    elif log_record.msg:
+        data = {"kind": "message", "text": log_record.getMessage()}
+    else:
+        data = {}
+    if getattr(log_record, "trace_dropped", 0):
+        data["dropped"] = log_record.trace_dropped
+    return data
+
+
 def run_header(number, origin=None):
     """The record a run begins with: the traced process, when its trace started, the stack's versions.
 
@@ -189,11 +206,6 @@ def text_field(record, key, required=False):
     return None if value is None else printable(value)
 
 
-def number_field(record, key, required=False):
-    value = checked_field(record, key, required, is_number, "a number")
-    return None if value is None else float(value)
-
-
 def is_number(value):
     """A finite int or float: not NaN, not Infinity; JSON's true and false are not numbers here."""
     return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
@@ -227,7 +239,7 @@ def validated(record):
         "run": run,
         "connection": text_field(record, "connection", required=True),
         "kind": kind,
-        "seconds": number_field(record, "seconds", required=True),
+        "seconds": float(checked_field(record, "seconds", True, is_number, "a number")),
         "event": record.get("event"),
     }
     for key in ("thread", "note", "consumer", "endpoint", "at", "traceback"):
@@ -240,9 +252,7 @@ def validated(record):
         clean[key] = checked_field(record, key, False, is_duration, "a duration (seconds, 0 or more)")
     queries = record.get("queries")
     if queries is not None:
-        if not (isinstance(queries, list) and len(queries) == 2):
-            raise NotARecordError("queries is not a count and a time")
-        count, seconds = queries
+        count, seconds = queries if isinstance(queries, list) and len(queries) == 2 else (None, None)
         if not (is_whole(count) and count >= 0 and is_duration(seconds)):
             raise NotARecordError("queries is not a count and a time")
         clean["queries"] = [count, float(seconds)]
@@ -261,8 +271,7 @@ def validated(record):
             raise NotARecordError("a violation is not an object")
         fields = ("rule", "problem", "hint")
         clean["violations"].append({key: text_field(violation, key, key != "hint") or "" for key in fields})
-    dropped = record.get("dropped")
-    if dropped is not None:
+    if record.get("dropped") is not None:
         clean["dropped"] = count_of_dropped(record)
     return {key: value for key, value in clean.items() if value is not None}
 
@@ -300,12 +309,8 @@ def run_record(record):
         clean[key] = text_field(record, key) or ""
     pid = record.get("pid")
     clean["pid"] = pid if is_whole(pid) else None
-    versions = record.get("versions")
-    clean["versions"] = (
-        {printable(str(k)): printable(str(v)) for k, v in versions.items()}
-        if isinstance(versions, dict)
-        else {}
-    )
+    versions = record.get("versions") if isinstance(record.get("versions"), dict) else {}
+    clean["versions"] = {printable(str(k)): printable(str(v)) for k, v in versions.items()}
     return clean
 
 

@@ -18,7 +18,7 @@ the same events back, in order. So a debugging session becomes a test.
 import pprint
 import re
 
-from explorer.trace.display import REDACTED, Opaque, Redacted, Shortened
+from explorer.trace.display import Opaque, Redacted, Shortened
 from explorer.trace.layer import LAYER_CALLS
 from explorer.trace.recording import decode
 
@@ -30,24 +30,15 @@ class NotReplayableError(ValueError):
     """The recording does not hold what a replay of this connection would need."""
 
 
-class Code:
-    """Python source for a value whose repr is not source (the trace's markers)."""
-
-    def __init__(self, text):
-        self.text = text
-
-    def __repr__(self):
-        return self.text
-
-
 def as_source(value):
-    """``value`` with the trace's markers turned into the calls that make them."""
+    """``value`` with the trace's markers turned into the calls that make them (an Opaque's repr is its
+    text: here, that source)."""
     if isinstance(value, Redacted):
-        return Code("REDACTED")
+        return Opaque("REDACTED")
     if isinstance(value, Shortened):
-        return Code(f"Shortened({value.head!r}, {value.length})")
+        return Opaque(f"Shortened({value.head!r}, {value.length})")
     if isinstance(value, Opaque):
-        return Code(f"Opaque({value.text!r})")
+        return Opaque(f"Opaque({value.text!r})")
     if isinstance(value, dict):
         return {as_source(key): as_source(item) for key, item in value.items()}
     if isinstance(value, list):
@@ -215,6 +206,3 @@ def module(records, connection, source):
     else:
         lines.append("    await replay()")
     return "\n".join(lines) + "\n"
-
-
-__all__ = ["REDACTED", "NotReplayableError", "Opaque", "Shortened", "module", "same"]

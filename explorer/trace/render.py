@@ -133,8 +133,12 @@ def remark_parts(entry):
     return lines
 
 
-def remarks(entry):
-    return [styled(parts) for parts in remark_parts(entry)]
+def remarks(entry, width=None):
+    """``remark_parts`` as Text, fitted to ``width``, when given."""
+    lines = remark_parts(entry)
+    if width is not None:
+        lines = [line for remark in lines for line in fitted(words(remark), width, NOTE_INDENT)]
+    return [styled(line) for line in lines]
 
 
 def shown_body(entry):
@@ -172,8 +176,7 @@ def compact(entry, width=None):
     [body, *_] = compact_parts(entry)
     if entry.kind != "scope" and len(body) > len(header(entry)):
         lines = with_body(lines, body[-1][0].lstrip(), width)
-    lines += [line for remark in remark_parts(entry) for line in fitted(words(remark), width, NOTE_INDENT)]
-    return [styled(line) for line in lines]
+    return [styled(line) for line in lines] + remarks(entry, width)
 
 
 def full(entry, width=None):
@@ -183,11 +186,7 @@ def full(entry, width=None):
         renderables = [styled(header(entry))]
     if entry.event is not None and entry.kind != "done":
         renderables.append(Padding(Pretty(shown_body(entry), indent_guides=True), (0, 0, 0, 10)))
-    if width is None:
-        return renderables + remarks(entry)
-    return renderables + [
-        styled(line) for remark in remark_parts(entry) for line in fitted(words(remark), width, NOTE_INDENT)
-    ]
+    return renderables + remarks(entry, width)
 
 
 # Narrow terminals: a line is broken only between tokens, and continues under the event.

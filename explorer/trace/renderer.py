@@ -46,8 +46,8 @@ class RendererProcess(logging.Handler):
     started or has died: the trace goes on either way.
     """
 
-    def __init__(self, file, fallback, level=logging.NOTSET):
-        super().__init__(level)
+    def __init__(self, file, fallback):
+        super().__init__()
         self.file = file
         self.fallback = fallback
         self.local = None  # the in-process sinks, once the renderer has failed
@@ -55,15 +55,11 @@ class RendererProcess(logging.Handler):
         self.items = []
 
     def handle(self, record):  # the listener's thread only: no lock needed
-        if self.local is not None:
-            for sink in self.local:
-                sink.handle(record)
-            return True
-        self.items.append(item(record))
+        if self.local is None:
+            self.items.append(item(record))
+        for sink in self.local or ():
+            sink.handle(record)
         return True
-
-    def emit(self, record):
-        self.handle(record)
 
     def flush(self):
         if self.local is not None:
@@ -109,8 +105,7 @@ class RendererProcess(logging.Handler):
         self.stop(wait=False)
         self.local = self.fallback()
         for kind, *rest in items:
-            for sink in self.local:
-                sink.handle(as_log_record(kind, *rest))
+            self.handle(as_log_record(kind, *rest))
         self.flush()
 
     def stop(self, wait=True):

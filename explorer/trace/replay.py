@@ -160,6 +160,12 @@ class Selection:
         return True
 
 
+def of_connection(records, name):
+    """The records of the connection ``name`` (any name ``-c`` takes) answers to."""
+    selection = Selection(connections={name}, names=names_of(records))
+    return [record for record in records if selection.admits(record)]
+
+
 def comparable(entry):
     """What must match for two entries to count as the same step of a session."""
     rules = tuple(violation.rule for violation in entry.violations)
@@ -188,11 +194,10 @@ def step(entry):
     if entry.kind in ("in", "out", "layer"):
         body = shown_body(entry)
         parts.append((shown_type(body), style))
-        rest = (
-            {key: value for key, value in body.items() if key != "type"} if isinstance(body, dict) else body
-        )
-        if rest:
-            parts.append((f" {rest!r}", None))
+        if isinstance(body, dict):
+            body = {key: value for key, value in body.items() if key != "type"}
+        if body:
+            parts.append((f" {body!r}", None))
     elif entry.note:
         parts.append((printable(entry.note.split(";")[0]), style))
     details = [printable(entry.thread)] if entry.thread else []

@@ -35,10 +35,7 @@ PLUMBING[threading.__file__] = threading.__name__
 
 def plumbing(frame):
     """The package a frame belongs to, when it is plumbing, else None."""
-    for place, name in PLUMBING.items():
-        if frame.filename.startswith(place):
-            return name
-    return None
+    return next((name for place, name in PLUMBING.items() if frame.filename.startswith(place)), None)
 
 
 class FoldedStack(traceback.StackSummary):
@@ -75,14 +72,6 @@ def fold(exception, seen):
     fold(exception.__context__, seen)
 
 
-def traceback_text(exc_info, mode="compact"):
-    """The traceback as text: plumbing folded in compact mode, every frame in full mode."""
-    exception = traceback.TracebackException(*exc_info)
-    if mode != "full":
-        fold(exception, set())
-    return "".join(exception.format()).rstrip("\n")
-
-
 def raised_at(exc_info):
     """Where the exception was raised, in the application's own code: ``consumers/x.py:83 (perform)``."""
     frames = traceback.extract_tb(exc_info[2])
@@ -110,16 +99,19 @@ class Failure:
 
 
 def failure(exc_info, mode="compact"):
-    """``exc_info`` as a Failure in ``mode``, or None."""
+    """``exc_info`` as a Failure in ``mode``, or None: compact mode folds the plumbing, full keeps it."""
     if not exc_info:
         return None
+    exception = traceback.TracebackException(*exc_info)
     trace = None
     if mode == "full":
         trace = Traceback.extract(*exc_info)
         for stack in trace.stacks:  # what the exception says is shown, never interpreted
             stack.exc_type = printable(stack.exc_type)
             stack.exc_value = printable(stack.exc_value)
-    return Failure(traceback_text(exc_info, mode), trace)
+    else:
+        fold(exception, set())
+    return Failure("".join(exception.format()).rstrip("\n"), trace)
 
 
 def failure_of(record):

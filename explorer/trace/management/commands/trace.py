@@ -17,6 +17,7 @@ from explorer.trace.display import printable
 from explorer.trace.handlers import RichTraceHandler
 from explorer.trace.render import command_console, dropped, render
 from explorer.trace.replay import entries
+from explorer.trace.tracebacks import Failure
 
 
 def plural(count, noun):
@@ -176,10 +177,9 @@ class Command(BaseCommand):
             if not selection.admits(record):
                 continue
             entry = recording.from_record(record, mode, self.clock)
-            for renderable in render(entry):
+            failure = Failure(record["traceback"]) if record.get("traceback") else None
+            for renderable in render(entry, failure):  # a recorded Failure has only its text
                 printer.print(renderable)
-            if record.get("traceback"):
-                printer.print(Text(printable(record["traceback"], keep_newlines=True), style="red"))
             shown["records"] += 1
             shown["violations"] += len(entry.violations)
         printer.flush()
@@ -200,8 +200,7 @@ class Command(BaseCommand):
         self.console.print(Text(summary, style="bold"), soft_wrap=True)
 
     def pytest_module(self, records, name, source):
-        names = replay.names_of(records)
-        picked = [r for r in records if replay.Selection(connections={name}, names=names).admits(r)]
+        picked = replay.of_connection(records, name)
         connections = {r.get("connection") for r in picked}
         if len(connections) > 1:
             listed = ", ".join(sorted(connections))
@@ -213,11 +212,7 @@ class Command(BaseCommand):
         self.stdout.write(text, ending="")
 
     def diff(self, records, name_a, name_b):
-        names = replay.names_of(records)
-        picked = {
-            name: [r for r in records if replay.Selection(connections={name}, names=names).admits(r)]
-            for name in (name_a, name_b)
-        }
+        picked = {name: replay.of_connection(records, name) for name in (name_a, name_b)}
         for name, found in picked.items():
             if not found:
                 known = sorted({str(r["connection"]) for r in records if r.get("connection")})
