@@ -17,6 +17,8 @@ from pathlib import Path
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
+from explorer.trace.recording import written_so_far
+
 OPEN_TIMEOUT = 8  # seconds a handshake may take; daphne's own timeout is 5
 REPLY_TIMEOUT = 10
 TOO_BIG = 16 * 1024 * 1024 + 1  # one byte over uvicorn's, hypercorn's and granian's limit (daphne's is 1 MiB)
@@ -55,10 +57,7 @@ class Probe:
         return self.server.url("/ws/ac/" + (f"?{query}" if query else ""))
 
     def records(self):
-        if not self.recording.exists():
-            return []
-        lines = self.recording.read_text(encoding="utf-8", errors="replace").splitlines()
-        return [json.loads(line) for line in lines if line.startswith("{")]
+        return written_so_far(self.recording)
 
     async def told(self, tag, event_type, timeout=5):
         """The event of ``event_type`` the application got on the connection tagged ``tag``."""

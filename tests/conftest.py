@@ -3,7 +3,6 @@
 import contextlib
 import io
 import itertools
-import json
 import logging
 import os
 import re
@@ -20,6 +19,7 @@ from rich.console import Console
 
 from explorer.serving import SERVERS, RunningServer, free_port, migrated_sqlite
 from explorer.trace.handlers import QueuedTraceHandler
+from explorer.trace.recording import written_so_far
 from tests.postgres import PostgresServer, postgres_binaries
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,12 +44,7 @@ def parse(lines, connection=None):
 
 def read_records(path, connection=None):
     """The JSON Lines recording at ``path``, optionally for one connection."""
-    if not Path(path).exists():
-        return []
-    # One read to the end: iterating the open file would read again after a half-written
-    # last line, and could start a line with the rest of that one.
-    text = Path(path).read_text(encoding="utf-8", errors="replace")
-    records = [json.loads(line) for line in text.split("\n")[:-1]]
+    records = written_so_far(path)
     # A run's header (kind "run") is not a connection's: tests read the entries.
     records = [r for r in records if "connection" in r]
     return [r for r in records if connection is None or r.get("connection") == connection]

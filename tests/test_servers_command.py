@@ -53,3 +53,12 @@ def test_the_matrix_of_two_servers_is_what_their_wire_showed(tmp_path):
     lines = table.read_text().splitlines()
     assert lines[0].startswith("| behaviour | the app asked | uvicorn 0.54")
     assert len(lines) == 2 + len(matrix.ROWS)
+
+
+def test_a_probe_reads_the_recording_a_server_is_still_writing(tmp_path):
+    """The server appends to its recording as a probe reads it: a last line caught half written is
+    left for the next look, not a probe that fails on it."""
+    recording = tmp_path / "trace.jsonl"
+    whole = {"connection": "ac#1", "kind": "scope", "event": {"type": "websocket"}}
+    recording.write_text(json.dumps(whole) + "\n" + '{"connection": "ac#1", "kind": "in", "ev')
+    assert matrix.Probe(server=None, recording=recording).records() == [whole]

@@ -19,6 +19,7 @@ import os
 import platform
 import sys
 from importlib import metadata
+from pathlib import Path
 
 from explorer.trace.config import TraceConfig
 from explorer.trace.display import REDACTED, Opaque, Redacted, Shortened, printable
@@ -139,6 +140,16 @@ def record_of(log_record):
     if getattr(log_record, "trace_dropped", 0):
         data["dropped"] = log_record.trace_dropped
     return data
+
+
+def written_so_far(path):
+    """The records of a recording that a server may still be appending to, as dicts.
+
+    One read to the end: a half-written last line is left for the next look
+    (reading on line by line would start a line with that one's rest).
+    """
+    text = Path(path).read_text(encoding="utf-8", errors="replace") if os.path.isfile(path) else ""
+    return [json.loads(line) for line in text.split("\n")[:-1] if line]
 
 
 def run_header(number, origin=None):
