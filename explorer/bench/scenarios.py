@@ -23,7 +23,9 @@ from explorer.trace import panel
 
 ROOT = Path(__file__).resolve().parents[2]
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-CONNECT_BATCH = 100  # handshakes in flight at once in the scale scenario
+# Handshakes in flight at once: under the smallest listen backlog of the servers (daphne's, Twisted's
+# default of 50). Past it the kernel drops a SYN, and its client retries a second later.
+CONNECT_BATCH = 40
 TIMEOUT = 60  # seconds any one step may take before the bench gives up on it
 # What the trace's console says as it stops (explorer.trace.handlers), read from the server's log.
 SCREEN_LATENCY = (
@@ -112,6 +114,16 @@ def cpu_seconds(pid):
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def listen_overflows():
+    """How many connections this machine's listen queues have dropped (TcpExt ListenOverflows), or None."""
+    try:
+        names, values = [line.split() for line in Path("/proc/net/netstat").read_text().splitlines()[:2]]
+    except (OSError, ValueError):
+        return None
+    counters = dict(zip(names, values, strict=False))
+    return int(counters["ListenOverflows"]) if "ListenOverflows" in counters else None
 
 
 def start_server(log, kind="daphne", environment=None):
@@ -205,11 +217,21 @@ async def echo_beside_a_stalled_page(server, subject, connections, trips, on_pro
 
 async def handshakes(server, subject, count):
     """``count`` handshakes to ``subject``, CONNECT_BATCH in flight: how many per second, then all closed."""
-    started = time.perf_counter()
+    overflows, started = listen_overflows(), time.perf_counter()
     clients = await asyncio.wait_for(open_connections(server.url(subject), count), TIMEOUT)
     elapsed = time.perf_counter() - started
     await close_all(clients)
-    return {"subject": subject, "connections": count, "handshakes_per_s": count / elapsed}
+    return {
+        "subject": subject,
+        "connections": count,
+        "handshakes_per_s": count / elapsed,
+        "listen_overflows": overflows_since(overflows),
+    }
+
+
+def overflows_since(before):
+    after = listen_overflows()
+    return after - before if before is not None and after is not None else None
 
 
 async def sleepers(server, subject, connections, seconds=0.5):
@@ -307,13 +329,14 @@ async def scale(
     """``total`` connections across ``subjects``: handshakes, memory, a message each, then all closed."""
     before = server.state()
     share = [total // len(subjects) + (i < total % len(subjects)) for i in range(len(subjects))]
-    started = time.perf_counter()
+    overflows, started = listen_overflows(), time.perf_counter()
     opened = []
     for subject, count in zip(subjects, share, strict=True):
         for batch in range(0, count, CONNECT_BATCH):
             opened += await open_connections(server.url(subject), min(CONNECT_BATCH, count - batch))
             on_progress(min(CONNECT_BATCH, count - batch))
     handshake_s = time.perf_counter() - started
+    overflows = overflows_since(overflows)
     await asyncio.sleep(0.5)  # let the server settle before reading its memory
     open_state = server.state()
 
@@ -332,6 +355,7 @@ async def scale(
         "connections": total,
         "subjects": list(subjects),
         "handshakes_per_s": total / handshake_s,
+        "listen_overflows": overflows,
         "rss_per_connection_kb": rss_per / 1024 if rss_per is not None else None,
         "round_s": round_s,
         "answered": sum(reply == "x" for reply in replies),
@@ -353,19 +377,20 @@ ECHO_FIGURES = (
 )
 
 
+COUNTS = ("messages", "listen_overflows")  # added up over the rounds, not a median
+
+
 def median_rows(rows, figures=ECHO_FIGURES):
-    """One row per subject from several rounds: the median of each figure."""
+    """One row per subject from several rounds: the median of each figure, the sum of each count."""
     merged = {}
     for row in rows:
         merged.setdefault(row["subject"], []).append(row)
     result = []
     for subject, runs in merged.items():
         row = {"subject": subject, "rounds": len(runs)}
-        if "messages" in runs[0]:
-            row["messages"] = sum(r["messages"] for r in runs)
-        for key in figures:
+        for key in (*figures, *(count for count in COUNTS if count in runs[0])):
             values = [r[key] for r in runs if r.get(key) is not None]
-            row[key] = statistics.median(values) if values else None
+            row[key] = (sum if key in COUNTS else statistics.median)(values) if values else None
         result.append(row)
     return result
 

@@ -358,6 +358,9 @@ class Command(BaseCommand):
             "Across servers: echo msg/s (median) and scale", ("subject", *(m["label"] for m in servers)), rows
         )
 
+    def warn(self, text):
+        self.console.print(Text(f"⚠ {text}", style="bold yellow"))
+
     def print_table(self, title, columns, rows):
         """A report's table: its title on the left, a column of labels, then figures, right-aligned."""
         table = Table(title=title, title_justify="left")
@@ -415,12 +418,9 @@ class Command(BaseCommand):
         )
         bound = [row["subject"] for row in results["echo"] if (row["client_cpu_share"] or 0) >= CLIENT_BOUND]
         if bound:
-            self.console.print(
-                Text(
-                    f"⚠ the bench's client used {CLIENT_BOUND:.0%} of a core or more on {', '.join(bound)}: "
-                    "there the client, not the server, set the pace, and the server's share is understated",
-                    style="bold yellow",
-                )
+            self.warn(
+                f"the bench's client used {CLIENT_BOUND:.0%} of a core or more on {', '.join(bound)}: "
+                "there the client, not the server, set the pace, and the server's share is understated"
             )
         for kind in ("ac", "sc"):
             for process, key in CPU_FIGURES:
@@ -434,12 +434,25 @@ class Command(BaseCommand):
         self.print_table(
             f"Handshakes: {sizes['handshakes']} per subject, {scenarios.CONNECT_BATCH} in flight, "
             f"median of {sizes['rounds']} round(s)",
-            ("subject", "handshakes/s", "vs bare"),
+            ("subject", "handshakes/s", "vs bare", "SYNs dropped"),
             [
-                (row["subject"], number(row["handshakes_per_s"]), percent(row["vs_bare"]))
+                (
+                    row["subject"],
+                    number(row["handshakes_per_s"]),
+                    percent(row["vs_bare"]),
+                    number(row.get("listen_overflows")),
+                )
                 for row in results["handshakes"]
             ],
         )
+        dropped = sum(row.get("listen_overflows") or 0 for row in results["handshakes"])
+        dropped += results["scale"].get("listen_overflows") or 0
+        if dropped:
+            self.warn(
+                f"{dropped:,} connection attempts found the listen queue full (the machine's count, in the "
+                "handshake and scale scenarios): each waited a second for its SYN to be sent again, so "
+                "handshakes/s there understates the server"
+            )
 
         concurrency = results["concurrency"]
         self.print_table(
@@ -462,6 +475,7 @@ class Command(BaseCommand):
         mib = 1024 * 1024
         rows = [
             ("handshakes per second", number(scale["handshakes_per_s"])),
+            ("SYNs dropped by a full listen queue", number(scale.get("listen_overflows"))),
             ("server RSS per connection", f"{number(scale['rss_per_connection_kb'], 1)} KiB"),
             ("one message on every connection", f"{scale['round_s']:.2f} s ({scale['answered']:,} answered)"),
         ]
