@@ -139,7 +139,7 @@ def until_applications_end(server, timeout):
 
 
 def still_running(server):
-    """The application instances that have not ended (a connection whose application has has none)."""
+    """The application instances still running: a connection whose application has ended may have none."""
     instances = (details.get("application_instance") for details in server.connections.values())
     return [instance for instance in instances if instance is not None and not instance.done()]
 

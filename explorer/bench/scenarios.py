@@ -24,7 +24,8 @@ from explorer.trace import panel
 ROOT = Path(__file__).resolve().parents[2]
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 # Handshakes in flight at once: under the smallest listen backlog of the servers (daphne's, Twisted's
-# default of 50). Past it the kernel drops a SYN, and its client retries a second later.
+# default of 50). Past it the kernel drops the handshake's SYN (or final ACK), and it is sent again
+# about a second later.
 CONNECT_BATCH = 40
 TIMEOUT = 60  # seconds any one step may take before the bench gives up on it
 # What the trace's console says as it stops (explorer.trace.handlers), read from the server's log.
@@ -220,12 +221,13 @@ async def handshakes(server, subject, count):
     overflows, started = listen_overflows(), time.perf_counter()
     clients = await asyncio.wait_for(open_connections(server.url(subject), count), TIMEOUT)
     elapsed = time.perf_counter() - started
+    overflows = overflows_since(overflows)
     await close_all(clients)
     return {
         "subject": subject,
         "connections": count,
         "handshakes_per_s": count / elapsed,
-        "listen_overflows": overflows_since(overflows),
+        "listen_overflows": overflows,
     }
 
 
@@ -390,7 +392,10 @@ def median_rows(rows, figures=ECHO_FIGURES):
         row = {"subject": subject, "rounds": len(runs)}
         for key in (*figures, *(count for count in COUNTS if count in runs[0])):
             values = [r[key] for r in runs if r.get(key) is not None]
-            row[key] = (sum if key in COUNTS else statistics.median)(values) if values else None
+            if key in COUNTS:  # a round that could not count leaves the total unknown
+                row[key] = sum(values) if len(values) == len(runs) else None
+            else:
+                row[key] = statistics.median(values) if values else None
         result.append(row)
     return result
 

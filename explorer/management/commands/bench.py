@@ -434,7 +434,7 @@ class Command(BaseCommand):
         self.print_table(
             f"Handshakes: {sizes['handshakes']} per subject, {scenarios.CONNECT_BATCH} in flight, "
             f"median of {sizes['rounds']} round(s)",
-            ("subject", "handshakes/s", "vs bare", "SYNs dropped"),
+            ("subject", "handshakes/s", "vs bare", "listen-queue drops, all rounds"),
             [
                 (
                     row["subject"],
@@ -449,8 +449,8 @@ class Command(BaseCommand):
         dropped += results["scale"].get("listen_overflows") or 0
         if dropped:
             self.warn(
-                f"{dropped:,} connection attempts found the listen queue full (the machine's count, in the "
-                "handshake and scale scenarios): each waited a second for its SYN to be sent again, so "
+                f"{dropped:,} connection attempts found a listen queue full (the machine's count, during the "
+                "handshake and scale scenarios): each waited about a second for a retransmission, so "
                 "handshakes/s there understates the server"
             )
 
@@ -475,7 +475,7 @@ class Command(BaseCommand):
         mib = 1024 * 1024
         rows = [
             ("handshakes per second", number(scale["handshakes_per_s"])),
-            ("SYNs dropped by a full listen queue", number(scale.get("listen_overflows"))),
+            ("listen-queue drops", number(scale.get("listen_overflows"))),
             ("server RSS per connection", f"{number(scale['rss_per_connection_kb'], 1)} KiB"),
             ("one message on every connection", f"{scale['round_s']:.2f} s ({scale['answered']:,} answered)"),
         ]
