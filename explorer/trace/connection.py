@@ -139,31 +139,39 @@ def captured(event, limit, depth=0):
     return event, 16
 
 
-def deliver(record):
-    """``logger.handle(record)``, or straight to the trace's own handler when it is the only way out.
+def deliver(entry, exc_info, weight):
+    """Hands an entry on: straight onto the trace's own queue when that is the only way out, else
+    through ``logging`` as a ``TraceRecord``.
 
-    That is the usual case (the app attaches it; nothing else is configured),
-    and logging's walk through filters, handlers and parents is a sixth of a
-    record's cost on the consumer's path. Any other configuration goes
-    through logging as it is.
+    The first is the usual case (the app attaches the queue; nothing else is
+    configured), and it makes no logging record on the consumer's path: the
+    queue holds the entry alone, one object for the garbage collector to
+    visit while it waits, where a record and its dict made three more. The
+    listener makes a record only for a sink that wants one. Any other
+    configuration, and a line with a traceback, go through logging as it is.
     """
     handlers = logger.handlers
-    if len(handlers) == 1 and not logger.propagate and not logger.filters and not logger.disabled:
+    if exc_info is None and len(handlers) == 1 and not logger.propagate and not logger.filters:
         handler = handlers[0]
-        if type(handler).__name__ == "QueuedTraceHandler" and record.levelno >= handler.level:
-            handler.handle(record)
+        if (
+            type(handler).__name__ == "QueuedTraceHandler"
+            and not handler.filters
+            and handler.level <= logging.INFO
+            and not logger.disabled
+        ):
+            handler.enqueue(entry, weight)
             return
-    logger.handle(record)
+    logger.handle(TraceRecord(entry, exc_info, weight))
 
 
 class TraceRecord(logging.LogRecord):
     """A trace entry as a ``logging`` record, so ``LOGGING`` routes and silences the trace.
 
     Made without ``LogRecord.__init__``, which looks up the caller's file,
-    the thread, the process and its name: a third of a record's cost on the
-    consumer's path, for fields that are the same for every trace record.
-    The moment is the entry's, and the thread the one its handler ran on.
-    (Formatters read a record's ``__dict__``: every field is set on it.)
+    the thread, the process and its name: a third of a record's cost, for
+    fields that are the same for every trace record. The moment is the
+    entry's, and the thread the one its handler ran on. (Formatters read a
+    record's ``__dict__``: every field is set on it.)
     """
 
     SAME = {
@@ -182,11 +190,11 @@ class TraceRecord(logging.LogRecord):
         "taskName": None,
     }
 
-    def __init__(self, entry, args, exc_info, weight):
+    def __init__(self, entry, exc_info=None, weight=0):
         self.__dict__ = {
             **self.SAME,
             **this_process,
-            "args": args,
+            "args": (entry.connection, entry.kind, event_type_of(entry.event) or entry.note),
             "exc_info": exc_info,
             "created": entry.at,
             "msecs": int(entry.at * 1000) % 1000,
@@ -195,6 +203,11 @@ class TraceRecord(logging.LogRecord):
             "trace": entry,
             "trace_weight": weight,
         }
+
+
+def logging_record(queued):
+    """What the queue holds (``deliver``), as the logging record a sink takes."""
+    return queued if isinstance(queued, logging.LogRecord) else TraceRecord(queued)
 
 
 this_process: dict[str, object] = {}
@@ -270,14 +283,8 @@ class ConnectionTrace:
             config=self.config,
             **details,
         )
-        record = TraceRecord(
-            entry,
-            (entry.connection, kind, event_type_of(event) or details.get("note")),
-            exc_info,
-            RECORD_WEIGHT + self.weight,
-        )
-        self.weight = 0
-        deliver(record)
+        weight, self.weight = RECORD_WEIGHT + self.weight, 0
+        deliver(entry, exc_info, weight)
 
     # The consumer.
 

@@ -4,6 +4,7 @@ The consumer's side (``connection``) makes entries; the listener's side
 (``render``, ``recording``, ``replay``) reads them, and never needs the other.
 """
 
+import operator
 import time
 from dataclasses import dataclass, fields
 from typing import Any
@@ -59,7 +60,7 @@ class TraceEntry:
     def __reduce__(self):
         # A tuple of the fields, made back with one call: the dataclass's own pickling sets
         # each field in Python, at both ends, and the renderer process takes every record so.
-        return (TraceEntry, tuple(getattr(self, name) for name in FIELDS))
+        return (TraceEntry, values_of(self))
 
     @property
     def endpoint(self) -> str:
@@ -68,6 +69,7 @@ class TraceEntry:
 
 
 FIELDS = tuple(field.name for field in fields(TraceEntry))
+values_of = operator.attrgetter(*FIELDS)  # an entry's fields as a tuple, in order
 
 
 def clock(entry: "TraceEntry", which: str) -> str:

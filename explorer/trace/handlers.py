@@ -25,6 +25,7 @@ import time
 
 from rich.text import Text
 
+from explorer.trace.connection import logging_record
 from explorer.trace.display import printable
 from explorer.trace.panel import PanelTraceHandler
 from explorer.trace.recording import last_run, record_of, run_header
@@ -266,16 +267,21 @@ class TraceListener(threading.Thread):
                 return
 
     def take(self):
-        records = self.handler.taken()
-        for record in records:
+        queued, weight = self.handler.taken()
+        for item in queued:
+            record = None  # made for the first sink that wants a logging record, if one does
             for target in self.handler.targets:
+                if getattr(target, "takes_entries", False):
+                    target.handle(item)
+                    continue
+                record = record or logging_record(item)
                 if record.levelno >= target.level:
                     target.handle(record)
         for target in self.handler.targets:
             target.flush()
-        self.handler.released(records)
+        self.handler.released(weight)
         with self.done:
-            self.handled += len(records)
+            self.handled += len(queued)
             self.done.notify_all()
 
     def wait_for(self, count, timeout=None):
@@ -290,6 +296,8 @@ class QueuedTraceHandler(logging.Handler):
     Too many means ``queue_size`` records, or ``queue_bytes`` of what they
     hold (each record carries its weight, counted when it is made): a stuck
     console must not hold a server's memory either. A consumer never waits.
+    The queue holds logging records, and the trace's own entries, which
+    ``connection.deliver`` puts here directly when nothing else is configured.
     """
 
     listening = False
@@ -316,6 +324,7 @@ class QueuedTraceHandler(logging.Handler):
         self.queue_size = queue_size
         self.queue_bytes = queue_bytes
         self.waiting = collections.deque()  # records the listener has not taken yet
+        self.weights = collections.deque()  # what each of them holds, in the same order
         self.held = 0  # bytes the records waiting and being handed on hold
         self.counting = threading.Lock()  # records come from the loop and from worker threads
         self.accepted = 0  # records taken in, all told
@@ -337,32 +346,38 @@ class QueuedTraceHandler(logging.Handler):
         return record
 
     def emit(self, record):
+        self.enqueue(record, getattr(record, "trace_weight", 0))
+
+    def enqueue(self, item, weight):
+        """Queues ``item``, a logging record or a trace entry that holds about ``weight`` bytes."""
         # logging.config.dictConfig closes every handler it finds, and
         # django.setup() runs it again each time it is called (asgi.py's
         # get_asgi_application does): a handler the explorer.trace app
         # attached is still on its logger, so it listens again.
         if not self.listening and not self.exiting:
             self.listen()
-        weight = getattr(record, "trace_weight", 0)
         with self.counting:
             if len(self.waiting) >= self.queue_size or self.held + weight > self.queue_bytes:
                 self.dropped += 1
                 return
             if self.dropped > self.reported:  # the first record through says how many were lost
-                record = copy.copy(record)
-                record.trace_dropped = self.dropped - self.reported
+                item = copy.copy(logging_record(item))
+                item.trace_dropped = self.dropped - self.reported
                 self.reported = self.dropped
             self.held += weight
             self.accepted += 1
-            self.waiting.append(record)
+            self.waiting.append(item)
+            self.weights.append(weight)
 
     def taken(self):
-        """Every record waiting, for the listener."""
-        return [self.waiting.popleft() for _ in range(len(self.waiting))]
+        """Every record waiting, for the listener, and what they hold."""
+        with self.counting:  # the two deques are appended together
+            count = len(self.waiting)
+        weight = sum(self.weights.popleft() for _ in range(count))
+        return [self.waiting.popleft() for _ in range(count)], weight
 
-    def released(self, records):
-        """The listener is done with ``records``: what they held is free again."""
-        weight = sum(getattr(record, "trace_weight", 0) for record in records)
+    def released(self, weight):
+        """The listener is done with records that held ``weight``: it is free again."""
         with self.counting:
             self.held -= weight
 
@@ -384,6 +399,7 @@ class QueuedTraceHandler(logging.Handler):
                 if self.dropped > self.reported:
                     # A last record that only carries the count, so the listener says it.
                     self.waiting.append(as_log_record("message", "", self.dropped - self.reported))
+                    self.weights.append(0)
                     self.reported = self.dropped
             # The listener hands on what is waiting, then ends. If the console is
             # stuck, give up: its daemon thread ends with the process.

@@ -145,10 +145,16 @@ class PanelTraceHandler(logging.Handler):
     """Hands each trace record to the watching pages. Runs on the listener thread, like the console."""
 
     said = False
+    takes_entries = True  # the listener's queued entries as they are: a record is made only if watched
+
+    def handle(self, record):
+        if not hub.watched:
+            return False
+        from explorer.trace.connection import logging_record
+
+        return super().handle(logging_record(record))
 
     def emit(self, record):
-        if not hub.watched:
-            return
         try:
             data = record_of(record)
             if data.keys() == {"dropped"}:  # only a count of what the trace's own full queue dropped

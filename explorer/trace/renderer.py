@@ -29,6 +29,7 @@ import struct
 import subprocess
 import sys
 
+from explorer.trace.entry import TraceEntry
 from explorer.trace.render import shown_body
 
 HEADER = struct.Struct("!I")
@@ -54,11 +55,18 @@ class RendererProcess(logging.Handler):
         self.process = None
         self.items = []
 
+    takes_entries = True  # the listener's queued entries as they are: most go out with no logging record
+
     def handle(self, record):  # the listener's thread only: no lock needed
         if self.local is None:
             self.items.append(item(record))
-        for sink in self.local or ():
-            sink.handle(record)
+            return True
+        from explorer.trace.connection import logging_record
+
+        record = logging_record(record)
+        for sink in self.local:
+            if record.levelno >= sink.level:
+                sink.handle(record)
         return True
 
     def flush(self):
@@ -129,17 +137,21 @@ class RendererProcess(logging.Handler):
 
 
 def item(record):
-    """What the renderer needs of a logging record."""
+    """What the renderer needs of a logging record, or of a trace entry (``connection.deliver``)."""
     from explorer.trace.tracebacks import failure_of
 
-    dropped = getattr(record, "trace_dropped", 0)
-    entry = getattr(record, "trace", None)
-    if entry is None:
-        return ("message", record.getMessage() if record.msg else "", dropped)
+    if type(record) is TraceEntry:
+        entry, failure, dropped = record, None, 0
+    else:
+        dropped = getattr(record, "trace_dropped", 0)
+        entry = getattr(record, "trace", None)
+        if entry is None:
+            return ("message", record.getMessage() if record.msg else "", dropped)
+        failure = failure_of(record)
     if entry.kind == "scope" and not entry.recorded:
         # A scope holds the application's objects (a user, a session): shown here, as they are.
         entry = as_shown(entry)
-    return ("record", entry, failure_of(record), dropped)
+    return ("record", entry, failure, dropped)
 
 
 def as_shown(entry):
