@@ -9,6 +9,7 @@ each batch of records and writes it to this program's stdin; this program,
 stderr, which it inherits, and writes the recording.
 
 A frame on the pipe is a 4-byte length and a pickled list of items:
+``("entry", fields)`` (an entry's fields in order: most items),
 ``("record", entry, failure, dropped)``, ``("message", text, dropped)``.
 The renderer ends at end of input, having written everything (it ignores
 Ctrl-C and SIGTERM: they come to the whole process group, and its server
@@ -29,7 +30,7 @@ import struct
 import subprocess
 import sys
 
-from explorer.trace.entry import TraceEntry
+from explorer.trace.entry import TraceEntry, values_of
 from explorer.trace.render import shown_body
 
 HEADER = struct.Struct("!I")
@@ -140,6 +141,9 @@ def item(record):
     """What the renderer needs of a logging record, or of a trace entry (``connection.deliver``)."""
     from explorer.trace.tracebacks import failure_of
 
+    if type(record) is TraceEntry and record.kind != "scope":
+        # A tuple of plain values, which pickle takes without calling back into Python.
+        return ("entry", values_of(record))
     if type(record) is TraceEntry:
         entry, failure, dropped = record, None, 0
     else:
@@ -167,6 +171,8 @@ def pickled(items):
     except Exception:
         safe = []
         for kind, *rest in items:
+            if kind == "entry":
+                kind, rest = "record", [TraceEntry(*rest[0]), None, 0]
             if kind == "record" and not rest[0].recorded:
                 rest[0] = as_shown(rest[0])
             safe.append((kind, *rest))
@@ -175,6 +181,8 @@ def pickled(items):
 
 def as_log_record(kind, *rest):
     """An item back as the logging record the sinks take."""
+    if kind == "entry":
+        kind, rest = "record", (TraceEntry(*rest[0]), None, 0)
     text = rest[0] if kind == "message" else ""
     record = logging.makeLogRecord({"name": "explorer.trace", "msg": text, "levelno": logging.INFO})
     if kind == "record":
