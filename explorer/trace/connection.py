@@ -6,7 +6,7 @@ dispatch (``dispatch``) tells it which consumer serves the connection and
 when each handler starts and ends, on which thread. This is the part of the
 trace on a consumer's path, so it does as little as it can: timestamps, the
 spec's checks (``rules``), the server's notes (``server_notes``), a shallow
-copy of the event and a ``logging`` record for the queue. Making it readable
+copy of the event and an entry for the queue. Making it readable
 happens later, on the listener thread.
 """
 

@@ -1,9 +1,11 @@
 """Logging handlers that keep the console off the consumers' path.
 
 ``QueuedTraceHandler`` is the handler ``LOGGING`` attaches to the
-``explorer.trace`` logger. A consumer's ``emit`` only puts the record on a
-bounded queue and never waits: when the queue is full the record is dropped
-and counted, and the count is shown with the next record that gets through.
+``explorer.trace`` logger. A consumer only puts the record on a bounded
+queue and never waits (when nothing else is configured, the trace's entry
+itself, with no logging record: ``connection.deliver``): when the queue is
+full the record is dropped and counted, and the count is shown with the
+next record that gets through.
 A ``TraceListener`` thread takes the records in batches and hands them to
 the sinks: the page's panel (``panel``) and, by default, the renderer
 process (``renderer``), where ``RichTraceHandler`` renders them and

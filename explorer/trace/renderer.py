@@ -181,12 +181,15 @@ def pickled(items):
 
 def as_log_record(kind, *rest):
     """An item back as the logging record the sinks take."""
+    from explorer.trace.connection import TraceRecord
+
     if kind == "entry":
         kind, rest = "record", (TraceEntry(*rest[0]), None, 0)
-    text = rest[0] if kind == "message" else ""
-    record = logging.makeLogRecord({"name": "explorer.trace", "msg": text, "levelno": logging.INFO})
     if kind == "record":
-        record.trace, record.trace_failure = rest[:2]
+        record = TraceRecord(rest[0])  # without LogRecord's own lookups, the renderer's largest cost
+        record.trace_failure = rest[1]
+    else:
+        record = logging.makeLogRecord({"name": "explorer.trace", "msg": rest[0], "levelno": logging.INFO})
     record.trace_dropped = rest[-1]  # both kinds end with their drop count
     return record
 

@@ -181,6 +181,53 @@ async def test_logging_routes_it_to_any_handler_with_the_usual_fields(endpoint, 
     assert [record["kind"] for record in trace.records()][:2] == ["scope", "in"]  # and the trace's own
 
 
+def what_was_traced(records):
+    """Each record of one connection but its name, its clock and what the machine's load changes
+    (a wait long enough to be noted): what the two ways out must agree on."""
+    moving = {"connection", "seconds", "at", "run", "wait", "handler", "thread", "slow", "held_by", "notes"}
+    return [
+        {
+            **{key: value for key, value in record.items() if key not in moving},
+            "notes": [note for note in record.get("notes", ()) if not note.startswith("waited ")],
+        }
+        for record in records
+    ]
+
+
+async def test_alone_on_its_logger_the_trace_queues_its_entries_and_says_the_same(endpoint, tmp_path):
+    """With no other handler configured, the queue takes each entry as it is: no logging record is
+    made on the consumer's path. The recording says exactly what it says through logging."""
+    from explorer.trace.entry import TraceEntry
+    from tests.conftest import TraceCapture
+
+    logger = logging.getLogger("explorer.trace")
+    said = {}
+    for route in ("alone", "through logging"):
+        capture = TraceCapture(tmp_path / f"{route}.jsonl")
+        queued = []
+        enqueue = capture.handler.enqueue
+
+        def noting(item, weight, queued=queued, enqueue=enqueue):
+            queued.append(type(item))
+            enqueue(item, weight)
+
+        capture.handler.enqueue = noting
+        others = logger.handlers[:]
+        logger.handlers = [capture.handler] if route == "alone" else [capture.handler, logging.NullHandler()]
+        try:
+            await session(endpoint, "hello", "/help")
+        finally:
+            logger.handlers = others
+        said[route] = what_was_traced(capture.records())
+        capture.handler.close()
+        if route == "alone":
+            assert set(queued) == {TraceEntry}
+        else:
+            assert TraceEntry not in queued and queued
+    assert [record["kind"] for record in said["alone"]][:3] == ["scope", "in", "out"]
+    assert said["alone"] == said["through logging"]
+
+
 @pytest.mark.parametrize("mode", ["compact", "full"])
 async def test_client_text_is_shown_literally_never_as_markup_or_escapes(endpoint, trace, mode):
     hostile = "[bold red]boom[/] [link=http://x]y[/link] \x1b[2J\x1b]8;;http://x\x07z\r\x08"
