@@ -270,15 +270,16 @@ class TraceListener(threading.Thread):
 
     def take(self):
         queued, weight = self.handler.taken()
-        for item in queued:
-            record = None  # made for the first sink that wants a logging record, if one does
-            for target in self.handler.targets:
-                if getattr(target, "takes_entries", False):
-                    target.handle(item)
-                    continue
-                record = record or logging_record(item)
-                if record.levelno >= target.level:
-                    target.handle(record)
+        # A sink with ``take`` takes the batch as it was queued (entries, mostly); the others
+        # take logging records, made once for all of them.
+        takers = [target for target in self.handler.targets if hasattr(target, "take")]
+        for target in takers:
+            target.take(queued)
+        if len(takers) < len(self.handler.targets):
+            for record in map(logging_record, queued):
+                for target in self.handler.targets:
+                    if target not in takers and record.levelno >= target.level:
+                        target.handle(record)
         for target in self.handler.targets:
             target.flush()
         self.handler.released(weight)

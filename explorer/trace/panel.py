@@ -145,16 +145,19 @@ class PanelTraceHandler(logging.Handler):
     """Hands each trace record to the watching pages. Runs on the listener thread, like the console."""
 
     said = False
-    takes_entries = True  # the listener's queued entries as they are: a record is made only if watched
 
-    def handle(self, record):
+    def take(self, queued):
+        """The listener's batch as it was queued: logging records are made only while a page watches."""
         if not hub.watched:
-            return False
+            return
         from explorer.trace.connection import logging_record
 
-        return super().handle(logging_record(record))
+        for record in map(logging_record, queued):
+            self.handle(record)
 
     def emit(self, record):
+        if not hub.watched:
+            return
         try:
             data = record_of(record)
             if data.keys() == {"dropped"}:  # only a count of what the trace's own full queue dropped

@@ -56,16 +56,20 @@ class RendererProcess(logging.Handler):
         self.process = None
         self.items = []
 
-    takes_entries = True  # the listener's queued entries as they are: most go out with no logging record
+    def take(self, queued):
+        """The listener's batch as it was queued: most of it entries, which go out with no logging record."""
+        if self.local is None:
+            self.items.extend(map(item, queued))
+            return
+        from explorer.trace.connection import logging_record
+
+        for record in map(logging_record, queued):
+            self.handle(record)
 
     def handle(self, record):  # the listener's thread only: no lock needed
         if self.local is None:
             self.items.append(item(record))
-            return True
-        from explorer.trace.connection import logging_record
-
-        record = logging_record(record)
-        for sink in self.local:
+        for sink in self.local or ():
             if record.levelno >= sink.level:
                 sink.handle(record)
         return True
