@@ -95,6 +95,8 @@ def test_a_quick_run_reports_every_subject_and_scenario(tmp_path):
     assert isinstance(report["dropped_trace_records"], int)
     screen = report["screen"]  # what the trace's console said as the server stopped
     assert screen["records"] > 0 and screen["p50_ms"] <= screen["p99_ms"] <= screen["max_ms"]
+    assert screen["event_p50_ms"] <= screen["event_p99_ms"] <= screen["event_max_ms"]
+    assert screen["p50_ms"] <= screen["event_p50_ms"]  # a line is made at its event or after it
 
 
 async def test_a_traced_echo_makes_the_records_the_bench_counts(trace, endpoint):

@@ -278,6 +278,7 @@ class ConnectionTrace:
             kind=kind,
             seconds=seconds,
             at=self.opened_at + seconds,
+            made=time.time(),
             started=TRACE_STARTED,
             event=event,
             config=self.config,

@@ -47,6 +47,9 @@ class TraceEntry:
     consumer: str | None = None  # scope: the consumer's dotted class path, when one ran
     recorded: bool = False  # read back from a file: the event is already as shown
     at: float = 0.0  # the wall clock (time.time()) of ``seconds``
+    # The wall clock when the trace made the line: later than ``at`` for an event that waited for its
+    # handler (the line needs the handler's thread). The console's own lag is measured from it.
+    made: float = 0.0
     started: float = 0.0  # when this process's trace started (time.time()): the process clock's zero
     # Where the page's timeline links and marks (panel, export): structured, not read from notes.
     held_by: tuple[str, ...] | None = None  # in, layer: whose handlers held the thread it waited for

@@ -3,6 +3,7 @@
 import io
 import json
 import logging
+import re
 import threading
 import time
 
@@ -190,7 +191,8 @@ def test_a_sink_that_fails_says_so_once_and_serving_goes_on():
     )
     assert result.returncode == 0 and result.stdout.strip() == "served"
     said = [line for line in result.stderr.splitlines() if line.startswith("explorer.trace:")]
-    [summary] = [line for line in said if " records shown; from event to screen: " in line]  # the console's
+    # The console's summary as it stops.
+    [summary] = [line for line in said if " records shown; from line made to screen: " in line]
     said.remove(summary)
     assert said == [
         "explorer.trace: recording to /dev/full failed (OSError: [Errno 28] No space left on device); "
@@ -225,3 +227,19 @@ def test_a_recording_read_while_it_is_written_gives_whole_records_only(tmp_path)
     finally:
         writer.join()
     assert len(read_records(path, "sc#1")) == lines
+
+
+def test_the_consoles_lag_is_timed_from_the_line_made_and_the_events_wait_beside_it():
+    """An event that waited two seconds for its handler is made into a line as the handler starts:
+    the console's lag counts from then; the time from the event itself keeps the wait."""
+    from explorer.trace.config import trace_config
+    from explorer.trace.entry import TraceEntry
+    from explorer.trace.handlers import ScreenLatency
+
+    now = time.time()
+    latency = ScreenLatency()
+    entry = TraceEntry("ac#1", "in", 0.0, {"type": "websocket.receive"}, trace_config(), at=now - 2, made=now)
+    latency.made(entry)
+    latency.shown()
+    made, event = re.findall(r"p99 ([\d.]+) ms", latency.summary())
+    assert float(event) - float(made) >= 1900

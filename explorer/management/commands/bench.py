@@ -155,8 +155,14 @@ TARGETS = [
         0.95,
     ),
     Target("trace records dropped", lambda m: m.get("dropped_trace_records"), 0, at_most=True, unit=""),
-    Target(
-        "event to screen, p99", lambda m: (m.get("screen") or {}).get("p99_ms"), 100, at_most=True, unit="ms"
+    # The console's own lag, from when the trace made each line; and from the event itself, which adds
+    # how long an event waited for its handler (its line needs the handler's thread, and says the wait).
+    *(
+        Target(name, lambda m, key=key: (m.get("screen") or {}).get(key), 100, at_most=True, unit="ms")
+        for name, key in (
+            ("line made to screen, p99 (the console's lag)", "p99_ms"),
+            ("event to screen, p99 (with any wait for its handler)", "event_p99_ms"),
+        )
     ),
 ]
 
@@ -497,9 +503,11 @@ class Command(BaseCommand):
         screen = results.get("screen")
         if screen:
             self.console.print(
-                f"{results['label']}: from event to its line in the console: p50 {screen['p50_ms']:.1f} ms, "
-                f"p99 {screen['p99_ms']:.1f} ms, max {screen['max_ms']:.1f} ms "
-                f"over {screen['records']:,} records"
+                f"{results['label']}: over {screen['records']:,} records, from the trace's line to the "
+                f"console: p50 {screen['p50_ms']:.1f} ms, p99 {screen['p99_ms']:.1f} ms, max "
+                f"{screen['max_ms']:.1f} ms; from the event itself, with any wait for its handler: p50 "
+                f"{screen['event_p50_ms']:.1f} ms, p99 {screen['event_p99_ms']:.1f} ms, max "
+                f"{screen['event_max_ms']:.1f} ms"
             )
         targets = []
         for target in results["targets"]:
