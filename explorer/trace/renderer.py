@@ -145,7 +145,7 @@ def item(record):
     """What the renderer needs of a logging record, or of a trace entry (``connection.deliver``)."""
     from explorer.trace.tracebacks import failure_of
 
-    if type(record) is TraceEntry and record.kind != "scope":
+    if type(record) is TraceEntry and (record.kind != "scope" or only_data(record.event)):
         # A tuple of plain values, which pickle takes without calling back into Python.
         return ("entry", values_of(record))
     if type(record) is TraceEntry:
@@ -160,6 +160,25 @@ def item(record):
         # A scope holds the application's objects (a user, a session): shown here, as they are.
         entry = as_shown(entry)
     return ("record", entry, failure, dropped)
+
+
+DATA = (str, bytes, int, float, bool, type(None))
+
+
+def only_data(value, depth=0):
+    """Whether ``value`` holds nothing but Python's own data types, so it crosses the pipe as it is and
+    the renderer lays it out; a scope that holds the application's objects (a user, a session) is laid
+    out here instead, as they are now."""
+    kind = type(value)
+    if kind in DATA:
+        return True
+    if depth > 3:
+        return False
+    if kind is dict:
+        return all(type(key) is str and only_data(item, depth + 1) for key, item in value.items())
+    if kind is list or kind is tuple:
+        return all(only_data(item, depth + 1) for item in value)
+    return False
 
 
 def as_shown(entry):

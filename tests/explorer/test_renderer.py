@@ -106,3 +106,44 @@ def test_a_renderer_that_dies_leaves_one_run_in_the_recording(tmp_path, capfd):
     assert [r["kind"] for r in records] == ["run", "in", "in", "in"]
     assert {r["run"] for r in records} == {1}
     assert [r["event"]["text"] for r in records[1:]] == ["message 0", "message 1", "message 2"]
+
+
+SECRET_SCOPE = {
+    "type": "websocket",
+    "path": "/ws/ac/",
+    "query_string": b"token=s3cr3t-query",
+    "headers": [(b"authorization", b"Bearer s3cr3t-token"), (b"host", b"x")],
+    "client": ["127.0.0.1", 5000],
+}
+
+
+class Visitor:
+    """An application's object in a scope (a user, say): it is shown in the server's process."""
+
+    def __repr__(self):
+        return "<Visitor>"
+
+
+def test_a_scope_of_plain_data_is_shown_by_the_renderer_exactly_as_the_server_would_show_it():
+    """A scope holding only Python's own data types goes down the pipe as it is (the server's process
+    need not lay it out); what the renderer records and shows is what the server would have, secrets
+    hidden. One holding an application's object is laid out in the server's process, as before."""
+    from explorer.trace.recording import record_of
+    from explorer.trace.renderer import as_shown
+
+    plain = TraceEntry("ac#1", "scope", 0.0, SECRET_SCOPE, COMPACT)
+    visited = TraceEntry("ac#2", "scope", 0.0, {**SECRET_SCOPE, "user": Visitor()}, COMPACT)
+    shipped = [as_log_record(*pickled_back(item(entry))) for entry in (plain, visited)]
+    assert item(plain)[0] == "entry" and item(visited)[0] == "record"
+    for entry, record in zip((plain, visited), shipped, strict=True):
+        expected = record_of(as_log_record("record", as_shown(entry), None, 0))
+        assert record_of(record) == expected
+        assert "s3cr3t" not in json.dumps(expected) and "<redacted>" in json.dumps(expected)
+    assert "<Visitor>" in json.dumps(record_of(shipped[1]))
+
+
+def pickled_back(shipped):
+    import pickle
+
+    [back] = pickle.loads(pickled([shipped]))
+    return back
