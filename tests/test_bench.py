@@ -97,6 +97,8 @@ def test_a_quick_run_reports_every_subject_and_scenario(tmp_path):
     assert screen["records"] > 0 and screen["p50_ms"] <= screen["p99_ms"] <= screen["max_ms"]
     assert screen["event_p50_ms"] <= screen["event_p99_ms"] <= screen["event_max_ms"]
     assert screen["p50_ms"] <= screen["event_p50_ms"]  # a line is made at its event or after it
+    pauses = report["pauses"]  # the server's full garbage collections, as its trace said them
+    assert pauses["count"] >= 0 and pauses["longest_ms"] <= pauses["total_ms"]
 
 
 async def test_a_traced_echo_makes_the_records_the_bench_counts(trace, endpoint):

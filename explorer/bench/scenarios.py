@@ -30,6 +30,7 @@ CONNECT_BATCH = 40
 TIMEOUT = 60  # seconds any one step may take before the bench gives up on it
 # What the trace's console says as it stops (explorer.trace.handlers), read from the server's log.
 FIGURES = r"p50 ([\d.]+) ms, p99 ([\d.]+) ms, max ([\d.]+) ms"
+PAUSES = r"([\d,]+) full garbage collections paused the process: longest ([\d.]+) ms, ([\d.]+) ms in all"
 SCREEN_LATENCY = (
     rf"([\d,]+) records shown; from line made to screen: {FIGURES}; from event to screen: {FIGURES}"
 )
@@ -104,6 +105,22 @@ class BenchServer:
             "records": int(records.replace(",", "")),
             **dict(zip(names, map(float, figures), strict=True)),
         }
+
+    def pauses(self):
+        """The server process's full garbage collections, as the trace said when it stopped: how many,
+        the longest and all of them (ms); none said while the console's summary was, none ran."""
+        if not self.log or not self.log.exists():
+            return None
+        text = self.log.read_text(errors="replace")
+        found = re.findall(PAUSES, text)
+        if found:
+            count, longest, total = found[-1]
+            return {
+                "count": int(count.replace(",", "")),
+                "longest_ms": float(longest),
+                "total_ms": float(total),
+            }
+        return {"count": 0, "longest_ms": 0.0, "total_ms": 0.0} if re.search(SCREEN_LATENCY, text) else None
 
     def stop(self):
         if self.running:

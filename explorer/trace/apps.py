@@ -12,7 +12,7 @@ class TraceAppConfig(AppConfig):
     verbose_name = "ASGI WebSocket trace"
 
     def ready(self):
-        from explorer.trace import dispatch, queries
+        from explorer.trace import dispatch, pauses, queries
         from explorer.trace.config import read_settings
 
         _, problems = read_settings()
@@ -22,6 +22,7 @@ class TraceAppConfig(AppConfig):
             raise SystemExit(2)
         dispatch.install()
         queries.install()
+        pauses.install()
         attach_default_handler()
 
 

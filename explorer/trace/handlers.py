@@ -30,6 +30,7 @@ from rich.text import Text
 from explorer.trace.connection import logging_record
 from explorer.trace.display import printable
 from explorer.trace.panel import PanelTraceHandler
+from explorer.trace.pauses import pauses
 from explorer.trace.recording import last_run, record_of, run_header
 from explorer.trace.render import console as trace_console
 from explorer.trace.render import dropped, plain, render
@@ -400,6 +401,11 @@ class QueuedTraceHandler(logging.Handler):
     def exit(self):
         self.exiting = True
         self.close()
+        said = pauses.summary()
+        # The process's, said once as it stops, by one that traced something (not every command).
+        if said and self.accepted and not pauses.said:
+            pauses.said = True
+            say(said)
 
     def close(self):
         if self.listening:

@@ -272,6 +272,7 @@ class Command(BaseCommand):
                 measured["label"] = server.label
                 measured["dropped_trace_records"] = server.dropped_records()
                 measured["screen"] = server.screen_latency()
+                measured["pauses"] = server.pauses()
                 measured["targets"] = [target.check(measured) for target in TARGETS]
                 results["servers"][name] = measured
         self.report(results)
@@ -508,6 +509,13 @@ class Command(BaseCommand):
                 f"{screen['max_ms']:.1f} ms; from the event itself, with any wait for its handler: p50 "
                 f"{screen['event_p50_ms']:.1f} ms, p99 {screen['event_p99_ms']:.1f} ms, max "
                 f"{screen['event_max_ms']:.1f} ms"
+            )
+        pauses = results.get("pauses")
+        if pauses:
+            self.console.print(
+                f"{results['label']}: {pauses['count']:,} full garbage collections paused the server's "
+                f"process (every thread at once), longest {pauses['longest_ms']:.1f} ms, "
+                f"{pauses['total_ms']:.1f} ms in all"
             )
         targets = []
         for target in results["targets"]:
