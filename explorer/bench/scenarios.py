@@ -30,7 +30,7 @@ CONNECT_BATCH = 40
 TIMEOUT = 60  # seconds any one step may take before the bench gives up on it
 # What the trace's console says as it stops (explorer.trace.handlers), read from the server's log.
 FIGURES = r"p50 ([\d.]+) ms, p99 ([\d.]+) ms, max ([\d.]+) ms"
-PAUSES = r"([\d,]+) full garbage collections paused the process: longest ([\d.]+) ms, ([\d.]+) ms in all"
+PAUSES = r"([\d,]+) full garbage collections? paused the process: longest ([\d.]+) ms, ([\d.]+) ms in all"
 SCREEN_LATENCY = (
     rf"([\d,]+) records shown; from line made to screen: {FIGURES}; from event to screen: {FIGURES}"
 )

@@ -41,7 +41,7 @@ class Pauses:
         if not self.count:
             return None
         return (
-            f"{self.count:,} full garbage collections paused the process: "
+            f"{self.count:,} full garbage collection{'s' if self.count != 1 else ''} paused the process: "
             f"longest {self.longest * 1000:.1f} ms, {self.total * 1000:.1f} ms in all"
         )
 
