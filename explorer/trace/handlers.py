@@ -401,11 +401,10 @@ class QueuedTraceHandler(logging.Handler):
     def exit(self):
         self.exiting = True
         self.close()
-        said = pauses.summary()
         # The process's, said once as it stops, by one that traced something (not every command).
-        if said and self.accepted and not pauses.said:
+        if self.accepted and not pauses.said:
             pauses.said = True
-            say(said)
+            say(pauses.summary())
 
     def close(self):
         if self.listening:

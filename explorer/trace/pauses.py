@@ -37,9 +37,8 @@ class Pauses:
             self.longest = max(self.longest, took)
 
     def summary(self):
-        """One line for the console, or None when no full collection ran."""
-        if not self.count:
-            return None
+        """One line for the console, said even when no full collection ran: a line missing from a
+        server's log then means the process did not say it (it ended without its exit hooks)."""
         return (
             f"{self.count:,} full garbage collection{'s' if self.count != 1 else ''} paused the process: "
             f"longest {self.longest * 1000:.1f} ms, {self.total * 1000:.1f} ms in all"

@@ -16,7 +16,10 @@ def test_a_full_collection_is_counted_and_a_younger_one_is_not():
     try:
         gc.collect(0)
         gc.collect(1)
-        assert pauses.count == 0 and pauses.summary() is None
+        assert pauses.count == 0
+        assert (
+            pauses.summary() == "0 full garbage collections paused the process: longest 0.0 ms, 0.0 ms in all"
+        )
         gc.collect()
         gc.collect(2)
     finally:
@@ -70,3 +73,10 @@ def test_the_process_says_its_pauses_once_as_it_stops_and_the_bench_reads_them(t
     log.write_text(result.stderr)
     pauses = BenchServer("ws://127.0.0.1:1", log=log).pauses()
     assert pauses["count"] >= 1 and 0 < pauses["longest_ms"] <= pauses["total_ms"]
+
+
+def test_a_server_log_that_does_not_say_its_pauses_leaves_them_unknown(tmp_path):
+    """A server that ends without the trace's exit hook: the bench says it does not know, not none."""
+    log = tmp_path / "server.log"
+    log.write_text("explorer.trace: 3 records shown; from line made to screen: p50 1.0 ms\n")
+    assert BenchServer("ws://127.0.0.1:1", log=log).pauses() is None

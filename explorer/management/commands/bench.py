@@ -511,7 +511,12 @@ class Command(BaseCommand):
                 f"{screen['event_max_ms']:.1f} ms"
             )
         pauses = results.get("pauses")
-        if pauses:
+        if pauses is None:
+            self.console.print(
+                f"{results['label']}: its process did not say how often a full garbage collection paused "
+                "it (it ended without the trace's exit hook): unknown"
+            )
+        else:
             self.console.print(
                 f"{results['label']}: {pauses['count']:,} full garbage collections paused the server's "
                 f"process (every thread at once), longest {pauses['longest_ms']:.1f} ms, "
