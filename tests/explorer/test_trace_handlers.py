@@ -191,9 +191,11 @@ def test_a_sink_that_fails_says_so_once_and_serving_goes_on():
     )
     assert result.returncode == 0 and result.stdout.strip() == "served"
     said = [line for line in result.stderr.splitlines() if line.startswith("explorer.trace:")]
-    # The console's summary as it stops.
+    # The console's summary and the process's pauses, as it stops.
     [summary] = [line for line in said if " records shown; from line made to screen: " in line]
+    [pauses] = [line for line in said if " paused the process: " in line]
     said.remove(summary)
+    said.remove(pauses)
     assert said == [
         "explorer.trace: recording to /dev/full failed (OSError: [Errno 28] No space left on device); "
         "it stops, serving goes on"
