@@ -82,7 +82,8 @@ def clock(entry: "TraceEntry", which: str) -> str:
         moment = time.localtime(entry.at)
         return f"{time.strftime('%H:%M:%S', moment)}.{int(entry.at % 1 * 1000):03d}"
     if which == "process" and entry.at and entry.started:
-        return f"{entry.at - entry.started:8.3f}s"
+        # To the microsecond, as a recording keeps both moments: a replay then prints the same digits.
+        return f"{round(entry.at, 6) - round(entry.started, 6):8.3f}s"
     return f"{entry.seconds:8.3f}s"
 
 
