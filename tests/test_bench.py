@@ -15,8 +15,10 @@ from explorer.management.commands.bench import (
     RECORDS_PER_ECHO,
     STALLED_PAGE_SUBJECT,
     TARGETS,
+    Command,
 )
 from explorer.trace import panel
+from explorer.trace.render import command_console
 
 
 def test_a_quick_run_reports_every_subject_and_scenario(tmp_path):
@@ -143,3 +145,49 @@ def test_handshakes_stay_inside_the_servers_listen_queue(tmp_path):
     finally:
         server.stop()
     assert row["listen_overflows"] == 0
+
+
+def test_a_target_says_its_figure_from_each_round_alone():
+    """A ratio is also taken within each round, whose subjects ran back to back: the spread is the
+    machine's noise, which the figure over all rounds (a ratio of medians) does not show."""
+    [compact] = [
+        target for target in TARGETS if target.name == "explorer-ac trace compact vs trace off, msg/s"
+    ]
+    [handshakes] = [target for target in TARGETS if target.name.startswith("explorer-ac compact handshakes")]
+    [lag] = [target for target in TARGETS if target.name.startswith("line made to screen")]
+
+    def row(subject, rate, handshake_rate=None):
+        return {"subject": subject, "rate": rate, "handshakes_per_s": handshake_rate}
+
+    echo_rounds = [  # the machine slowed down in the second round: every subject with it
+        [row("explorer-ac-off", 4000), row("explorer-ac-compact", 3600)],
+        [row("explorer-ac-off", 2000), row("explorer-ac-compact", 1000)],
+        [row("explorer-ac-off", 3000), row("explorer-ac-compact", 2400)],
+    ]
+    handshake_rounds = [[row("bare-ac", None, 600), row("explorer-ac-compact", None, 300)]] * 3
+    measured = {
+        "echo": [row("explorer-ac-off", 3000), row("explorer-ac-compact", 2400)],
+        "handshakes": [row("bare-ac", None, 600), row("explorer-ac-compact", None, 300)],
+        "echo_rounds": echo_rounds,
+        "handshake_rounds": handshake_rounds,
+        "screen": {"p99_ms": 50.0},
+    }
+    checked = compact.check(measured)
+    assert checked["value"] == pytest.approx(0.8)
+    assert checked["rounds"] == pytest.approx([0.9, 0.5, 0.8])
+    assert handshakes.check(measured)["rounds"] == pytest.approx([0.5, 0.5, 0.5])
+    assert lag.check(measured)["rounds"] == []  # a figure of the whole run: no round has its own
+
+    out = StringIO()
+    command = Command(stdout=out)
+    command.console = command_console(out)
+    command.console.width = 200
+    results = {
+        "label": "daphne",
+        "targets": [compact.check(measured), lag.check(measured)],
+        "dropped_trace_records": None,
+    }
+    command.report_targets(results)
+    text = out.getvalue()
+    assert "50% to 90%" in text  # the compact ratio's lowest and highest round
+    assert "line made to screen" in text

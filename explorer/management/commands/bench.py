@@ -9,6 +9,7 @@ details, so two runs can be compared.
 
 import asyncio
 import functools
+import itertools
 import json
 import tempfile
 from collections.abc import Callable
@@ -77,7 +78,18 @@ class Target:
             "at_most": self.at_most,
             "unit": self.unit,
             "met": met,
+            # The same figure from each round alone: how far this machine's noise moves it.
+            "rounds": [figure for figure in map(self.figure, each_round(measured)) if figure is not None],
         }
+
+
+def each_round(measured):
+    """Each round's echo and handshakes on their own, for a figure to be taken from one round alone: its
+    subjects ran back to back, so a drift of the machine between rounds does not come into it."""
+    for echo, handshakes in zip(
+        measured.get("echo_rounds", ()), measured.get("handshake_rounds", ()), strict=False
+    ):
+        yield {"echo": echo, "handshakes": handshakes}
 
 
 def by_subject(rows, key):
@@ -295,19 +307,23 @@ class Command(BaseCommand):
                     STALLED_PAGE_SUBJECT,
                 )
             )
-            rows = []
+            echo_rounds = []
             for _ in range(sizes["rounds"]):
+                rows = []
                 for description, echo, subject in echoes:  # interleaved, so drift hits every subject alike
                     progress.update(task, description=description)
                     advance = functools.partial(progress.advance, task)
                     rows.append(await echo(server, subject, sizes["connections"], sizes["trips"], advance))
+                echo_rounds.append(rows)
             task = progress.add_task("handshakes", total=len(HANDSHAKE_SUBJECTS) * sizes["rounds"])
-            handshakes = []
+            handshake_rounds = []
             for _ in range(sizes["rounds"]):
+                handshakes = []
                 for subject in HANDSHAKE_SUBJECTS:
                     progress.update(task, description=f"handshakes: {sizes['handshakes']} on {subject}")
                     handshakes.append(await scenarios.handshakes(server, subject, sizes["handshakes"]))
                     progress.advance(task)
+                handshake_rounds.append(handshakes)
             task = progress.add_task("concurrency", total=3)
             concurrency = {"sleepers": [], "cross_stall": None}
             for subject in ("explorer-ac-off", "explorer-sc-off"):
@@ -329,10 +345,13 @@ class Command(BaseCommand):
             progress.add_task(f"ORM stall: /query on {scenarios.QUERIER}, {2 * seconds:g} s", total=None)
             query_stall = await scenarios.query_stall(server, seconds=seconds)
         return {
-            "echo": with_ratios(scenarios.median_rows(rows), "rate"),
+            "echo": with_ratios(scenarios.median_rows(itertools.chain.from_iterable(echo_rounds)), "rate"),
             "handshakes": with_ratios(
-                scenarios.median_rows(handshakes, ("handshakes_per_s",)), "handshakes_per_s"
+                scenarios.median_rows(itertools.chain.from_iterable(handshake_rounds), ("handshakes_per_s",)),
+                "handshakes_per_s",
             ),
+            "echo_rounds": echo_rounds,
+            "handshake_rounds": handshake_rounds,
             "concurrency": concurrency,
             "query_stall": query_stall,
             "scale": scale,
@@ -522,17 +541,39 @@ class Command(BaseCommand):
                 f"process (every thread at once), longest {pauses['longest_ms']:.1f} ms, "
                 f"{pauses['total_ms']:.1f} ms in all"
             )
+        self.report_targets(results)
+
+    def report_targets(self, results):
         targets = []
         for target in results["targets"]:
             mark = Text("met", style="green") if target["met"] else Text("missed", style="bold red")
             goal = ("≤ " if target["at_most"] else "≥ ") + shown(target["bound"], target["unit"])
-            targets.append((target["target"], shown(target["value"], target["unit"]), goal, mark))
-        self.print_table("Targets (figures within this run)", ("target", "figure", "goal", ""), targets)
+            targets.append(
+                (
+                    target["target"],
+                    shown(target["value"], target["unit"]),
+                    spread(target["rounds"], target["unit"]),
+                    goal,
+                    mark,
+                )
+            )
+        self.print_table(
+            "Targets (figures within this run; each round: the lowest and highest from one round alone)",
+            ("target", "figure", "each round", "goal", ""),
+            targets,
+        )
         dropped = results["dropped_trace_records"]
         if dropped is not None:
             self.console.print(
                 f"{results['label']}: trace records dropped by the server's full queue: {dropped:,}"
             )
+
+
+def spread(rounds, unit):
+    """The lowest and the highest of a figure over the rounds, or a dash for one round or none."""
+    if len(rounds) < 2:
+        return "—"
+    return f"{shown(min(rounds), unit)} to {shown(max(rounds), unit)}"
 
 
 def shown(value, unit):
