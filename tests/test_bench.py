@@ -191,3 +191,32 @@ def test_a_target_says_its_figure_from_each_round_alone():
     text = out.getvalue()
     assert "50% to 90%" in text  # the compact ratio's lowest and highest round
     assert "line made to screen" in text
+
+
+def test_the_trace_cost_in_one_process_is_measured_for_both_endpoints(tmp_path):
+    """``bench --cost``: each endpoint's echo with the trace off and compact, in a process of its own, and
+    the parts of the trace on a consumer's path (never a speed: only that each is measured)."""
+    out = StringIO()
+    call_command("bench", "--cost", "--quick", "--json", str(tmp_path / "cost.json"), stdout=out)
+    figures = json.loads((tmp_path / "cost.json").read_text())
+    assert set(figures["echo"]) == {
+        "explorer-ac-off",
+        "explorer-ac-compact",
+        "explorer-sc-off",
+        "explorer-sc-compact",
+    }
+    for kind in ("ac", "sc"):
+        off, compact = (figures["echo"][f"explorer-{kind}-{mode}"] for mode in ("off", "compact"))
+        assert 0 < off["loop_cpu_us_per_echo"] <= off["cpu_us_per_echo"]
+        assert figures["per_record"][kind]["us_per_record"] == pytest.approx(
+            (compact["cpu_us_per_echo"] - off["cpu_us_per_echo"]) / RECORDS_PER_ECHO
+        )
+        assert figures["per_record"][kind]["cpu_bound_share"] == pytest.approx(
+            off["cpu_us_per_echo"] / compact["cpu_us_per_echo"]
+        )
+    assert set(figures["parts_us"]) == {"receive", "handler started", "send", "handler ended"}
+    assert all(us > 0 for us in figures["parts_us"].values())
+    assert figures["machine"]["cpus"]
+    text = out.getvalue()
+    assert "The trace's own cost, in one process" in text and "handler started" in text
+    assert "explorer-sc-compact" in text

@@ -11,6 +11,8 @@ import asyncio
 import functools
 import itertools
 import json
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,14 +23,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from explorer.bench import scenarios
+from explorer.bench import cost, scenarios
 from explorer.bench.app import SUBJECTS
 from explorer.serving import SERVERS, machine
 from explorer.trace.render import command_console
 
 MAX_SCALE = 9000  # client and server sockets together stay inside 20,000 open files
 QUICK = {"connections": 4, "trips": 40, "rounds": 1, "sleepers": 4, "scale": 100, "handshakes": 50}
-RECORDS_PER_ECHO = 3  # a traced echo: the receive in, the send out, the handler done (tests/test_bench.py)
+RECORDS_PER_ECHO = cost.RECORDS_PER_ECHO  # a traced echo: in, out, done (tests/test_bench.py)
+COST_SIZES = {"rounds": 10, "echoes": 400}  # --cost: rounds of echoes per subject, in one process
+QUICK_COST_SIZES = {"rounds": 2, "echoes": 50}
 # Whose CPU the echo measures: the server's process, and the trace's renderer process beside it.
 CPU_FIGURES = (("server", "cpu_us_per_message"), ("renderer", "renderer_cpu_us_per_message"))
 CLIENT_BOUND = 0.9  # the bench's own share of a core past which the client sets the pace
@@ -230,6 +234,12 @@ class Command(BaseCommand):
             help="handshakes: connections per subject and round (default 500)",
         )
         parser.add_argument("--quick", action="store_true", help="a small run, under a minute")
+        parser.add_argument(
+            "--cost",
+            action="store_true",
+            help="only the trace's own CPU per record, in one process with no server or network "
+            "(steadier than an echo through a server; about a minute)",
+        )
         parser.add_argument("--json", dest="json_file", help="also write every figure here")
         parser.add_argument(
             "--server",
@@ -259,6 +269,9 @@ class Command(BaseCommand):
         self.console = command_console(self.stdout)
         if not self.console.is_terminal:
             self.console.width = 150  # a file or a pipe: wide enough for every column
+        if options["cost"]:
+            self.cost(QUICK_COST_SIZES if options["quick"] else COST_SIZES, options["json_file"])
+            return
         kinds = options["server"] or (
             [name for name, kind in SERVERS.items() if kind.installed] if options["servers"] else ["daphne"]
         )
@@ -291,6 +304,65 @@ class Command(BaseCommand):
         if options["json_file"]:
             Path(options["json_file"]).write_text(json.dumps(results, indent=2) + "\n")
             self.console.print(f"figures written to {options['json_file']}")
+
+    def cost(self, sizes, json_file):
+        """``explorer.bench.cost`` in a process of its own, its trace console in a file: its figures."""
+        with tempfile.TemporaryFile() as console:
+            done = subprocess.run(
+                [sys.executable, "-m", "explorer.bench.cost", *(f"--{key}={n}" for key, n in sizes.items())],
+                cwd=scenarios.ROOT,
+                stdout=subprocess.PIPE,
+                stderr=console,
+                check=False,
+            )
+            if done.returncode:
+                console.seek(0)
+                raise CommandError(
+                    f"the measurement failed:\n{console.read().decode(errors='replace')[-2000:]}"
+                )
+        figures = {"machine": machine(), **json.loads(done.stdout)}
+        self.report_cost(figures)
+        if json_file:
+            Path(json_file).write_text(json.dumps(figures, indent=2) + "\n")
+            self.console.print(f"figures written to {json_file}")
+
+    def report_cost(self, figures):
+        echo, per_record = figures["echo"], figures["per_record"]
+        rows = []
+        for kind, off, traced in cost.PAIRS:
+            for subject in (off, traced):
+                traced_row = subject == traced
+                rows.append(
+                    (
+                        subject,
+                        number(echo[subject]["cpu_us_per_echo"], 1),
+                        number(echo[subject]["loop_cpu_us_per_echo"], 1),
+                        number(per_record[kind]["us_per_record"], 1) if traced_row else "—",
+                        percent(per_record[kind]["cpu_bound_share"]) if traced_row else "—",
+                    )
+                )
+        self.print_table(
+            f"The trace's own cost, in one process (no server, no network): median of "
+            f"{figures['rounds']} rounds × {figures['echoes']} echoes",
+            (
+                "subject",
+                "CPU µs/echo",
+                "on the event loop's thread",
+                "µs per traced record",
+                "CPU-bound share",
+            ),
+            rows,
+        )
+        self.console.print(
+            f"µs per traced record: the traced echo's CPU over trace off's, over {RECORDS_PER_ECHO} records; "
+            "CPU-bound share: the trace-off throughput a server bound by this CPU keeps (the renderer "
+            "process not counted)"
+        )
+        self.print_table(
+            "The parts of the trace on an AsyncConsumer's path, compact, one echo's worth each",
+            ("part", "µs per call"),
+            [(part, number(us, 2)) for part, us in figures["parts_us"].items()],
+        )
 
     async def run(self, server, sizes):
         echo_subjects = list(SUBJECTS)

@@ -1,0 +1,163 @@
+"""The trace's own cost, in one process: no server, no network, no client beside it.
+
+An echo through a real server on this 2-core machine moves by a third from
+run to run (the client, the server and the renderer share the cores), far
+more than a step that saves a few microseconds per record. Here each
+subject's echo runs through channels' ``WebsocketCommunicator`` in this
+process, and the figure is the CPU this process spent on it: the consumer,
+the trace on its path, the trace's listener thread (each round waits until
+the listener has handed on every record, so its work is counted where it
+was made), the sync thread's. The trace's renderer process is not counted:
+``manage.py bench`` reports it beside a real server.
+
+Then the parts of the trace on a consumer's path, each timed on its own in a
+tight loop: what the trace does at a receive, as a handler starts, at a
+send, as a handler ends.
+
+Run by ``manage.py bench --cost`` as ``python -m explorer.bench.cost``, in a
+process of its own, whose trace console goes to a file: this prints JSON.
+"""
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import statistics
+import sys
+import time
+
+RECORDS_PER_ECHO = 3  # a traced echo: the receive in, the send out, the handler done
+PAIRS = (("ac", "explorer-ac-off", "explorer-ac-compact"), ("sc", "explorer-sc-off", "explorer-sc-compact"))
+
+
+async def echo_cpu(communicator, echoes, handler):
+    """CPU seconds per echo, of the process and of this thread (the event loop's), over ``echoes``."""
+    process, thread = time.process_time(), time.thread_time()
+    for _ in range(echoes):
+        await communicator.send_to(text_data="hello")
+        await communicator.receive_from()
+    handler.flush()  # the listener's work for these records, counted here
+    return (time.process_time() - process) / echoes, (time.thread_time() - thread) / echoes
+
+
+async def echoes_per_subject(rounds, echoes):
+    """Each subject's median CPU per echo, the subjects interleaved round by round."""
+    from channels.testing import WebsocketCommunicator
+
+    from explorer.bench.app import SUBJECTS
+
+    handler = logging.getLogger("explorer.trace").handlers[0]
+    subjects = [subject for _, *pair in PAIRS for subject in pair]
+    communicators = {}
+    for subject in subjects:
+        communicators[subject] = WebsocketCommunicator(SUBJECTS[subject], f"/bench/{subject}/")
+        connected, _ = await communicators[subject].connect()
+        assert connected, subject
+    figures = {subject: [] for subject in subjects}
+    for round_ in range(rounds + 1):
+        for subject in subjects:
+            figure = await echo_cpu(communicators[subject], echoes, handler)
+            if round_:  # the first warms up
+                figures[subject].append(figure)
+    for communicator in communicators.values():
+        await communicator.disconnect()
+    return {
+        subject: {
+            "cpu_us_per_echo": statistics.median(process for process, _ in runs) * 1e6,
+            "loop_cpu_us_per_echo": statistics.median(thread for _, thread in runs) * 1e6,
+        }
+        for subject, runs in figures.items()
+    }
+
+
+def per_record(echoes):
+    """Each endpoint's figures: what a traced record costs over the trace off, and the share of the
+    trace-off throughput a server bound by this CPU would keep."""
+    result = {}
+    for kind, off, traced in PAIRS:
+        off_cpu, traced_cpu = echoes[off]["cpu_us_per_echo"], echoes[traced]["cpu_us_per_echo"]
+        result[kind] = {
+            "us_per_record": (traced_cpu - off_cpu) / RECORDS_PER_ECHO,
+            "cpu_bound_share": off_cpu / traced_cpu,
+        }
+    return result
+
+
+async def parts(count):
+    """Microseconds per call of each part of the trace on an AsyncConsumer's path, compact mode."""
+    from dataclasses import replace
+
+    from explorer.trace.config import trace_config
+    from explorer.trace.connection import ConnectionTrace
+
+    handler = logging.getLogger("explorer.trace").handlers[0]
+    scope = {
+        "type": "websocket",
+        "path": "/ws/ac/",
+        "headers": [(b"host", b"127.0.0.1")],
+        "query_string": b"",
+        "subprotocols": [],
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+    }
+
+    async def receive():
+        return {"type": "websocket.receive", "text": "hello"}
+
+    async def send(event):
+        pass
+
+    class Consumer:
+        pass
+
+    trace = ConnectionTrace(scope, replace(trace_config(), mode="compact"), send)
+    trace.consumer_started(Consumer(), scope)
+    traced_receive, traced_send = trace.wrap_receive(receive), trace.wrap_send(send)
+    timed = {"receive": 0.0, "handler started": 0.0, "send": 0.0, "handler ended": 0.0}
+    clock = time.thread_time
+    for _ in range(count):
+        started = clock()
+        event = await traced_receive()
+        received = clock()
+        handling = trace.handler_started(event)
+        began = clock()
+        await traced_send({"type": "websocket.send", "text": "hello"})
+        sent = clock()
+        trace.handler_ended(handling)
+        ended = clock()
+        timed["receive"] += received - started
+        timed["handler started"] += began - received
+        timed["send"] += sent - began
+        timed["handler ended"] += ended - sent
+        if len(handler.waiting) > 3000:  # the listener's work is the echo's figure, not these
+            handler.flush()
+    handler.flush()
+    return {part: seconds / count * 1e6 for part, seconds in timed.items()}
+
+
+def measure(rounds, echoes):
+    echoed = asyncio.run(echoes_per_subject(rounds, echoes))
+    return {
+        "rounds": rounds,
+        "echoes": echoes,
+        "echo": echoed,
+        "per_record": per_record(echoed),
+        "parts_us": asyncio.run(parts(echoes * 5)),
+    }
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m explorer.bench.cost", description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--echoes", type=int, default=400)
+    options = parser.parse_args(argv)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "explorer.settings")
+    import django
+
+    django.setup()
+    figures = measure(options.rounds, options.echoes)
+    sys.stdout.write(json.dumps(figures) + "\n")
+
+
+if __name__ == "__main__":
+    main()
