@@ -1,9 +1,12 @@
 """Which values are credentials, and how they are hidden: one rule for the console, the recording and /scope.
 
 A header or query parameter whose name matches one of the ``CREDENTIALS``
-patterns (a setting; by default any name with token, key, secret, passw,
+patterns (a setting; by default any name with token, key, secret, pass, pwd,
 auth, session, sig, cookie, csrf, bearer, credential, jwt or otp in it) has
-its value hidden; so has a subprotocol entry of a form that carries one
+its value hidden; so has a field of that name inside a message, as JSON
+(``"password": "..."``) or as a form writes it (``pwd=...``), in the text or
+bytes of an event and of a channel-layer message; so has a subprotocol entry
+of a form that carries one
 (``CREDENTIAL_SUBPROTOCOLS``: Kubernetes' ``base64url.bearer.authorization.k8s.io.TOKEN``,
 ``access_token.TOKEN``, ``bearer.TOKEN``...), wherever it appears: the scope's
 ``subprotocols``, its ``sec-websocket-protocol`` header, and the accept
@@ -66,16 +69,58 @@ def subprotocol_header(value: str, config: Rules) -> str:
 
 
 def query_string(query: Any, config: Rules) -> Any:
-    """The query string with the values of credential parameters hidden, everything else as it was."""
+    """The query string with the values of credential parameters hidden, everything else as it was.
+
+    Parameters are split at ``;`` as well as ``&``: some servers and
+    frameworks read either, so a value after a ``;`` may be a parameter too.
+    """
     if not isinstance(query, bytes) or b"=" not in query:
         return query
     parts = []
-    for part in query.split(b"&"):
+    for part in re.split(rb"([&;])", query):  # the separators kept, in their places
         name, equals, _ = part.partition(b"=")
         if equals and is_credential(unquote_to_bytes(name), config):
             part = name + b"=" + REDACTED_TEXT.encode()
         parts.append(part)
-    return b"&".join(parts)
+    return b"".join(parts)
+
+
+# A named field inside a message: ``"name": value`` as JSON writes it (a string value perhaps cut short
+# as the trace captured it), or ``name=value`` as a form or a query writes it.
+FIELD = re.compile(
+    r'"(?P<json_name>[^"\\]{1,64})"\s*:\s*(?P<json_value>"(?:[^"\\]|\\.)*"?|[^\s,}\]"{\[]+)'
+    r"|(?<![\w.%-])(?P<name>[A-Za-z_][\w.%-]{0,63})=(?P<value>[^\s&;,]*)"
+)
+
+
+def text(value: str, config: Rules) -> str:
+    """A message's text with the value of each field named as a credential hidden."""
+    if "=" not in value and ":" not in value:  # no field in it: most messages
+        return value
+
+    def hidden(match: re.Match[str]) -> str:
+        name = match["json_name"] if match["json_name"] is not None else match["name"]
+        if not is_credential(name, config):
+            return match[0]
+        if match["json_name"] is not None:
+            return f'"{match["json_name"]}": "{REDACTED_TEXT}"'
+        return f"{match['name']}={REDACTED_TEXT}"
+
+    return FIELD.sub(hidden, value)
+
+
+def payload(value: Any, config: Rules) -> Any:
+    """An event's ``text`` or ``bytes`` with its credential fields hidden (``text``); bytes are read as
+    latin-1, which every byte is, so a binary payload comes back byte for byte where nothing is hidden.
+    The start of a long payload, as the trace captured it, is read the same way."""
+    head = getattr(value, "head", None)
+    if head is not None:  # display.Shortened: only its start was kept
+        return type(value)(payload(head, config), value.length)
+    if isinstance(value, str):
+        return text(value, config)
+    if isinstance(value, bytes):
+        return text(value.decode("latin-1"), config).encode("latin-1")
+    return value
 
 
 def is_byte_pair(pair: Any) -> bool:
@@ -97,16 +142,22 @@ def header(pair: Any, config: Rules) -> Any:
     return pair
 
 
-def event(event: dict[str, Any], config: Rules) -> dict[str, Any]:
-    """An event with its credentials hidden: in its headers, and the subprotocol an accept echoes."""
+def event(value: dict[str, Any], config: Rules, depth: int = 0) -> dict[str, Any]:
+    """An event with its credentials hidden: in its headers, the subprotocol an accept echoes, the fields
+    of its text or bytes, and those of the channel-layer message it carries (a ``group_send``'s)."""
     if config.show_credentials:
-        return event
-    event = dict(event)
-    if "subprotocol" in event:
-        event["subprotocol"] = subprotocol(event["subprotocol"], config)
-    if isinstance(event.get("headers"), (list, tuple)):
-        event["headers"] = [header(pair, config) for pair in event["headers"]]
-    return event
+        return value
+    value = dict(value)
+    if "subprotocol" in value:
+        value["subprotocol"] = subprotocol(value["subprotocol"], config)
+    if isinstance(value.get("headers"), (list, tuple)):
+        value["headers"] = [header(pair, config) for pair in value["headers"]]
+    for key in ("text", "bytes"):
+        if key in value:
+            value[key] = payload(value[key], config)
+    if depth == 0 and isinstance(value.get("message"), dict):
+        value["message"] = event(value["message"], config, depth + 1)
+    return value
 
 
 def scope(scope: dict[str, Any], config: Rules) -> dict[str, Any]:

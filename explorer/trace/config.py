@@ -23,7 +23,7 @@ TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off", ""}
 MIB = 1024 * 1024
 # Header and query parameter names that mean a credential (searched, case-insensitive).
-CREDENTIALS = r"token|key|secret|passw|auth|session|sig|cookie|csrf|bearer|credential|jwt|otp"
+CREDENTIALS = r"token|key|secret|pass|pwd|auth|session|sig|cookie|csrf|bearer|credential|jwt|otp"
 # Subprotocol entries that carry a credential: the first group is kept, the rest redacted.
 CREDENTIAL_SUBPROTOCOLS = (
     r"(base64url\.bearer\.authorization\.k8s\.io\.).+",  # Kubernetes' bearer token subprotocol

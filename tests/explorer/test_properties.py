@@ -5,12 +5,13 @@ import io
 import json
 import os
 
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 
 from consumers.actions import Action, Fail, Send, Sleep
 from consumers.core import ExplorerCore
+from explorer import redaction
 from explorer.trace.config import TraceConfig
 from explorer.trace.entry import TraceEntry, Violation
 from explorer.trace.recording import decode, encode
@@ -178,3 +179,28 @@ def test_client_text_is_rendered_literally(text):
     # What the console shows is the repr of what the client sent: nothing interpreted, nothing lost.
     assert repr({"text": text}) in output
     assert "\x1b" not in output
+
+
+@PROPERTIES
+@given(data=st.one_of(hostile_text, st.binary(max_size=200)))
+@example(data='{"user": "ann", "note": "a=b; c: d"}')
+@example(data=b'\x00\xff{"k\\"": 1}=\x80')
+def test_a_message_naming_no_credential_is_traced_byte_for_byte(data):
+    """Hiding credential fields inside messages touches nothing else: not a character, not a byte."""
+    config = TraceConfig()
+    readable = data.decode("latin-1") if isinstance(data, bytes) else data
+    assume(not any(pattern.search(readable) for pattern in config.credentials))
+    assert redaction.payload(data, config) == data
+
+
+@PROPERTIES
+@given(value=hostile_text)
+def test_a_credential_field_never_shows_its_value(value):
+    """Whatever the value, JSON or form-style, and cut short as the trace captures it."""
+    assume(value and "s3" not in value)
+    secret = f"s3{value}"
+    config = TraceConfig()
+    for message in (json.dumps({"note": "hi", "password": secret}), f"pwd={secret}"):
+        for cut in (len(message), len(message) - 1):
+            shown = redaction.payload(message[:cut], config)
+            assert "s3" not in shown and "<redacted>" in shown  # "s3" begins the secret alone

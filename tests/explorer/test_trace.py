@@ -266,6 +266,44 @@ async def test_credentials_by_name_and_in_subprotocols_stay_out_of_console_recor
     assert '"base64url.bearer.authorization.k8s.io.<redacted>"' in reply
 
 
+async def test_credentials_inside_a_message_stay_out_of_console_and_recording(endpoint, trace):
+    """A login message carries its password in the text (JSON, or name=value as in a form): the value
+    of any field whose name is a credential's is hidden, the rest of the message shown as it was."""
+    login = '{"user": "ann", "password": "s3cr3t-pw", "api_key": 12345, "nested": {"token": "s3cr3t-tk"}}'
+    form = "login pwd=s3cr3t-form&next=/home"
+    await session(endpoint, login, form)
+    recording = trace.flushed().read_text()
+    for where in (trace.text(), recording):
+        assert "s3cr3t" not in where and "12345" not in where
+    text = trace.text()
+    assert '"user": "ann", "password": "<redacted>", "api_key": "<redacted>"' in text
+    assert '"nested": {"token": "<redacted>"}' in text
+    assert "login pwd=<redacted>&next=/home" in text
+
+
+async def test_credentials_inside_a_room_message_stay_out_of_the_trace(endpoint, trace):
+    client = communicator(endpoint)
+    await client.connect()
+    await client.send_to(text_data="/join lobby")
+    await client.receive_from()
+    await client.send_to(text_data='/say {"token": "s3cr3t-room"}')
+    await client.receive_from()
+    await client.disconnect()
+    assert "s3cr3t" not in trace.text() and "s3cr3t" not in trace.flushed().read_text()
+    assert '{"token": "<redacted>"}' in trace.text()
+
+
+async def test_password_names_and_query_separators_that_hide_a_credential_too(endpoint, trace):
+    await session(
+        endpoint,
+        query="pass=s3cr3t-1&pwd=s3cr3t-2&x=1;token=s3cr3t-3&page=2",
+        headers=[(b"x-pwd", b"s3cr3t-4"), (b"x-pass", b"s3cr3t-5")],
+    )
+    text = trace.text()
+    assert "s3cr3t" not in text
+    assert "pass=<redacted>&pwd=<redacted>&x=1;token=<redacted>&page=2" in text
+
+
 async def test_the_credential_names_are_a_setting(endpoint, trace):
     with override_settings(EXPLORER_TRACE={"CREDENTIALS": [r"^x-tenant$"]}):
         await session(endpoint, query="", headers=[(b"x-tenant", b"acme-s3cr3t"), (b"x-api-key", b"visible")])
