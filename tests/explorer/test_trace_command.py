@@ -4,6 +4,7 @@ import asyncio
 import copy
 import json
 import logging
+import re
 import time
 from io import StringIO
 
@@ -190,6 +191,35 @@ async def test_a_recorded_connection_becomes_a_test_that_passes(trace, endpoint)
         [{"type": "websocket.send", "bytes": b"hi"}],
     )
     await module["replay"]()  # what the generated test runs
+
+
+async def test_a_reply_naming_a_channel_or_hiding_a_credential_replays(trace, endpoint):
+    """``/whoami`` names the consumer's channel, new each run; a message's password is hidden in the
+    recording: a channel name matches any channel name, and a hidden value anything."""
+    await session(endpoint, ["/whoami", '{"user": "ann", "password": "s3cr3t"}'])
+    [connection] = connection_ids(trace)
+    source = pytest_module(trace, connection)
+    assert "s3cr3t" not in source and "inmemory!" in source
+    assert "is sent in its place" in source  # the module says what it cannot send again
+    await loaded(source)["replay"]()
+
+
+async def test_a_channel_name_matches_only_a_channel_name(trace, endpoint):
+    await session(endpoint, ["/whoami"])
+    [connection] = connection_ids(trace)
+    source = pytest_module(trace, connection)
+    module = loaded(source)
+    [(_, [reply])] = [step for step in module["STEPS"] if step[0].get("text") == "/whoami"]
+    recorded = reply["text"].head if hasattr(reply["text"], "head") else reply["text"]
+    channel = re.search(r"specific\.[^!]*![A-Za-z]+", recorded)[0]
+    assert module["same"]({**reply, "text": reply_text(reply, channel, channel[:-3] + "xyz")}, reply)
+    assert not module["same"]({**reply, "text": reply_text(reply, channel, "not a channel name")}, reply)
+
+
+def reply_text(reply, old, new):
+    text = reply["text"]
+    whole = text.head + "x" * (text.length - len(text.head)) if hasattr(text, "head") else text
+    return whole.replace(old, new)
 
 
 async def test_the_replay_fails_when_the_consumer_answers_differently(trace, endpoint):
