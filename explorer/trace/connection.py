@@ -563,10 +563,7 @@ class ConnectionTrace:
             )
         self.arrivals.clear()
         who = "consumer" if self.consumer else "application"
-        broken = self.rules.count
-        tally = (
-            f"{broken} ASGI rule violation{'s' if broken != 1 else ''}" if broken else "no ASGI rule broken"
-        )
+        tally = self.rules.tally()
         closing = "websocket.close" in self.delivered or self.rules.disconnected or self.rules.denied
         raised = error is not None and not isinstance(error, asyncio.CancelledError)
         outcome = self.notes.ending(

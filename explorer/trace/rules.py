@@ -189,18 +189,34 @@ class WebSocketRules:
         self.denied = False  # a websocket.http.response denial was sent
         self.disconnected = False
         self.count = 0  # violations so far
-        self.scope_violations = self.counted(scope_problems(scope))
+        self.by_server = 0  # of which the server's: its scope's and its events'
+        self.scope_violations = self.counted(scope_problems(scope), by_server=True)
 
-    def counted(self, violations):
+    def counted(self, violations, by_server=False):
         self.count += len(violations)
+        if by_server:
+            self.by_server += len(violations)
         return violations
+
+    def tally(self):
+        """The violations so far, in words, and whose when any are the server's."""
+        if not self.count:
+            return "no ASGI rule broken"
+        said = f"{self.count} ASGI rule violation{'s' if self.count != 1 else ''}"
+        by_application = self.count - self.by_server
+        if not self.by_server:
+            return said
+        if not by_application:
+            return f"{said}, by the server"
+        return f"{said}: {self.by_server} by the server, {by_application} by the application"
 
     def incoming(self, event: Any) -> list[Violation]:
         """The rules an event from the server breaks."""
         event_type = event_type_of(event)
         if event_type not in INCOMING_TYPES:
             shown = event.get("type") if isinstance(event, Mapping) else event
-            return self.counted([broke("event.type", f"a server does not send {type_repr(shown)}")])
+            problem = f"a server does not send {type_repr(shown)}"
+            return self.counted([broke("event.type", problem)], by_server=True)
         found = []
         if event_type == "websocket.connect":
             if self.connected:
@@ -215,7 +231,7 @@ class WebSocketRules:
             if not isinstance(code, int) or isinstance(code, bool):
                 found.append(broke("disconnect.code", f"code is {type_repr(code)}"))
             self.disconnected = True
-        return self.counted(found)
+        return self.counted(found, by_server=True)
 
     def outgoing(self, event: Any) -> list[Violation]:
         """The rules an event from the application breaks."""

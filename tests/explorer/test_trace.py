@@ -304,6 +304,18 @@ async def test_password_names_and_query_separators_that_hide_a_credential_too(en
     assert "pass=<redacted>&pwd=<redacted>&x=1;token=<redacted>&page=2" in text
 
 
+async def test_the_last_line_says_which_violations_are_the_servers(endpoint, trace):
+    """granian gives the ports as str: the scope breaks a rule, not the consumer; its last line says so."""
+    client = communicator(endpoint)
+    client.scope["server"] = ("127.0.0.1", "8000")  # before the application has read its scope
+    await client.connect()
+    await client.send_to(text_data="hello")
+    await client.receive_from()
+    await client.disconnect()
+    [exit_line] = [m for m in trace.parsed() if m["kind"] == "exit"]
+    assert exit_line["rest"].endswith("1 ASGI rule violation, by the server")
+
+
 async def test_the_credential_names_are_a_setting(endpoint, trace):
     with override_settings(EXPLORER_TRACE={"CREDENTIALS": [r"^x-tenant$"]}):
         await session(endpoint, query="", headers=[(b"x-tenant", b"acme-s3cr3t"), (b"x-api-key", b"visible")])
