@@ -281,11 +281,11 @@ class ExplorerCore:
             # Frames still arrive until the client answers our close: ignore them.
             return []
         if message.get("bytes") is not None:
-            return [send_bytes(message["bytes"])]
+            return self.reply(send_bytes(message["bytes"]), "the echo")
         text = message.get("text") or ""
         match = COMMAND.fullmatch(text)
         if match is None:
-            return [send_text(text)]
+            return self.reply(send_text(text), "the echo")
         name, args = match["name"], (match["args"] or "").strip()
         if name not in self.COMMANDS:
             return [send_text(f"error: unknown command /{name}; try /help")]
@@ -373,7 +373,18 @@ class ExplorerCore:
         if self.closing:
             return []
         room, sender, text = (str(message.get(key, "?")) for key in ("room", "sender", "text"))
-        return [send_text(f"[{room}] {sender}: {text}")]
+        return self.reply(send_text(f"[{room}] {sender}: {text}"), f"{sender}'s message in {room}")
+
+    def reply(self, send: actions.Send, what: str) -> list[actions.Action]:
+        """``send``, if this client has not left too much unread in the server; else why not."""
+        data = send.event.get("text")
+        size = len(data.encode()) if isinstance(data, str) else len(send.event.get("bytes") or b"")
+        refusal = self.limits.reply(size)
+        if refusal is None:
+            return [send]
+        why = f"{what} not sent: {refusal}"
+        # A server that has stopped writing would make the error's send wait too.
+        return refused(why) if self.limits.writable() else [actions.Note(why)]
 
     # Commands: each takes the text after its name and returns actions.
 
@@ -398,7 +409,7 @@ class ExplorerCore:
         return [actions.Stats()]
 
     def command_bytes(self, args):
-        return [send_bytes(utf8(args, "/bytes TEXT"))]
+        return self.reply(send_bytes(utf8(args, "/bytes TEXT")), "/bytes")
 
     def command_burst(self, args):
         words = args.split()

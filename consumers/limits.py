@@ -18,7 +18,9 @@ answers with an ``error:`` instead when the budget is spent:
   not writing (uvicorn's back-pressure), since a send that then waits would
   hold the sync thread with it. Where the server does not show what it
   holds, a connection may ask for at most ``MAX_UNSENT`` bytes per
-  ``HOLD_WINDOW``.
+  ``HOLD_WINDOW``. An echo, ``/bytes`` and a room's message are held to the
+  same bytes waiting (``reply``), not to that rate: each answers one message
+  the client sent.
 - **Rooms.** ``MAX_ROOMS`` per connection: the in-memory layer scans every
   group on each send, so each room a connection joins slows every room.
 """
@@ -155,6 +157,13 @@ class ConnectionLimits:
                     f"(the limit is {MAX_UNSENT_TOTAL // MIB} MiB)"
                 )
         return None
+
+    def reply(self, size: int) -> str | None:
+        """``send`` for a reply to one message of the client's: the bytes waiting are limited alike,
+        but where the server does not show them, no rate is (the client paces its replies)."""
+        if self.unsent() is None:
+            return None
+        return self.send(size)
 
     def writable(self) -> bool:
         """Whether the server is writing to this client: a send would not wait."""

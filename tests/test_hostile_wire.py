@@ -39,9 +39,13 @@ class RawClient:
         assert answer.startswith(b"HTTP/1.1 101"), answer
 
     def send_text(self, text):
-        payload, mask = text.encode(), os.urandom(4)
-        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-        self.sock.sendall(struct.pack("!BB", 0x81, 0x80 | len(payload)) + mask + masked)
+        payload = text.encode()
+        if len(payload) < 126:
+            mask = os.urandom(4)
+            masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+            self.sock.sendall(struct.pack("!BB", 0x81, 0x80 | len(payload)) + mask + masked)
+        else:  # a long one: a mask of zeros (a valid key) leaves it as it is, with no byte-by-byte pass
+            self.sock.sendall(struct.pack("!BBQ", 0x81, 0x80 | 127, len(payload)) + bytes(4) + payload)
 
     def close(self):
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -102,6 +106,34 @@ async def test_bursts_to_clients_that_do_not_read_grow_the_server_by_little(fres
             for ws in (other, same):
                 await ws.send("still answered")
                 assert await asyncio.wait_for(ws.recv(), 10) == "still answered"
+    finally:
+        for client in stuck:
+            client.close()
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize("fresh", ["daphne", "uvicorn"], indirect=True)
+async def test_echoes_to_clients_that_do_not_read_grow_the_server_by_little(fresh, endpoint):
+    """Reported: a client that stopped reading and sent 200 texts of 1 MB to be echoed grew daphne by
+    193 MiB; /burst had a budget, the echo none. Now each echo waits for the same budget."""
+    before = rss(fresh.pid)
+    stuck = [RawClient(fresh.port, f"/ws/{endpoint}/") for _ in range(4)]
+    try:
+        for client in stuck:
+            for _ in range(40):
+                client.send_text("x" * 1_000_000)
+
+        def refused():
+            notes = [r.get("note", "") for r in read_records(fresh.recording) if r["kind"] == "note"]
+            return sum(n.startswith("the echo not sent") for n in notes) >= 4 * 20
+
+        assert wait_until(refused, timeout=60)
+        grown = rss(fresh.pid) - before
+        print(f"\n{fresh.kind.label} /ws/{endpoint}/: grew {grown / MIB:.1f} MiB")
+        assert grown < 100 * MIB, f"grew {grown / MIB:.0f} MiB"  # 160 MB of echoes asked for
+        async with connect(fresh.url("ac" if endpoint == "sc" else "sc")) as other:
+            await other.send("still answered")
+            assert await asyncio.wait_for(other.recv(), 10) == "still answered"
     finally:
         for client in stuck:
             client.close()

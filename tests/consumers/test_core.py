@@ -404,3 +404,43 @@ def test_a_database_failure_is_noted_in_full_and_told_briefly():
     assert reply.event["text"] == "error: history failed (RuntimeError); the database may be down"
     c.disconnect({"type": "websocket.disconnect", "code": 1000})
     assert c.database_failed(actions.Store("lobby", "sc#1", "hi"), error) == []  # nobody to tell
+
+
+def limited(unsent):
+    from consumers.limits import ConnectionLimits
+
+    return ExplorerCore({"type": "websocket", "query_string": b""}, limits=ConnectionLimits(unsent=unsent))
+
+
+@pytest.mark.parametrize(
+    ("message", "via"),
+    [
+        ({"type": "websocket.receive", "text": "hello"}, "receive"),
+        ({"type": "websocket.receive", "bytes": b"hello"}, "receive"),
+        ({"type": "websocket.receive", "text": "/bytes hello"}, "receive"),
+        ({"type": "room.message", "room": "lobby", "sender": "sc#2", "text": "hi"}, "room_message"),
+    ],
+)
+def test_what_a_client_that_does_not_read_is_sent_has_a_budget(message, via):
+    """Echoes, /bytes and room messages wait in the server for a client that does not read them: past
+    MAX_UNSENT the client gets an error instead, as a /burst does, and nothing while it is paused."""
+    from consumers.limits import MAX_UNSENT, PAUSED
+
+    assert getattr(limited(lambda: 0), via)(message)[0].event.get("type") == "websocket.send"
+    over = list(getattr(limited(lambda: MAX_UNSENT + 1), via)(message))
+    assert [type(action) for action in over] == [actions.Note, actions.Send]
+    assert (
+        over[1].event["text"].startswith("error: ")
+        and "MiB are waiting for this client" in over[1].event["text"]
+    )
+    assert "not sent" in over[0].text
+    assert [type(action) for action in getattr(limited(lambda: PAUSED), via)(message)] == [actions.Note]
+    # A server that does not show what it holds: the reply goes, however much was sent before.
+    unknown = limited(lambda: None)
+    for _ in range(20):
+        assert (
+            getattr(unknown, via)({**message, "text": "x" * 1_000_000} if "text" in message else message)[
+                0
+            ].event.get("type")
+            == "websocket.send"
+        )
