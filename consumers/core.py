@@ -288,11 +288,11 @@ class ExplorerCore:
             return self.reply(send_text(text), "the echo")
         name, args = match["name"], (match["args"] or "").strip()
         if name not in self.COMMANDS:
-            return [send_text(f"error: unknown command /{name}; try /help")]
+            return [send_text(error_text(f"unknown command /{name}; try /help"))]
         try:
             return getattr(self, f"command_{name}")(args)
         except CommandError as error:
-            return [send_text(f"error: {error}")]
+            return [send_text(error_text(str(error)))]
 
     def disconnect(self, message: Event) -> list[actions.Action]:
         self.closing = True
@@ -507,6 +507,15 @@ def burst(count: int, size: int, limits: ConnectionLimits) -> Iterator[actions.A
             return
         label = f"{number}/{count} "
         yield send_text((label + filler)[:size])
+
+
+MAX_ERROR = 300  # characters of an error reply: one quoting a client's long input says its length instead
+
+
+def error_text(problem: str) -> str:
+    if len(problem) > MAX_ERROR:
+        problem = f"{problem[:MAX_ERROR]}…<{len(problem):,} chars>"
+    return f"error: {problem}"
 
 
 def refused(why: str) -> list[actions.Action]:

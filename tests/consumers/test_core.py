@@ -444,3 +444,11 @@ def test_what_a_client_that_does_not_read_is_sent_has_a_budget(message, via):
             ].event.get("type")
             == "websocket.send"
         )
+
+
+@pytest.mark.parametrize(
+    "text", ["/" + "a" * 100_000, "/sleep " + "9" * 100_000, "/close 4000 " + "r" * 100_000]
+)
+def test_an_error_reply_quotes_a_long_input_shortened(text):
+    reply = text_of(core().receive({"type": "websocket.receive", "text": text}))
+    assert reply.startswith("error: ") and len(reply) <= 400
