@@ -21,6 +21,7 @@ from urllib.parse import urlparse
 from channels.security.websocket import OriginValidator, WebsocketDenier
 from django.conf import settings
 
+from explorer.redaction import without_userinfo
 from explorer.trace import note
 
 
@@ -35,7 +36,8 @@ class SameOriginValidator(OriginValidator):
         if origin is None or origin in allowed_origins() or self.same_origin(origin, host):
             return await self.application(scope, receive, send)
         note(
-            f"origin {origin!r} is not this page's ({host!r}) nor one of DJANGO_ALLOWED_ORIGINS: refused "
+            f"origin {without_userinfo(origin)!r} is not this page's ({host!r}) nor one of "
+            "DJANGO_ALLOWED_ORIGINS: refused "
             "(set DJANGO_ALLOWED_ORIGINS to let a page from elsewhere drive the explorer)"
         )
         return await WebsocketDenier()(scope, receive, send)

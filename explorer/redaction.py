@@ -130,8 +130,18 @@ def is_byte_pair(pair: Any) -> bool:
     )
 
 
+# The userinfo of a URL (``http://user:password@host``): what browsers no longer send, but a client can.
+USERINFO = re.compile(r"(?<=://)[^/?#@\s]*@")
+
+
+def without_userinfo(text: str) -> str:
+    """``text`` with the userinfo of any URL in it hidden."""
+    return USERINFO.sub(f"{REDACTED_TEXT}@", text) if "@" in text else text
+
+
 def header(pair: Any, config: Rules) -> Any:
-    """An ASGI header (a byte pair), its value hidden if it is a credential or carries one."""
+    """An ASGI header (a byte pair), its value hidden if it is a credential or carries one: a
+    credential's name, a subprotocol's token, a URL's userinfo (an ``Origin``, a ``Referer``)."""
     if not is_byte_pair(pair):
         return pair
     name, value = pair
@@ -139,6 +149,8 @@ def header(pair: Any, config: Rules) -> Any:
         return (name, REDACTED)
     if name.lower() == b"sec-websocket-protocol":
         return (name, subprotocol_header(value.decode("latin-1"), config).encode("latin-1"))
+    if b"@" in value:
+        return (name, without_userinfo(value.decode("latin-1")).encode("latin-1"))
     return pair
 
 

@@ -315,6 +315,19 @@ async def test_a_refused_origin_is_traced_with_the_reason(endpoint, trace):
     assert close["event"] == {"type": "websocket.close"}
 
 
+async def test_a_password_in_an_origins_address_stays_out_of_the_trace(endpoint, trace):
+    """``http://user:password@host`` is a URL a browser never sends, but a client can: the refusal's note
+    and the scope's headers show the address with its userinfo hidden."""
+    origin = b"http://ann:s3cr3t@evil.example"
+    client = communicator(endpoint, headers=[(b"origin", origin), (b"host", b"127.0.0.1")])
+    accepted, _ = await client.connect()
+    assert not accepted
+    await client.disconnect()
+    assert "s3cr3t" not in trace.text() and "s3cr3t" not in trace.flushed().read_text()
+    assert "origin 'http://<redacted>@evil.example' is not this page's" in trace.text()
+    assert "('origin', 'http://<redacted>@evil.example')" in trace.text()
+
+
 PAGE = [(b"host", b"127.0.0.1:8000")]
 
 
