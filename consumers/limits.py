@@ -7,9 +7,10 @@ answers with an ``error:`` instead when the budget is spent:
   ``/query`` on either, and ``?delay=`` on a SyncConsumer hold the one thread channels
   runs sync code on, or the event loop itself: while they do, no other
   connection's handler runs, and no handshake gets past the auth stack.
-  Together, all connections may hold each for at most ``HOLD_SHARE``
-  seconds in any ``HOLD_WINDOW`` (below daphne's 5 s handshake timeout, so
-  a handshake that waits still completes), and one connection rests as long
+  Together, all connections may hold the two for at most ``HOLD_SHARE``
+  seconds in all in any ``HOLD_WINDOW`` (below daphne's 5 s handshake
+  timeout, so a handshake that waits still completes: it waits for both,
+  one after the other), and one connection rests as long
   as it held before it may hold again: commands sent in one go are refused
   after the first, not queued into a long freeze.
 - **Bytes a client has not read.** A burst stops when this connection has
@@ -35,7 +36,7 @@ Clock = Callable[[], float]
 SYNC_THREAD = "the sync thread"
 EVENT_LOOP = "the event loop"
 HOLD_WINDOW = 10.0  # seconds
-HOLD_SHARE = 4.0  # seconds each shared thread may be held in any HOLD_WINDOW
+HOLD_SHARE = 4.0  # seconds the shared threads, both together, may be held in any HOLD_WINDOW
 MAX_UNSENT = 8 * 1024 * 1024  # bytes waiting for one client
 MAX_UNSENT_TOTAL = 64 * 1024 * 1024  # bytes waiting for all clients together
 CHECK_EVERY = 1024 * 1024  # bytes asked for between two looks at every connection's buffers
@@ -67,10 +68,11 @@ class Holds:
         return sum(min(end, now + HOLD_WINDOW) - max(start, now - HOLD_WINDOW) for start, end in spans)
 
     def grant(self, resource: str, seconds: float) -> tuple[bool, float]:
-        """The hold, if the budget allows it: (granted, seconds already held in the window)."""
+        """The hold, if the budget allows it: (granted, seconds the shared threads are already held in the
+        window, all together: a handshake waits for each in turn)."""
         with self.lock:
             now = self.clock()
-            held = self.held(resource, now)
+            held = sum(self.held(each, now) for each in {resource, *self.spans})
             if held + seconds > self.share():
                 return False, held
             self.spans[resource].append((now, now + seconds))
@@ -123,9 +125,9 @@ class ConnectionLimits:
         granted, held = self.holds.grant(resource, seconds)
         if not granted:
             return (
-                f"{resource} has been held {held:.1f} s of the last {HOLD_WINDOW:g} s; all connections "
-                f"together may hold it {self.holds.share():g} s, so that a handshake waiting for it "
-                "still completes"
+                f"{SYNC_THREAD} and {EVENT_LOOP} have been held {held:.1f} s of the last "
+                f"{HOLD_WINDOW:g} s; all connections together may hold them {self.holds.share():g} s, so "
+                "that a handshake waiting for them still completes"
             )
         self.rested_at = now + 2 * seconds
         return None

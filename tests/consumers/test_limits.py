@@ -45,7 +45,7 @@ def test_all_connections_together_hold_a_shared_thread_at_most_the_share():
     first, second, third = (limited(clock, holds) for _ in range(3))
     assert first.hold("sleep", 3) is None
     refusal = second.hold("sleep", 3)
-    assert "has been held 3.0 s of the last 10 s" in refusal
+    assert "have been held 3.0 s of the last 10 s" in refusal
     assert third.hold("sleep", 1) is None  # 3 + 1 is within the 4 s share
     clock.now += budget.HOLD_WINDOW + 4  # the window has moved on
     assert second.hold("sleep", 3) is None
@@ -111,7 +111,7 @@ def test_a_refused_delay_accepts_at_once_and_says_why():
     core = ExplorerCore({"type": "websocket", "query_string": b"delay=2"}, limits=limited(clock, holds))
     actions = core.connect()
     assert not [a for a in actions if isinstance(a, Sleep)]
-    assert actions[-1].event["text"].startswith("error: ?delay=2 refused: the sync thread has been held")
+    assert actions[-1].event["text"].startswith("error: ?delay=2 refused: the sync thread and the event loop have been held")
 
 
 def test_rooms_per_connection_are_capped():
@@ -162,3 +162,17 @@ async def test_long_commands_sent_in_one_go_run_once_and_the_rest_are_refused(en
     await client.disconnect()
     notes = [r["note"] for r in trace.records() if r["kind"] == "note"]
     assert len(notes) == 2 and all(n.startswith("/block 0.3 refused: this connection held") for n in notes)
+
+
+def test_the_sync_thread_and_the_event_loop_share_one_budget():
+    """A handshake waits for both, one after the other (the event loop to read it, the sync thread for
+    the auth stack and channels' hop): holding each for the whole share in turn kept one waiting 7.7 s,
+    past daphne's 5 s timeout. Together they are held at most the share."""
+    clock = Clock()
+    holds = Holds(clock)
+    sync = ConnectionLimits(sleeping=SYNC_THREAD, blocking=SYNC_THREAD, holds=holds, clock=clock)
+    loop = ConnectionLimits(sleeping=None, blocking=budget.EVENT_LOOP, holds=holds, clock=clock)
+    assert sync.hold("sleep", 3.9) is None
+    refusal = loop.hold("block", 3.9)
+    assert refusal and "the sync thread and the event loop have been held 3.9 s" in refusal
+    assert loop.hold("block", 0.1) is None  # 4 s in all
