@@ -111,7 +111,8 @@ def test_a_refused_delay_accepts_at_once_and_says_why():
     core = ExplorerCore({"type": "websocket", "query_string": b"delay=2"}, limits=limited(clock, holds))
     actions = core.connect()
     assert not [a for a in actions if isinstance(a, Sleep)]
-    assert actions[-1].event["text"].startswith("error: ?delay=2 refused: the sync thread and the event loop have been held")
+    refusal = "error: ?delay=2 refused: the sync thread and the event loop have been held"
+    assert actions[-1].event["text"].startswith(refusal)
 
 
 def test_rooms_per_connection_are_capped():
