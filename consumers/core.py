@@ -378,7 +378,11 @@ class ExplorerCore:
     def reply(self, send: actions.Send, what: str) -> list[actions.Action]:
         """``send``, if this client has not left too much unread in the server; else why not."""
         data = send.event.get("text")
-        size = len(data.encode()) if isinstance(data, str) else len(send.event.get("bytes") or b"")
+        size = (
+            len(data.encode(errors="surrogatepass"))
+            if isinstance(data, str)
+            else len(send.event.get("bytes") or b"")
+        )
         refusal = self.limits.reply(size)
         if refusal is None:
             return [send]
