@@ -38,15 +38,19 @@ WINDOW = 4  # batches a page may leave unacknowledged before the panel waits for
 RECENT_RECORDS = 500  # records a page gets when it opens, the last ones before it came
 RECENT_BYTES = 1024 * 1024
 MAX_PANELS = 8  # pages watching at once: each may hold its buffer
+# Of those, clients with no Origin (not a page: a script, a command-line client) may hold this many, so
+# that they can never shut the page itself out.
+MAX_WITHOUT_ORIGIN = MAX_PANELS // 2
 MAX_ACK = 64  # characters of a page's acknowledgement; anything longer is not one
 
 
 class Subscriber:
     """One watching page's buffer: the listener thread offers, the page's task takes."""
 
-    def __init__(self, loop, wake):
+    def __init__(self, loop, wake, page=True):
         self.loop = loop
         self.wake = wake  # an asyncio.Event on the page's loop
+        self.page = page  # its handshake had an Origin: a browser's page, not a script
         self.lock = threading.Lock()
         self.lines = deque()
         self.held = 0  # bytes in ``lines``
@@ -121,13 +125,15 @@ class Hub:
             for subscriber in self.subscribers:
                 subscriber.offer(line)
 
-    def subscribe(self, loop, wake):
-        """A page begins to watch: its buffer, holding the recent records; None when too many watch."""
+    def subscribe(self, loop, wake, page=True):
+        """A page begins to watch (``page``: its handshake had an Origin): its buffer, holding the recent
+        records; None when too many watch, or too many that are not pages."""
         with self.lock:
-            if len(self.subscribers) >= MAX_PANELS:
+            without_origin = sum(not each.page for each in self.subscribers)
+            if len(self.subscribers) >= MAX_PANELS or (not page and without_origin >= MAX_WITHOUT_ORIGIN):
                 return None
             self.watched = True
-            subscriber = Subscriber(loop, wake)
+            subscriber = Subscriber(loop, wake, page)
             for line in self.recent:
                 subscriber.offer(line)
             self.subscribers.add(subscriber)
@@ -197,7 +203,8 @@ class TracePanel:
         if scope.get("type") != "websocket" or (await receive()).get("type") != "websocket.connect":
             return
         wake = asyncio.Event()
-        subscriber = hub.subscribe(asyncio.get_running_loop(), wake)
+        page = any(name == b"origin" for name, _ in scope.get("headers", ()))
+        subscriber = hub.subscribe(asyncio.get_running_loop(), wake, page)
         if subscriber is None:
             await send({"type": "websocket.close", "code": 1013})  # before accepting: HTTP 403
             return
