@@ -15,7 +15,7 @@ from typing import Any, Literal, overload
 from urllib.parse import parse_qs
 
 from consumers import actions
-from consumers.limits import MAX_ROOMS, ConnectionLimits
+from consumers.limits import ConnectionLimits
 from explorer.close_frame import APPLICATION_CLOSE_CODES, MAX_CLOSE_REASON_BYTES, is_application_close_code
 from explorer.redaction import Rules, scope_as_json
 
@@ -326,17 +326,20 @@ class ExplorerCore:
         if room in self.rooms:
             return []
         self.rooms[room] = None
+        self.limits.rooms = len(self.rooms)
         return [send_text(f"joined {room}")]
 
     def left(self, room: str) -> list[actions.Action]:
         """``actions.Leave(room)`` went through."""
         self.rooms.pop(room, None)
+        self.limits.rooms = len(self.rooms)
         return self.leaving() if self.closing else [send_text(f"left {room}")]
 
     def layer_failed(self, operation: str, group: str, error: Exception) -> list[actions.Action]:
         """A group_add, group_discard or group_send that the layer refused; the shell does no more."""
         if self.closing:  # nobody to tell: leave the other rooms
             self.rooms.pop(group, None)
+            self.limits.rooms = len(self.rooms)
             return self.leaving()
         # The error's text names the Redis server: the trace notes it, the client is not told.
         return [send_text(f"error: {operation} failed ({type(error).__name__}); try again later")]
@@ -447,8 +450,9 @@ class ExplorerCore:
         room = valid_room(args)
         if room in self.rooms:
             raise CommandError(f"already in room {room}")
-        if len(self.rooms) >= MAX_ROOMS:
-            raise CommandError(f"a connection may be in {MAX_ROOMS} rooms at most; /leave one first")
+        refusal = self.limits.join()
+        if refusal:
+            raise CommandError(refusal)
         return [actions.Join(room)]
 
     def command_leave(self, args):

@@ -22,8 +22,9 @@ answers with an ``error:`` instead when the budget is spent:
   ``HOLD_WINDOW``. An echo, ``/bytes`` and a room's message are held to the
   same bytes waiting (``reply``), not to that rate: each answers one message
   the client sent.
-- **Rooms.** ``MAX_ROOMS`` per connection: the in-memory layer scans every
-  group on each send, so each room a connection joins slows every room.
+- **Rooms.** ``MAX_ROOMS`` per connection, ``MAX_ROOMS_TOTAL`` for all
+  connections together: the in-memory layer scans every membership on each
+  send and receive, so each room a connection joins slows every room.
 """
 
 import threading
@@ -41,6 +42,7 @@ MAX_UNSENT = 8 * 1024 * 1024  # bytes waiting for one client
 MAX_UNSENT_TOTAL = 64 * 1024 * 1024  # bytes waiting for all clients together
 CHECK_EVERY = 1024 * 1024  # bytes asked for between two looks at every connection's buffers
 MAX_ROOMS = 100
+MAX_ROOMS_TOTAL = 5_000  # rooms joined, all connections together (a connection in two counts twice)
 MIB = 1024 * 1024
 
 
@@ -109,6 +111,7 @@ class ConnectionLimits:
         # (when, bytes) asked for, where the server does not show its buffers
         self.asked: deque[tuple[float, int]] = deque()
         self.since_check = CHECK_EVERY  # look at the first message
+        self.rooms = 0  # rooms this connection is in (the core keeps it)
         WATCHED.add(self)
 
     def hold(self, command: str, seconds: float) -> str | None:
@@ -158,6 +161,18 @@ class ConnectionLimits:
                     f"{total / MIB:.1f} MiB are waiting for clients to read them, all connections together "
                     f"(the limit is {MAX_UNSENT_TOTAL // MIB} MiB)"
                 )
+        return None
+
+    def join(self) -> str | None:
+        """None if this connection may join one more room, else why not."""
+        if self.rooms >= MAX_ROOMS:
+            return f"a connection may be in {MAX_ROOMS} rooms at most; /leave one first"
+        total = sum(each.rooms for each in list(WATCHED))
+        if total >= MAX_ROOMS_TOTAL:
+            return (
+                f"all connections together are in {total:,} rooms, the limit ({MAX_ROOMS_TOTAL:,}): each "
+                "slows every room's messages; try again when some have left"
+            )
         return None
 
     def reply(self, size: int) -> str | None:

@@ -177,3 +177,24 @@ def test_the_sync_thread_and_the_event_loop_share_one_budget():
     refusal = loop.hold("block", 3.9)
     assert refusal and "the sync thread and the event loop have been held 3.9 s" in refusal
     assert loop.hold("block", 0.1) is None  # 4 s in all
+
+
+def test_rooms_of_all_connections_together_are_capped(monkeypatch):
+    """A probe put 300 connections in 100 rooms each: the in-memory layer walks every membership on each
+    send and receive, and an echo elsewhere took 217 ms. All connections together have a budget too."""
+    import weakref
+
+    monkeypatch.setattr(budget, "WATCHED", weakref.WeakSet())  # these connections alone
+    cores = []
+    for _ in range(budget.MAX_ROOMS_TOTAL // budget.MAX_ROOMS):
+        core = ExplorerCore({"type": "websocket", "query_string": b""})
+        for n in range(budget.MAX_ROOMS):
+            core.joined(f"r{n}")
+        cores.append(core)
+    late = ExplorerCore({"type": "websocket", "query_string": b""})
+    [reply] = late.receive({"type": "websocket.receive", "text": "/join lobby"})
+    assert reply.event["text"].startswith(
+        f"error: all connections together are in {budget.MAX_ROOMS_TOTAL:,} rooms"
+    )
+    cores[0].left("r0")  # one leaves: there is room again
+    assert late.receive({"type": "websocket.receive", "text": "/join lobby"})[0].group == "lobby"
