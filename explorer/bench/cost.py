@@ -12,7 +12,9 @@ was made), the sync thread's. The trace's renderer process is not counted:
 
 Then the parts of the trace on a consumer's path, each timed on its own in a
 tight loop: what the trace does at a receive, as a handler starts, at a
-send, as a handler ends.
+send, as a handler ends. The listener is stopped meanwhile, so that its
+thread takes no turn inside a part, and the records are let go unrendered
+(what the listener does with them is in the echo's figure).
 
 Run by ``manage.py bench --cost`` as ``python -m explorer.bench.cost``, in a
 process of its own, whose trace console goes to a file: this prints JSON.
@@ -114,7 +116,18 @@ async def parts(count):
     trace.consumer_started(Consumer(), scope)
     traced_receive, traced_send = trace.wrap_receive(receive), trace.wrap_send(send)
     timed = {"receive": 0.0, "handler started": 0.0, "send": 0.0, "handler ended": 0.0}
-    clock = time.thread_time
+    clock = time.perf_counter  # nothing else runs meanwhile: the listener is stopped
+    handler.flush()
+    handler.listener.stopping.set()
+    handler.listener.join()
+    try:
+        await timed_parts(count, trace, traced_receive, traced_send, timed, clock, handler)
+    finally:
+        handler.listen()
+    return {part: seconds / count * 1e6 for part, seconds in timed.items()}
+
+
+async def timed_parts(count, trace, traced_receive, traced_send, timed, clock, handler):
     for _ in range(count):
         started = clock()
         event = await traced_receive()
@@ -129,10 +142,9 @@ async def parts(count):
         timed["handler started"] += began - received
         timed["send"] += sent - began
         timed["handler ended"] += ended - sent
-        if len(handler.waiting) > 3000:  # the listener's work is the echo's figure, not these
-            handler.flush()
-    handler.flush()
-    return {part: seconds / count * 1e6 for part, seconds in timed.items()}
+        if len(handler.waiting) > 3000:  # let go unrendered: the listener's work is the echo's figure
+            handler.taken()
+            handler.released(handler.held)
 
 
 def measure(rounds, echoes):
