@@ -108,8 +108,12 @@ class Notes:
 
     def outgoing(self, event, rules, seconds):
         """Notes for an event the application sends, ``seconds`` after the connection arrived."""
+        return self.said(situations(event, rules), event, rules, seconds)
+
+    def said(self, found, event, rules, seconds):
+        """The notes for the situations ``found``."""
         notes = []
-        for situation in situations(event, rules):
+        for situation in found:
             note = self.OUTGOING.get(situation, SPEC.get(situation))
             if callable(note):
                 note = note(self, event, rules, seconds)
@@ -158,12 +162,22 @@ def not_offered_by_client(self, event, rules, seconds):
 
 
 class UnknownNotes(Notes):
-    """A server the explorer does not know: what the spec version its scope declares implies."""
+    """A server the explorer does not know: what the spec version its scope declares implies (nothing,
+    when what it declares is not a version)."""
+
+    def __init__(self, server):
+        super().__init__(server)
+        try:
+            self.version = tuple(int(part) for part in server.spec_version.split(".")[:2])
+        except ValueError:
+            self.version = None
 
     def outgoing(self, event, rules, seconds):
-        notes = super().outgoing(event, rules, seconds)
-        spec = tuple(map(int, self.server.spec_version.split(".")[:2]))
         found = situations(event, rules)
+        notes = self.said(found, event, rules, seconds)
+        spec = self.version
+        if spec is None:
+            return notes
         if "accept-headers" in found and spec < (2, 1):
             notes.append(f"{self.server.spec}; accept headers came in 2.1, so it may not send them")
         if "close-reason" in found and spec < (2, 3):

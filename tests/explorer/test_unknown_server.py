@@ -68,3 +68,14 @@ async def test_an_exception_under_an_unknown_server_claims_nothing_of_the_wire(t
         await run(fails, scope_of("2.3"), [{"type": "websocket.connect"}])
     [error] = [r for r in trace.records() if r["kind"] == "error"]
     assert "what the client sees depends on the server, which the explorer does not know" in error["note"]
+
+
+@pytest.mark.parametrize("spec", ["2.x", "three", "2", ""])
+async def test_a_spec_version_that_is_not_a_version_breaks_nothing(trace, spec):
+    """A server of our own may declare anything: the trace says what it declared and goes on."""
+    sent = await run(
+        accepts_with_a_header_and_closes_with_a_reason, scope_of(spec), [{"type": "websocket.connect"}]
+    )
+    assert [event["type"] for event in sent] == ["websocket.accept", "websocket.close"]
+    [ending] = [r for r in trace.records() if r["kind"] == "exit"]
+    assert ending["note"].startswith("application returned")
