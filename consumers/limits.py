@@ -82,6 +82,26 @@ class Holds:
 
 
 HOLDS = Holds()
+
+
+class Asked:
+    """Bytes every connection together has asked to send since all their buffers were last looked at:
+    a look costs one call per connection, so it comes once per CHECK_EVERY bytes in the process, not at
+    each connection's first message (9,000 connections, a message each: 81 million looks). Threads may
+    race on the count: a look then comes a little early or late."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def due(self, size: int) -> bool:
+        self.count += size
+        if self.count < CHECK_EVERY:
+            return False
+        self.count = 0
+        return True
+
+
+ASKED = Asked()
 # The connections whose unsent bytes the server shows, for the total.
 WATCHED: "weakref.WeakSet[ConnectionLimits]" = weakref.WeakSet()
 
@@ -110,7 +130,7 @@ class ConnectionLimits:
         self.rested_at = float("-inf")  # when this connection may hold a shared thread again
         # (when, bytes) asked for, where the server does not show its buffers
         self.asked: deque[tuple[float, int]] = deque()
-        self.since_check = CHECK_EVERY  # look at the first message
+        self.since_check = CHECK_EVERY  # bytes asked for since the last rate check (the first counts)
         self.rooms = 0  # rooms this connection is in (the core keeps it)
         WATCHED.add(self)
 
@@ -135,8 +155,9 @@ class ConnectionLimits:
         self.rested_at = now + 2 * seconds
         return None
 
-    def send(self, size: int) -> str | None:
-        """None if a message of ``size`` bytes may be sent now, else why not.
+    def send(self, size: int, paced: bool = False) -> str | None:
+        """None if a message of ``size`` bytes may be sent now, else why not. ``paced``: a reply to one
+        of the client's own messages, which the rate where the server does not show its buffers spares.
 
         Asked before every message: a look at this client's buffer is cheap,
         and a send that finds the server paused would wait (and, from a
@@ -145,15 +166,17 @@ class ConnectionLimits:
         unsent = self.unsent()
         if isinstance(unsent, Paused):
             return "the server has stopped writing to this client until it reads (back-pressure)"
-        self.since_check += size
         if unsent is None:
+            if paced:
+                return None
+            self.since_check += size
             return self.asked_too_much() if self.checked() else None
         if unsent > MAX_UNSENT:
             return (
                 f"{unsent / MIB:.1f} MiB are waiting for this client to read them "
                 f"(the limit is {MAX_UNSENT // MIB} MiB)"
             )
-        if self.checked():  # all connections together: now and then, as it costs one look each
+        if ASKED.due(size):  # all connections together: a look at each, once per CHECK_EVERY asked for
             waiting = (other.unsent() for other in list(WATCHED))
             total = sum(count for count in waiting if isinstance(count, int))
             if total > MAX_UNSENT_TOTAL:
@@ -178,9 +201,7 @@ class ConnectionLimits:
     def reply(self, size: int) -> str | None:
         """``send`` for a reply to one message of the client's: the bytes waiting are limited alike,
         but where the server does not show them, no rate is (the client paces its replies)."""
-        if self.unsent() is None:
-            return None
-        return self.send(size)
+        return self.send(size, paced=True)
 
     def writable(self) -> bool:
         """Whether the server is writing to this client: a send would not wait."""

@@ -198,3 +198,22 @@ def test_rooms_of_all_connections_together_are_capped(monkeypatch):
     )
     cores[0].left("r0")  # one leaves: there is room again
     assert late.receive({"type": "websocket.receive", "text": "/join lobby"})[0].group == "lobby"
+
+
+def test_a_message_on_every_one_of_many_connections_looks_at_each_buffer_a_few_times(monkeypatch):
+    """The bench's scale scenario (9,000 connections, one echo each) stalled daphne past the client's
+    ping timeout: each connection's first reply looked at every connection's buffer, 81 million looks.
+    All connections together are looked at once per CHECK_EVERY bytes asked for in the process."""
+    import weakref
+
+    monkeypatch.setattr(budget, "WATCHED", weakref.WeakSet())
+    looks = {"count": 0}
+
+    def unsent():
+        looks["count"] += 1
+        return 0
+
+    connections = [ConnectionLimits(unsent=unsent) for _ in range(300)]
+    for each in connections:
+        assert each.reply(1) is None
+    assert looks["count"] < 3 * len(connections)
