@@ -381,11 +381,10 @@ class ExplorerCore:
     def reply(self, send: actions.Send, what: str) -> list[actions.Action]:
         """``send``, if this client has not left too much unread in the server; else why not."""
         data = send.event.get("text")
-        size = (
-            len(data.encode(errors="surrogatepass"))
-            if isinstance(data, str)
-            else len(send.event.get("bytes") or b"")
-        )
+        if isinstance(data, str):  # its UTF-8 length, without encoding a long ASCII text to learn it
+            size = len(data) if data.isascii() else len(data.encode(errors="surrogatepass"))
+        else:
+            size = len(send.event.get("bytes") or b"")
         refusal = self.limits.reply(size)
         if refusal is None:
             return [send]

@@ -571,32 +571,3 @@ def test_a_page_buffer_keeps_its_bound_and_counts_what_it_drops():
         assert subscriber.take() == ([], 0)
     finally:
         loop.close()
-
-
-async def test_command_line_clients_may_take_half_the_panels_and_a_page_the_rest():
-    """A probe opened MAX_PANELS panels with no Origin and never read: the page itself was refused.
-    A client with no Origin is not a page; those may hold half the panels, and pages the rest."""
-    from channels.testing import WebsocketCommunicator
-
-    def watcher(origin=None):
-        headers = [(b"origin", origin)] if origin else []
-        return WebsocketCommunicator(panel.TracePanel(), panel.PATH, headers=headers)
-
-    opened = []
-    try:
-        for _ in range(panel.MAX_PANELS // 2):
-            client = watcher()
-            assert (await client.connect())[0]
-            opened.append(client)
-        refused = watcher()
-        connected, code = await refused.connect()
-        assert not connected and code == 1013
-        for _ in range(panel.MAX_PANELS - panel.MAX_PANELS // 2):
-            page = watcher(b"http://127.0.0.1:8000")
-            assert (await page.connect())[0]
-            opened.append(page)
-        one_too_many = watcher(b"http://127.0.0.1:8000")
-        assert not (await one_too_many.connect())[0]
-    finally:
-        for client in opened:
-            await client.disconnect()

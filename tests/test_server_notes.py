@@ -432,7 +432,9 @@ async def test_a_message_over_the_servers_limit(served, endpoint, kind):
     records = server.records_of(server.connection_tagged(tag))
     [disconnect] = [r for r in records if r["kind"] == "in" and r["event"]["type"] == "websocket.disconnect"]
     assert disconnect["event"]["code"] == app_code
-    notes = disconnect.get("notes", [])
+    # The server's notes: on a busy machine the disconnect may also have waited for its handler, and
+    # the trace says so (CI saw it under granian); that note is about timing, not the server.
+    notes = [n for n in disconnect.get("notes", []) if not n.startswith(("waited ", "arrived as "))]
     assert any(note in n for n in notes) if note else notes == []
     assert not [r for r in records if r["kind"] == "in" and r["event"]["type"] == "websocket.receive"]
 

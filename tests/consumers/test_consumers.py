@@ -12,6 +12,7 @@ from consumers.actions import DeliberateError
 from consumers.async_consumer import ExplorerAsyncConsumer
 from consumers.sync_consumer import ExplorerSyncConsumer
 from explorer.asgi import application
+from explorer.trace import panel
 
 
 def communicator(endpoint, query="", **kwargs):
@@ -500,3 +501,32 @@ async def test_room_messages_are_signed_with_the_connections_name_with_the_trace
         await client.send_to(text_data="/scope")
         assert json.loads(await client.receive_from())["session"] == "<redacted>"
         await client.disconnect()
+
+
+async def test_command_line_clients_may_take_half_the_panels_and_a_page_the_rest(monkeypatch):
+    """A probe opened MAX_PANELS panels with no Origin and never read: the page itself was refused.
+    A client with no Origin is not a page; those may hold half the panels, and pages the rest."""
+    monkeypatch.setattr(panel, "hub", panel.Hub())  # these watchers alone, whatever ran before
+
+    def watcher(origin=None):
+        headers = [(b"origin", origin)] if origin else []
+        return WebsocketCommunicator(panel.TracePanel(), panel.PATH, headers=headers)
+
+    opened = []
+    try:
+        for _ in range(panel.MAX_PANELS // 2):
+            client = watcher()
+            assert (await client.connect())[0]
+            opened.append(client)
+        refused = watcher()
+        connected, code = await refused.connect()
+        assert not connected and code == 1013
+        for _ in range(panel.MAX_PANELS - panel.MAX_PANELS // 2):
+            page = watcher(b"http://127.0.0.1:8000")
+            assert (await page.connect())[0]
+            opened.append(page)
+        one_too_many = watcher(b"http://127.0.0.1:8000")
+        assert not (await one_too_many.connect())[0]
+    finally:
+        for client in opened:
+            await client.disconnect()
