@@ -216,6 +216,8 @@ def test_the_trace_cost_in_one_process_is_measured_for_both_endpoints(tmp_path):
         )
     assert set(figures["parts_us"]) == {"receive", "handler started", "send", "handler ended"}
     assert all(us > 0 for us in figures["parts_us"].values())
+    # The parts time a well-behaved echo's path: one that broke rules would time their checks and words.
+    assert figures["parts_violations"] == 0
     assert figures["machine"]["cpus"]
     text = out.getvalue()
     assert "The trace's own cost, in one process" in text and "handler started" in text
