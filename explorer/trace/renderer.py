@@ -30,8 +30,10 @@ import struct
 import subprocess
 import sys
 
+from explorer.trace.connection import TraceRecord
 from explorer.trace.entry import TraceEntry, values_of
 from explorer.trace.render import shown_body
+from explorer.trace.tracebacks import failure_of
 
 HEADER = struct.Struct("!I")
 MAX_FRAME = 256 * 1024 * 1024  # what a frame may claim to hold; the queue's own bound is far lower
@@ -143,8 +145,6 @@ class RendererProcess(logging.Handler):
 
 def item(record):
     """What the renderer needs of a logging record, or of a trace entry (``connection.deliver``)."""
-    from explorer.trace.tracebacks import failure_of
-
     if type(record) is TraceEntry and (record.kind != "scope" or only_data(record.event)):
         # A tuple of plain values, which pickle takes without calling back into Python.
         return ("entry", values_of(record))
@@ -204,8 +204,6 @@ def pickled(items):
 
 def as_log_record(kind, *rest):
     """An item back as the logging record the sinks take."""
-    from explorer.trace.connection import TraceRecord
-
     if kind == "entry":
         kind, rest = "record", (TraceEntry(*rest[0]), None, 0)
     if kind == "record":
