@@ -12,7 +12,7 @@ what its declared ``spec_version`` implies, never what the wire did.
 """
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 from explorer.close_frame import (
     APPLICATION_CLOSE_CODES,
@@ -21,7 +21,7 @@ from explorer.close_frame import (
     is_close_code,
     reason_size,
 )
-from explorer.trace.rules import DENIAL_TYPES, event_type_of
+from explorer.trace.rules import DENIAL_TYPES, event_type_of, is_mapping
 
 # Set by a server's own stop that closes every WebSocket with 1001 (the explorer's daphne_fixes):
 # a disconnect with 1001 after it is that close answered, not one the client started.
@@ -33,7 +33,7 @@ UVICORN_LEGACY_HANDSHAKE_TIMEOUT = 10  # seconds: websockets' open_timeout, unde
 
 def situations(event, rules):
     """What an event the application sends is, in the terms the notes use."""
-    if not isinstance(event, Mapping):
+    if not is_mapping(event):
         return []
     event_type = event_type_of(event)
     if rules.disconnected:
@@ -123,7 +123,7 @@ class Notes:
 
     def incoming(self, event, rules):
         """Notes for an event the server sent: the servers have some for a websocket.disconnect only."""
-        if isinstance(event, Mapping) and event.get("type") == "websocket.disconnect":
+        if is_mapping(event) and event.get("type") == "websocket.disconnect":
             return self.disconnected(event.get("code"), rules)
         return []
 

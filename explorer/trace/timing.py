@@ -75,6 +75,8 @@ class HoldLedger:
 
     def ended_before(self, moment, within):
         """Holds that ended no more than ``within`` seconds before ``moment``: what it may have waited for."""
+        if not self.holds:  # nearly always, for the loop's ledger: asked at every arrival, so no lock
+            return []
         with self.lock:
             if not self.holds or moment - self.holds[-1].end > within:
                 return []
