@@ -138,11 +138,12 @@ async def parts(count):
 async def timed_parts(count, trace, traced_receive, traced_send, timed, clock, handler):
     """Times each part ``count`` times; returns how many rules the timed events broke (none, or the parts
     time a path that checks and words violations, which a well-behaved echo never takes)."""
+    from explorer.trace.connection import logging_record
 
     def let_go():  # unrendered: the listener's work is the echo's figure
         queued, _ = handler.taken()
         handler.released(handler.held)
-        return sum(len(getattr(item, "trace", item).violations) for item in queued)
+        return sum(len(logging_record(item).trace.violations) for item in queued)
 
     let_go()  # the handshake's records, if the listener left any: not the parts'
     broken = 0

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from explorer.trace import queries
 from explorer.trace.config import TraceConfig
 from explorer.trace.display import MIN_KEY_LIMIT, Shortened, printable
-from explorer.trace.entry import TraceEntry
+from explorer.trace.entry import TraceEntry, entry_values
 from explorer.trace.rules import WebSocketRules, event_type_of
 from explorer.trace.server_notes import notes_for
 from explorer.trace.servers import identify
@@ -139,16 +139,17 @@ def captured(event, limit, depth=0):
     return event, 16
 
 
-def deliver(entry, exc_info, weight):
-    """Hands an entry on: straight onto the trace's own queue when that is the only way out, else
-    through ``logging`` as a ``TraceRecord``.
+def deliver(values, exc_info, weight):
+    """Hands an entry's ``values`` (``entry_values``) on: straight onto the trace's own queue when that is
+    the only way out, else through ``logging`` as a ``TraceRecord``.
 
     The first is the usual case (the app attaches the queue; nothing else is
-    configured), and it makes no logging record on the consumer's path: the
-    queue holds the entry alone, one object for the garbage collector to
-    visit while it waits, where a record and its dict made three more. The
-    listener makes a record only for a sink that wants one. Any other
-    configuration, and a line with a traceback, go through logging as it is.
+    configured), and it makes neither an entry nor a logging record on the
+    consumer's path: the queue holds the tuple alone, where an entry, a
+    record and its dict made three more objects for the garbage collector
+    to visit while they wait. The listener makes them only for a sink that
+    wants them. Any other configuration, and a line with a traceback, go
+    through logging as it is.
     """
     handlers = logger.handlers
     if exc_info is None and len(handlers) == 1 and not logger.propagate and not logger.filters:
@@ -159,9 +160,9 @@ def deliver(entry, exc_info, weight):
             and handler.level <= logging.INFO
             and not logger.disabled
         ):
-            handler.enqueue(entry, weight)
+            handler.enqueue(values, weight)
             return
-    logger.handle(TraceRecord(entry, exc_info, weight))
+    logger.handle(TraceRecord(TraceEntry(*values), exc_info, weight))
 
 
 class TraceRecord(logging.LogRecord):
@@ -206,8 +207,9 @@ class TraceRecord(logging.LogRecord):
 
 
 def logging_record(queued):
-    """What the queue holds (``deliver``), as the logging record a sink takes."""
-    return queued if isinstance(queued, logging.LogRecord) else TraceRecord(queued)
+    """What the queue holds (``deliver``: a record, or an entry's values), as the logging record a sink
+    takes."""
+    return queued if isinstance(queued, logging.LogRecord) else TraceRecord(TraceEntry(*queued))
 
 
 this_process: dict[str, object] = {}
@@ -273,7 +275,7 @@ class ConnectionTrace:
                 f"after the consumer ended ({self.ended}): a handler still ran",
                 *details.get("notes", ()),
             )
-        entry = TraceEntry(
+        values = entry_values(
             connection=self.name if label is None else label,
             kind=kind,
             seconds=seconds,
@@ -285,7 +287,7 @@ class ConnectionTrace:
             **details,
         )
         weight, self.weight = RECORD_WEIGHT + self.weight, 0
-        deliver(entry, exc_info, weight)
+        deliver(values, exc_info, weight)
 
     # The consumer.
 

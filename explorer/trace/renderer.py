@@ -31,7 +31,7 @@ import subprocess
 import sys
 
 from explorer.trace.connection import TraceRecord
-from explorer.trace.entry import TraceEntry, values_of
+from explorer.trace.entry import TraceEntry
 from explorer.trace.render import shown_body
 from explorer.trace.tracebacks import failure_of
 
@@ -144,12 +144,12 @@ class RendererProcess(logging.Handler):
 
 
 def item(record):
-    """What the renderer needs of a logging record, or of a trace entry (``connection.deliver``)."""
-    if type(record) is TraceEntry and (record.kind != "scope" or only_data(record.event)):
-        # A tuple of plain values, which pickle takes without calling back into Python.
-        return ("entry", values_of(record))
-    if type(record) is TraceEntry:
-        entry, failure, dropped = record, None, 0
+    """What the renderer needs of a logging record, or of an entry's values (``connection.deliver``)."""
+    if type(record) is tuple:
+        if record[1] != "scope" or only_data(record[3]):  # its kind and its event
+            # A tuple of plain values, which pickle takes without calling back into Python.
+            return ("entry", record)
+        entry, failure, dropped = TraceEntry(*record), None, 0
     else:
         dropped = getattr(record, "trace_dropped", 0)
         entry = getattr(record, "trace", None)

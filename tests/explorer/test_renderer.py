@@ -7,7 +7,7 @@ import sys
 import time
 
 from explorer.trace.config import TraceConfig
-from explorer.trace.entry import TraceEntry
+from explorer.trace.entry import TraceEntry, values_of
 from explorer.trace.renderer import HEADER, RendererProcess, as_log_record, item, pickled
 from tests.conftest import ROOT
 
@@ -133,8 +133,9 @@ def test_a_scope_of_plain_data_is_shown_by_the_renderer_exactly_as_the_server_wo
 
     plain = TraceEntry("ac#1", "scope", 0.0, SECRET_SCOPE, COMPACT)
     visited = TraceEntry("ac#2", "scope", 0.0, {**SECRET_SCOPE, "user": Visitor()}, COMPACT)
-    shipped = [as_log_record(*pickled_back(item(entry))) for entry in (plain, visited)]
-    assert item(plain)[0] == "entry" and item(visited)[0] == "record"
+    queued = [values_of(entry) for entry in (plain, visited)]  # as the consumer's path queues them
+    shipped = [as_log_record(*pickled_back(item(values))) for values in queued]
+    assert item(queued[0])[0] == "entry" and item(queued[1])[0] == "record"
     for entry, record in zip((plain, visited), shipped, strict=True):
         expected = record_of(as_log_record("record", as_shown(entry), None, 0))
         assert record_of(record) == expected
@@ -147,3 +148,24 @@ def pickled_back(shipped):
 
     [back] = pickle.loads(pickled([shipped]))
     return back
+
+
+def test_an_entrys_values_made_on_the_consumers_path_are_its_fields_in_order():
+    """The consumer's path queues ``entry_values(...)``, not an entry: each field named and each left out
+    must land where ``TraceEntry(*values)`` reads it."""
+    import dataclasses
+    import inspect
+
+    from explorer.trace.entry import FIELDS, entry_values
+
+    parameters = inspect.signature(entry_values).parameters
+    assert tuple(parameters) == FIELDS
+    for field in dataclasses.fields(TraceEntry):  # each default the same as the entry's own
+        assert parameters[field.name].default == (
+            inspect.Parameter.empty if field.default is dataclasses.MISSING else field.default
+        )
+    given = {name: f"value of {name}" for name in FIELDS}  # each distinct, so a swap shows
+    assert entry_values(**given) == values_of(TraceEntry(**given)) == tuple(given.values())
+    assert TraceEntry(*entry_values("sc#1", "in", 0.5, None, COMPACT, wait=0.1)) == TraceEntry(
+        "sc#1", "in", 0.5, None, COMPACT, wait=0.1
+    )
