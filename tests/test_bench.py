@@ -222,3 +222,21 @@ def test_the_trace_cost_in_one_process_is_measured_for_both_endpoints(tmp_path):
     text = out.getvalue()
     assert "The trace's own cost, in one process" in text and "handler started" in text
     assert "explorer-sc-compact" in text
+
+
+def test_the_bench_app_serves_with_the_interpreters_own_garbage_collector_settings():
+    """The servers are measured as a user runs them: importing the bench's app changes no setting of the
+    garbage collector, whatever the environment says (an experiment's switches were once left in it)."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    script = (
+        "import gc, django; django.setup(); before = (gc.get_threshold(), gc.get_freeze_count()); "
+        "import explorer.bench.app; print(before == (gc.get_threshold(), gc.get_freeze_count()))"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "explorer.settings", "FREEZE": "1", "GCT": "1,1,1"}
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert result.stdout.strip() == "True", result.stderr

@@ -78,9 +78,3 @@ application = URLRouter(
         path(panel.ROUTE, panel.TracePanel()),  # the page's trace panel: the bench plays a stalled page
     ]
 )
-import gc, os  # noqa
-
-if os.environ.get("FREEZE"):
-    gc.freeze()
-if os.environ.get("GCT"):
-    gc.set_threshold(*map(int, os.environ["GCT"].split(",")))
