@@ -6,6 +6,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from explorer.trace.config import TraceConfig
 from explorer.trace.entry import TraceEntry, values_of
 from explorer.trace.renderer import HEADER, RendererProcess, as_log_record, item, pickled
@@ -169,3 +171,40 @@ def test_an_entrys_values_made_on_the_consumers_path_are_its_fields_in_order():
     assert TraceEntry(*entry_values("sc#1", "in", 0.5, None, COMPACT, wait=0.1)) == TraceEntry(
         "sc#1", "in", 0.5, None, COMPACT, wait=0.1
     )
+
+
+@pytest.mark.parametrize("held_back", [False, True], ids=["after the scope", "held until the scope"])
+def test_each_detail_a_line_is_emitted_with_lands_in_its_own_field(held_back):
+    """``ConnectionTrace.emit`` makes the entry's values positionally: each detail it names must reach
+    the field of that name, also for a line held back until the scope is out."""
+    import inspect
+    import logging
+    from dataclasses import replace
+
+    from explorer.trace.config import trace_config
+    from explorer.trace.connection import NOT_DETAILS, ConnectionTrace
+    from explorer.trace.entry import FIELDS
+
+    trace = ConnectionTrace(SECRET_SCOPE, replace(trace_config(), mode="compact"))
+    details = [name for name in inspect.signature(ConnectionTrace.emit).parameters if name not in NOT_DETAILS]
+    assert set(details) < set(FIELDS)
+    given = {name: f"value of {name}" for name in details}
+    records = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record)
+
+    logger = logging.getLogger("explorer.trace")
+    saved = logger.handlers[:]
+    logger.handlers = [Keep()]
+    try:
+        trace.scope_shown = not held_back
+        trace.emit("note", None, 1.5, **given)
+        if held_back:
+            trace.show_scope()
+    finally:
+        logger.handlers = saved
+    [entry] = [record.trace for record in records if record.trace.kind == "note"]
+    assert {name: getattr(entry, name) for name in details} == given
+    assert (entry.seconds, entry.connection, entry.recorded) == (1.5, trace.name, False)
