@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from explorer.trace import queries
 from explorer.trace.config import TraceConfig
 from explorer.trace.display import MIN_KEY_LIMIT, Shortened, printable
-from explorer.trace.entry import TraceEntry, entry_values
+from explorer.trace.entry import TraceEntry
 from explorer.trace.rules import WebSocketRules, event_type_of
 from explorer.trace.server_notes import notes_for
 from explorer.trace.servers import identify
@@ -142,8 +142,9 @@ def captured(event, limit, depth=0):
 
 
 def deliver(values, exc_info, weight):
-    """Hands an entry's ``values`` (``entry_values``) on: straight onto the trace's own queue when that is
-    the only way out, else through ``logging`` as a ``TraceRecord``.
+    """Hands an entry's ``values`` (its fields in order, as ``ConnectionTrace.emit`` makes them) on:
+    straight onto the trace's own queue when that is the only way out, else through ``logging`` as a
+    ``TraceRecord``.
 
     The first is the usual case (the app attaches the queue; nothing else is
     configured), and it makes neither an entry nor a logging record on the
@@ -288,9 +289,9 @@ class ConnectionTrace:
         took=None,
         queries=None,
     ):
-        """One line: its details are TraceEntry's fields by name, each a parameter, so that the entry's
-        values are made positionally, with no dict of them (a third of the time; a test holds each
-        parameter to its field)."""
+        """One line: its details are TraceEntry's fields by name, each a parameter, and the entry's values
+        are made here as a tuple in the fields' order, with no dict of them and no entry (a dict spread
+        into keyword parameters was a third of the consumer's path; a test holds each to its field)."""
         seconds = self.seconds() if seconds is None else seconds
         if not self.scope_shown and kind not in ("scope", "server"):
             # Said before the application took the connection (by middleware):
@@ -301,7 +302,7 @@ class ConnectionTrace:
             return
         if self.ended and kind not in ("exit", "error"):
             notes = (f"after the consumer ended ({self.ended}): a handler still ran", *notes)
-        values = entry_values(
+        values = (
             self.name if label is None else label,
             kind,
             seconds,

@@ -75,64 +75,6 @@ FIELDS = tuple(field.name for field in fields(TraceEntry))
 values_of = operator.attrgetter(*FIELDS)  # an entry's fields as a tuple, in order
 
 
-def entry_values(
-    connection: str,
-    kind: str,
-    seconds: float,
-    event: Any,
-    config: TraceConfig,
-    thread: str | None = None,
-    note: str | None = None,
-    wait: float | None = None,
-    handler: float | None = None,
-    slow: bool = False,
-    violations: tuple[Violation, ...] = (),
-    notes: tuple[str, ...] = (),
-    consumer: str | None = None,
-    recorded: bool = False,
-    at: float = 0.0,
-    made: float = 0.0,
-    started: float = 0.0,
-    held_by: tuple[str, ...] | None = None,
-    on_loop: bool | None = None,
-    held_loop: tuple[float, float] | None = None,
-    outcome: str | None = None,
-    server_logs_traceback: bool = False,
-    took: float | None = None,
-    queries: tuple[int, float] | None = None,
-) -> tuple:
-    """An entry's fields in order, as ``values_of`` gives them, with no entry made: what the consumer's
-    path queues. A tuple is made in a third of an entry's time, and goes to the renderer process as it
-    is; ``TraceEntry(*values)`` makes the entry where one is read. (Its parameters are TraceEntry's
-    fields, which a test holds them to.)"""
-    return (
-        connection,
-        kind,
-        seconds,
-        event,
-        config,
-        thread,
-        note,
-        wait,
-        handler,
-        slow,
-        violations,
-        notes,
-        consumer,
-        recorded,
-        at,
-        made,
-        started,
-        held_by,
-        on_loop,
-        held_loop,
-        outcome,
-        server_logs_traceback,
-        took,
-        queries,
-    )
-
-
 def clock(entry: "TraceEntry", which: str) -> str:
     """The time column of a line: since the process's trace started (lines from every connection in
     one order), since the connection arrived, or the wall clock."""

@@ -152,37 +152,17 @@ def pickled_back(shipped):
     return back
 
 
-def test_an_entrys_values_made_on_the_consumers_path_are_its_fields_in_order():
-    """The consumer's path queues ``entry_values(...)``, not an entry: each field named and each left out
-    must land where ``TraceEntry(*values)`` reads it."""
-    import dataclasses
-    import inspect
-
-    from explorer.trace.entry import FIELDS, entry_values
-
-    parameters = inspect.signature(entry_values).parameters
-    assert tuple(parameters) == FIELDS
-    for field in dataclasses.fields(TraceEntry):  # each default the same as the entry's own
-        assert parameters[field.name].default == (
-            inspect.Parameter.empty if field.default is dataclasses.MISSING else field.default
-        )
-    given = {name: f"value of {name}" for name in FIELDS}  # each distinct, so a swap shows
-    assert entry_values(**given) == values_of(TraceEntry(**given)) == tuple(given.values())
-    assert TraceEntry(*entry_values("sc#1", "in", 0.5, None, COMPACT, wait=0.1)) == TraceEntry(
-        "sc#1", "in", 0.5, None, COMPACT, wait=0.1
-    )
-
-
 @pytest.mark.parametrize("held_back", [False, True], ids=["after the scope", "held until the scope"])
 def test_each_detail_a_line_is_emitted_with_lands_in_its_own_field(held_back):
-    """``ConnectionTrace.emit`` makes the entry's values positionally: each detail it names must reach
-    the field of that name, also for a line held back until the scope is out."""
+    """``ConnectionTrace.emit`` makes the entry's values positionally, in the fields' order: each detail
+    it names must reach the field of that name, and what it fills in itself its own, also for a line
+    held back until the scope is out."""
     import inspect
     import logging
     from dataclasses import replace
 
     from explorer.trace.config import trace_config
-    from explorer.trace.connection import NOT_DETAILS, ConnectionTrace
+    from explorer.trace.connection import NOT_DETAILS, TRACE_STARTED, ConnectionTrace
     from explorer.trace.entry import FIELDS
 
     trace = ConnectionTrace(SECRET_SCOPE, replace(trace_config(), mode="compact"))
@@ -207,4 +187,6 @@ def test_each_detail_a_line_is_emitted_with_lands_in_its_own_field(held_back):
         logger.handlers = saved
     [entry] = [record.trace for record in records if record.trace.kind == "note"]
     assert {name: getattr(entry, name) for name in details} == given
-    assert (entry.seconds, entry.connection, entry.recorded) == (1.5, trace.name, False)
+    assert (entry.kind, entry.event, entry.seconds, entry.connection) == ("note", None, 1.5, trace.name)
+    assert (entry.config, entry.recorded, entry.started) == (trace.config, False, TRACE_STARTED)
+    assert entry.at == trace.opened_at + 1.5 and entry.made >= entry.at - 1.5
