@@ -42,9 +42,16 @@ def install():
         if trace is None or trace.consumer is not None:  # not traced, or a consumer inside a consumer
             return await consumer_call(self, scope, receive, send)
         scope = trace.consumer_started(self, scope)
-        if trace.enabled:
-            self.dispatch = TracedDispatch(self, self.dispatch, trace)
-        return await consumer_call(self, scope, receive, send)
+        if not trace.enabled:
+            return await consumer_call(self, scope, receive, send)
+        self.dispatch = traced = TracedDispatch(self, self.dispatch, trace)
+        try:
+            return await consumer_call(self, scope, receive, send)
+        finally:
+            # The stand-in and the consumer refer to each other: a cycle that only the garbage
+            # collector would free, making it run (and promote) on every few connections.
+            if vars(self).get("dispatch") is traced:
+                del self.dispatch
 
     __call__.traced = True
 
@@ -67,7 +74,8 @@ class TracedDispatch:
         self.consumer = consumer
         self.dispatch = dispatch
         self.trace = trace
-        self.timed = self.timed_sync if isinstance(consumer, SyncConsumer) else self.timed_async
+        # A function, not a bound method of this instance: that would refer back to it, a cycle.
+        self.timed = timed_sync if isinstance(consumer, SyncConsumer) else timed_async
         self.wrappers = {}  # handler name -> (its function, the timed wrapper): made once, not per event
 
     async def __call__(self, message):
@@ -87,7 +95,7 @@ class TracedDispatch:
         function = getattr(handler, "__func__", handler)
         made = self.wrappers.get(name)
         if made is None or made[0] is not function:
-            made = self.wrappers[name] = (function, self.timed(handler))
+            made = self.wrappers[name] = (function, self.timed(handler, self.trace))
         attributes[name] = made[1]
         try:
             return await self.dispatch(message)
@@ -97,29 +105,35 @@ class TracedDispatch:
             else:
                 attributes[name] = own
 
-    def timed_sync(self, handler):
-        def timed(message):
-            handling = self.trace.handler_started(message)
-            try:
-                result = handler(message)
-            except BaseException as error:
-                self.trace.handler_ended(handling, error)
-                raise
-            self.trace.handler_ended(handling)
-            return result
 
-        return timed
+def timed_sync(handler, trace):
+    """``handler`` (a SyncConsumer's, run on its worker thread) with its start and end traced."""
 
-    def timed_async(self, handler):
-        async def timed(message):
-            handling = self.trace.handler_started(message)
-            handling.steps = Steps(handler(message))  # each stretch it held the event loop, timed
-            try:
-                result = await handling.steps
-            except BaseException as error:
-                self.trace.handler_ended(handling, error)
-                raise
-            self.trace.handler_ended(handling)
-            return result
+    def timed(message):
+        handling = trace.handler_started(message)
+        try:
+            result = handler(message)
+        except BaseException as error:
+            trace.handler_ended(handling, error)
+            raise
+        trace.handler_ended(handling)
+        return result
 
-        return timed
+    return timed
+
+
+def timed_async(handler, trace):
+    """``handler`` (an AsyncConsumer's) with its start and end traced, and each step it held the loop."""
+
+    async def timed(message):
+        handling = trace.handler_started(message)
+        handling.steps = Steps(handler(message))  # each stretch it held the event loop, timed
+        try:
+            result = await handling.steps
+        except BaseException as error:
+            trace.handler_ended(handling, error)
+            raise
+        trace.handler_ended(handling)
+        return result
+
+    return timed

@@ -1,6 +1,7 @@
 """The trace of real consumer sessions: what appears, in which order, and what never does."""
 
 import asyncio
+import gc
 import io
 import logging
 import os
@@ -393,3 +394,45 @@ async def test_on_a_narrow_terminal_lines_fit_and_tokens_stay_whole(endpoint, na
         folded = " ".join(lines[scope : scope + 6])
         assert "path='/ws/" in folded and re.search(r"\+\d+ more:\s+type, headers", folded)
         assert "sec-websocket-key" not in text  # headers are among the rest, shown in full mode
+
+
+def on_a_cycle(garbage):
+    """Those of ``garbage`` (the collector's, saved) that are on a reference cycle: each reaches itself.
+    Merely being held by a cycle (as a frame's local is by a traceback's) is not being on one."""
+    ids = {id(thing) for thing in garbage}
+
+    def reaches_itself(start):
+        seen, frontier = set(), [start]
+        while frontier:
+            for referent in gc.get_referents(frontier.pop()):
+                if referent is start:
+                    return True
+                if id(referent) in ids and id(referent) not in seen:
+                    seen.add(id(referent))
+                    frontier.append(referent)
+        return False
+
+    return [thing for thing in garbage if reaches_itself(thing)]
+
+
+async def test_a_traced_connection_makes_no_reference_cycle_for_the_garbage_collector(endpoint, trace):
+    # A cycle per connection is freed only by the collector: it runs every few connections, and
+    # whatever is alive then is promoted, until full collections of the whole heap follow.
+    await session(endpoint, "hello")  # a first connection sets up what stays (caches, the layer)
+    trace.handler.flush()
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        await session(endpoint, "hello")
+        trace.handler.flush()
+        gc.collect()
+        cycles = on_a_cycle(gc.garbage)
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    traces_own = [
+        type(thing).__qualname__ for thing in cycles if type(thing).__module__.startswith("explorer.trace")
+    ]
+    assert traces_own == []
