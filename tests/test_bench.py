@@ -214,6 +214,22 @@ def test_the_trace_cost_in_one_process_is_measured_for_both_endpoints(tmp_path):
         assert figures["per_record"][kind]["cpu_bound_share"] == pytest.approx(
             off["cpu_us_per_echo"] / compact["cpu_us_per_echo"]
         )
+    # Handshakes: each endpoint's bare consumer beside the explorer's with the trace off and compact.
+    assert set(figures["handshakes"]) == {*figures["echo"], "bare-ac", "bare-sc"}
+    for kind in ("ac", "sc"):
+        bare, off, compact = (
+            figures["handshakes"][subject]
+            for subject in (f"bare-{kind}", f"explorer-{kind}-off", f"explorer-{kind}-compact")
+        )
+        for row in (bare, off, compact):
+            assert 0 < row["loop_cpu_us_per_handshake"] <= row["cpu_us_per_handshake"]
+            assert row["collections_per_1000"] >= 0
+        assert figures["per_handshake"][kind]["us_per_traced_handshake"] == pytest.approx(
+            compact["cpu_us_per_handshake"] - off["cpu_us_per_handshake"]
+        )
+        assert figures["per_handshake"][kind]["share_of_bare"] == pytest.approx(
+            bare["cpu_us_per_handshake"] / compact["cpu_us_per_handshake"]
+        )
     assert set(figures["parts_us"]) == {"receive", "handler started", "send", "handler ended"}
     assert all(us > 0 for us in figures["parts_us"].values())
     # The parts time a well-behaved echo's path: one that broke rules would time their checks and words.
@@ -222,6 +238,7 @@ def test_the_trace_cost_in_one_process_is_measured_for_both_endpoints(tmp_path):
     text = out.getvalue()
     assert "The trace's own cost, in one process" in text and "handler started" in text
     assert "explorer-sc-compact" in text
+    assert "Handshakes, in one process" in text and "bare-sc" in text
 
 
 def test_the_bench_app_serves_with_the_interpreters_own_garbage_collector_settings():

@@ -10,6 +10,13 @@ the listener has handed on every record, so its work is counted where it
 was made), the sync thread's. The trace's renderer process is not counted:
 ``manage.py bench`` reports it beside a real server.
 
+Then handshakes, the same way: each connection opened, accepted and closed,
+its scope carrying the headers the bench's own client sends, beside the
+bare consumers. A connection's trace is more than its events (its scope,
+its rules, the consumer's stand-ins), and the garbage collections the
+subject set off are counted too: a reference cycle per connection is freed
+only by the collector, which then runs every few connections.
+
 Then the parts of the trace on a consumer's path, each timed on its own in a
 tight loop: what the trace does at a receive, as a handler starts, at a
 send, as a handler ends. The listener is stopped meanwhile, so that its
@@ -22,6 +29,7 @@ process of its own, whose trace console goes to a file: this prints JSON.
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -31,6 +39,16 @@ import time
 
 RECORDS_PER_ECHO = 3  # a traced echo: the receive in, the send out, the handler done
 PAIRS = (("ac", "explorer-ac-off", "explorer-ac-compact"), ("sc", "explorer-sc-off", "explorer-sc-compact"))
+BARE = {"ac": "bare-ac", "sc": "bare-sc"}
+# What the bench's client (websockets, compression off) sends in its opening handshake.
+CLIENT_HEADERS = [
+    (b"host", b"127.0.0.1:8000"),
+    (b"upgrade", b"websocket"),
+    (b"connection", b"Upgrade"),
+    (b"sec-websocket-key", b"dGhlIHNhbXBsZSBub25jZQ=="),
+    (b"sec-websocket-version", b"13"),
+    (b"user-agent", b"Python/3.11 websockets/15.0.1"),
+]
 
 
 async def echo_cpu(communicator, echoes, handler):
@@ -71,6 +89,61 @@ async def echoes_per_subject(rounds, echoes):
         }
         for subject, runs in figures.items()
     }
+
+
+def collections():
+    return sum(generation["collections"] for generation in gc.get_stats())
+
+
+async def handshake_cpu(subject, count, handler):
+    """CPU seconds per handshake (opened, accepted, closed), of the process and of this thread (the event
+    loop's), and garbage collections, over ``count``."""
+    from channels.testing import WebsocketCommunicator
+
+    from explorer.bench.app import SUBJECTS
+
+    process, thread, collected = time.process_time(), time.thread_time(), collections()
+    for _ in range(count):
+        communicator = WebsocketCommunicator(SUBJECTS[subject], f"/bench/{subject}/", headers=CLIENT_HEADERS)
+        connected, _ = await communicator.connect()
+        assert connected, subject
+        await communicator.disconnect()
+    handler.flush()
+    cpu = ((time.process_time() - process) / count, (time.thread_time() - thread) / count)
+    return cpu, collections() - collected
+
+
+async def handshakes_per_subject(rounds, count):
+    """Each subject's median CPU per handshake, and its collections, the subjects interleaved."""
+    handler = logging.getLogger("explorer.trace").handlers[0]
+    subjects = [subject for kind, *pair in PAIRS for subject in (BARE[kind], *pair)]
+    figures = {subject: [] for subject in subjects}
+    for round_ in range(rounds + 1):
+        for subject in subjects:
+            figure = await handshake_cpu(subject, count, handler)
+            if round_:  # the first warms up
+                figures[subject].append(figure)
+    return {
+        subject: {
+            "cpu_us_per_handshake": statistics.median(process for (process, _), _ in runs) * 1e6,
+            "loop_cpu_us_per_handshake": statistics.median(thread for (_, thread), _ in runs) * 1e6,
+            "collections_per_1000": sum(collected for _, collected in runs) / (len(runs) * count) * 1000,
+        }
+        for subject, runs in figures.items()
+    }
+
+
+def per_handshake(handshakes):
+    """Each endpoint's figures: what the trace adds to a handshake, and the share of the bare consumer's
+    handshake rate a server bound by this CPU would keep with the trace on."""
+    result = {}
+    for kind, off, traced in PAIRS:
+        traced_cpu = handshakes[traced]["cpu_us_per_handshake"]
+        result[kind] = {
+            "us_per_traced_handshake": traced_cpu - handshakes[off]["cpu_us_per_handshake"],
+            "share_of_bare": handshakes[BARE[kind]]["cpu_us_per_handshake"] / traced_cpu,
+        }
+    return result
 
 
 def per_record(echoes):
@@ -166,14 +239,17 @@ async def timed_parts(count, trace, traced_receive, traced_send, timed, clock, h
     return broken + let_go()
 
 
-def measure(rounds, echoes):
+def measure(rounds, echoes, handshakes):
     echoed = asyncio.run(echoes_per_subject(rounds, echoes))
     figures = {
         "rounds": rounds,
         "echoes": echoes,
+        "handshakes_per_round": handshakes,
         "echo": echoed,
         "per_record": per_record(echoed),
     }
+    figures["handshakes"] = asyncio.run(handshakes_per_subject(rounds, handshakes))
+    figures["per_handshake"] = per_handshake(figures["handshakes"])
     figures["parts_us"], figures["parts_violations"] = asyncio.run(parts(echoes * 5))
     return figures
 
@@ -182,12 +258,13 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m explorer.bench.cost", description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--echoes", type=int, default=400)
+    parser.add_argument("--handshakes", type=int, default=200)
     options = parser.parse_args(argv)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "explorer.settings")
     import django
 
     django.setup()
-    figures = measure(options.rounds, options.echoes)
+    figures = measure(options.rounds, options.echoes, options.handshakes)
     sys.stdout.write(json.dumps(figures) + "\n")
 
 

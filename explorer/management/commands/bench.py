@@ -31,8 +31,8 @@ from explorer.trace.render import command_console
 MAX_SCALE = 9000  # client and server sockets together stay inside 20,000 open files
 QUICK = {"connections": 4, "trips": 40, "rounds": 1, "sleepers": 4, "scale": 100, "handshakes": 50}
 RECORDS_PER_ECHO = cost.RECORDS_PER_ECHO  # a traced echo: in, out, done (tests/test_bench.py)
-COST_SIZES = {"rounds": 10, "echoes": 400}  # --cost: rounds of echoes per subject, in one process
-QUICK_COST_SIZES = {"rounds": 2, "echoes": 50}
+COST_SIZES = {"rounds": 10, "echoes": 400, "handshakes": 200}  # --cost: per subject and round, in one process
+QUICK_COST_SIZES = {"rounds": 2, "echoes": 50, "handshakes": 20}
 # Whose CPU the echo measures: the server's process, and the trace's renderer process beside it.
 CPU_FIGURES = (("server", "cpu_us_per_message"), ("renderer", "renderer_cpu_us_per_message"))
 CLIENT_BOUND = 0.9  # the bench's own share of a core past which the client sets the pace
@@ -357,6 +357,38 @@ class Command(BaseCommand):
             f"µs per traced record: the traced echo's CPU over trace off's, over {RECORDS_PER_ECHO} records; "
             "CPU-bound share: the trace-off throughput a server bound by this CPU keeps (the renderer "
             "process not counted)"
+        )
+        handshakes, per_handshake = figures["handshakes"], figures["per_handshake"]
+        rows = []
+        for kind, off, traced in cost.PAIRS:
+            for subject in (cost.BARE[kind], off, traced):
+                traced_row = subject == traced
+                rows.append(
+                    (
+                        subject,
+                        number(handshakes[subject]["cpu_us_per_handshake"]),
+                        number(handshakes[subject]["loop_cpu_us_per_handshake"]),
+                        number(handshakes[subject]["collections_per_1000"], 1),
+                        number(per_handshake[kind]["us_per_traced_handshake"]) if traced_row else "—",
+                        percent(per_handshake[kind]["share_of_bare"]) if traced_row else "—",
+                    )
+                )
+        self.print_table(
+            f"Handshakes, in one process: median of {figures['rounds']} rounds × "
+            f"{figures['handshakes_per_round']} connections opened, accepted and closed",
+            (
+                "subject",
+                "CPU µs/handshake",
+                "on the event loop's thread",
+                "garbage collections per 1,000",
+                "µs the trace adds",
+                "vs bare",
+            ),
+            rows,
+        )
+        self.console.print(
+            "µs the trace adds: compact's CPU over trace off's; vs bare: the bare consumer's handshake rate "
+            "a server bound by this CPU keeps with the trace on (the renderer process not counted)"
         )
         self.print_table(
             "The parts of the trace on an AsyncConsumer's path, compact, one echo's worth each",
