@@ -10,6 +10,7 @@ from django.core.management import CommandError, call_command
 
 from explorer.bench.app import SUBJECTS
 from explorer.management.commands.bench import (
+    EQUAL_LOAD_SHARE,
     HANDSHAKE_SUBJECTS,
     QUICK,
     RECORDS_PER_ECHO,
@@ -54,6 +55,22 @@ def test_a_quick_run_reports_every_subject_and_scenario(tmp_path):
         echo["explorer-ac-full"]["rate"] / echo["explorer-ac-off"]["rate"]
     )
 
+    # At equal load: each endpoint's trace modes paced at one rate, a share of the slowest one's.
+    paced = {row["subject"]: row for row in report["equal_load"]}
+    assert set(paced) == {
+        f"explorer-{kind}-{mode}" for kind in ("ac", "sc") for mode in ("off", "compact", "full")
+    }
+    for kind in ("ac", "sc"):
+        rows = [paced[f"explorer-{kind}-{mode}"] for mode in ("off", "compact", "full")]
+        slowest = min(echo[f"explorer-{kind}-{mode}"]["rate"] for mode in ("off", "compact", "full"))
+        assert [row["offered_rate"] for row in rows] == [pytest.approx(EQUAL_LOAD_SHARE * slowest)] * 3
+        for row in rows:
+            # Paced: a client's messages are an interval apart, so none goes faster than offered.
+            trips = row["messages"] / QUICK["rounds"] / QUICK["connections"]
+            assert 0 < row["rate"] <= row["offered_rate"] * trips / (trips - 1)
+            assert row["cpu_us_per_message"] > 0
+    assert "Echo at equal load" in text
+
     shakes = {row["subject"]: row for row in report["handshakes"]}
     assert list(shakes) == list(HANDSHAKE_SUBJECTS)
     assert all(row["handshakes_per_s"] > 0 for row in shakes.values())
@@ -91,7 +108,7 @@ def test_a_quick_run_reports_every_subject_and_scenario(tmp_path):
 
     assert [target["target"] for target in report["targets"]] == [target.name for target in TARGETS]
     assert all(isinstance(target["met"], bool) for target in report["targets"])
-    per_event = [t for t in report["targets"] if t["target"].endswith("server CPU per traced event")]
+    per_event = [t for t in report["targets"] if "server CPU per traced event" in t["target"]]
     assert len(per_event) == 2 and all(t["value"] is not None for t in per_event)
     assert runs["machine"]["cpus"] and "daphne" in runs["machine"]["versions"]
     assert isinstance(report["dropped_trace_records"], int)

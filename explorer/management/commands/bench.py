@@ -36,6 +36,11 @@ QUICK_COST_SIZES = {"rounds": 2, "echoes": 50, "handshakes": 20}
 # Whose CPU the echo measures: the server's process, and the trace's renderer process beside it.
 CPU_FIGURES = (("server", "cpu_us_per_message"), ("renderer", "renderer_cpu_us_per_message"))
 CLIENT_BOUND = 0.9  # the bench's own share of a core past which the client sets the pace
+# The echo at equal load: each endpoint's trace modes paced at this share of the slowest one's full-speed
+# rate (so every one keeps up), for this long each round (a sixth of it with --quick).
+EQUAL_LOAD_SHARE = 0.5
+EQUAL_LOAD_SECONDS = 3.0
+TRACE_MODES = ("off", "compact", "full")
 QUERY_STALL_SECONDS = 3.0  # each half of the ORM stall: alone, then beside the queries (half with --quick)
 ECHO_COLUMNS = (
     "subject",
@@ -88,12 +93,16 @@ class Target:
 
 
 def each_round(measured):
-    """Each round's echo and handshakes on their own, for a figure to be taken from one round alone: its
-    subjects ran back to back, so a drift of the machine between rounds does not come into it."""
-    for echo, handshakes in zip(
-        measured.get("echo_rounds", ()), measured.get("handshake_rounds", ()), strict=False
+    """Each round's echo, handshakes and echo at equal load on their own, for a figure to be taken from
+    one round alone: its subjects ran back to back, so a drift of the machine between rounds does not
+    come into it."""
+    for echo, handshakes, equal_load in itertools.zip_longest(
+        measured.get("echo_rounds", ()),
+        measured.get("handshake_rounds", ()),
+        measured.get("equal_load_rounds", ()),
+        fillvalue=[],
     ):
-        yield {"echo": echo, "handshakes": handshakes}
+        yield {"echo": echo, "handshakes": handshakes, "equal_load": equal_load}
 
 
 def by_subject(rows, key):
@@ -109,13 +118,16 @@ def ratio_of(numerator, denominator, key="rate", table="echo"):
     return lambda m: ratio(figure_of(m, numerator, key, table), figure_of(m, denominator, key, table))
 
 
-def per_traced_event(kind, mode, key="cpu_us_per_message"):
+def per_traced_event(kind, mode, key="cpu_us_per_message", table="echo"):
     """CPU a traced event adds: the echo's CPU per message over trace off's, per record; the
-    server's own by default, the renderer process's with ``key="renderer_cpu_us_per_message"``."""
+    server's own by default, the renderer process's with ``key="renderer_cpu_us_per_message"``;
+    from the echo at full speed by default, at equal load with ``table="equal_load"``."""
 
     def figure(measured):
-        traced = figure_of(measured, f"explorer-{kind}-{mode}", key)
-        off = figure_of(measured, f"explorer-{kind}-off", key)
+        if table not in measured:
+            return None
+        traced = figure_of(measured, f"explorer-{kind}-{mode}", key, table)
+        off = figure_of(measured, f"explorer-{kind}-off", key, table)
         return (traced - off) / RECORDS_PER_ECHO if traced is not None and off is not None else None
 
     return figure
@@ -152,8 +164,8 @@ TARGETS = [
     ),
     *(
         Target(
-            f"explorer-{kind} compact: server CPU per traced event",
-            per_traced_event(kind, "compact"),
+            f"explorer-{kind} compact: server CPU per traced event, at equal load",
+            per_traced_event(kind, "compact", table="equal_load"),
             10,
             at_most=True,
             unit="µs",
@@ -396,6 +408,17 @@ class Command(BaseCommand):
             [(part, number(us, 2)) for part, us in figures["parts_us"].items()],
         )
 
+    @staticmethod
+    def equal_load_rates(echo_rounds):
+        """Each endpoint's subjects for the echo at equal load, with the rate to pace them at: a share of
+        the slowest one's median rate at full speed."""
+        rates = by_subject(scenarios.median_rows(itertools.chain.from_iterable(echo_rounds)), "rate")
+        load = []
+        for kind in ("ac", "sc"):
+            subjects = [f"explorer-{kind}-{mode}" for mode in TRACE_MODES]
+            load.append((EQUAL_LOAD_SHARE * min(rates[subject] for subject in subjects), subjects))
+        return load
+
     async def run(self, server, sizes):
         echo_subjects = list(SUBJECTS)
         per_round = sizes["connections"] * sizes["trips"]
@@ -419,6 +442,21 @@ class Command(BaseCommand):
                     advance = functools.partial(progress.advance, task)
                     rows.append(await echo(server, subject, sizes["connections"], sizes["trips"], advance))
                 echo_rounds.append(rows)
+            equal_load = self.equal_load_rates(echo_rounds)
+            seconds = EQUAL_LOAD_SECONDS if sizes["rounds"] > 1 else EQUAL_LOAD_SECONDS / 6
+            total = sum(len(subjects) for _, subjects in equal_load) * sizes["rounds"]
+            task = progress.add_task("equal load", total=total)
+            equal_load_rounds = []
+            for _ in range(sizes["rounds"]):
+                rows = []
+                for rate, subjects in equal_load:
+                    for subject in subjects:
+                        progress.update(task, description=f"equal load: {subject} at {rate:,.0f} msg/s")
+                        rows.append(
+                            await scenarios.paced_echo(server, subject, sizes["connections"], rate, seconds)
+                        )
+                        progress.advance(task)
+                equal_load_rounds.append(rows)
             task = progress.add_task("handshakes", total=len(HANDSHAKE_SUBJECTS) * sizes["rounds"])
             handshake_rounds = []
             for _ in range(sizes["rounds"]):
@@ -454,8 +492,12 @@ class Command(BaseCommand):
                 scenarios.median_rows(itertools.chain.from_iterable(handshake_rounds), ("handshakes_per_s",)),
                 "handshakes_per_s",
             ),
+            "equal_load": scenarios.median_rows(
+                itertools.chain.from_iterable(equal_load_rounds), scenarios.PACED_FIGURES
+            ),
             "echo_rounds": echo_rounds,
             "handshake_rounds": handshake_rounds,
+            "equal_load_rounds": equal_load_rounds,
             "concurrency": concurrency,
             "query_stall": query_stall,
             "scale": scale,
@@ -524,6 +566,17 @@ class Command(BaseCommand):
             ],
         )
 
+    def report_cpu_per_traced_event(self, results, table, load):
+        for kind in ("ac", "sc"):
+            for process, key in CPU_FIGURES:
+                figures = [per_traced_event(kind, mode, key, table)(results) for mode in ("compact", "full")]
+                if None not in figures:
+                    self.console.print(
+                        f"{process} CPU per traced event on explorer-{kind}, {load}: compact "
+                        f"{figures[0]:.1f} µs, full {figures[1]:.1f} µs ({RECORDS_PER_ECHO} records per "
+                        "echo, over trace off)"
+                    )
+
     def report_server(self, results, sizes):
         self.print_table(
             f"{results['label']} · Echo: {sizes['connections']} connections × {sizes['trips']} "
@@ -552,14 +605,35 @@ class Command(BaseCommand):
                 f"the bench's client used {CLIENT_BOUND:.0%} of a core or more on {', '.join(bound)}: "
                 "there the client, not the server, set the pace, and the server's share is understated"
             )
-        for kind in ("ac", "sc"):
-            for process, key in CPU_FIGURES:
-                figures = [per_traced_event(kind, mode, key)(results) for mode in ("compact", "full")]
-                if None not in figures:
-                    self.console.print(
-                        f"{process} CPU per traced event on explorer-{kind}: compact {figures[0]:.1f} µs, "
-                        f"full {figures[1]:.1f} µs ({RECORDS_PER_ECHO} records per echo, over trace off)"
+        self.report_cpu_per_traced_event(results, "echo", "at full speed")
+        if results.get("equal_load"):
+            self.print_table(
+                f"Echo at equal load: each endpoint's trace modes paced at {EQUAL_LOAD_SHARE:.0%} of the "
+                f"slowest one's full-speed rate, {sizes['connections']} connections, median of "
+                f"{sizes['rounds']} round(s)",
+                (
+                    "subject",
+                    "offered msg/s",
+                    "msg/s",
+                    "p50 ms",
+                    "p99 ms",
+                    "server CPU µs/msg",
+                    "renderer CPU µs/msg",
+                ),
+                [
+                    (
+                        row["subject"],
+                        number(row["offered_rate"]),
+                        number(row["rate"]),
+                        number(row["p50_ms"], 2),
+                        number(row["p99_ms"], 2),
+                        number(row["cpu_us_per_message"]),
+                        number(row["renderer_cpu_us_per_message"]),
                     )
+                    for row in results["equal_load"]
+                ],
+            )
+            self.report_cpu_per_traced_event(results, "equal_load", "at equal load")
 
         self.print_table(
             f"Handshakes: {sizes['handshakes']} per subject, {scenarios.CONNECT_BATCH} in flight, "
