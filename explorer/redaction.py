@@ -3,9 +3,12 @@
 A header or query parameter whose name matches one of the ``CREDENTIALS``
 patterns (a setting; by default any name with token, key, secret, pass, pwd,
 auth, session, sig, cookie, csrf, bearer, credential, jwt or otp in it) has
-its value hidden; so has a field of that name inside a message, as JSON
-(``"password": "..."``) or as a form writes it (``pwd=...``), in the text or
-bytes of an event and of a channel-layer message; so has a subprotocol entry
+its value hidden, and so has a parameter whose own value holds one (a
+``next=`` URL); so has a field of that name inside a message, as JSON
+(``"password": ...``, a list or an object whole), Python (``'password': ...``),
+a form (``pwd=...``) or a header line (``Authorization: ...``) writes it, in
+the text or bytes of an event, its close reason, a header's value (a
+Referer's query) and a channel-layer message; so has a subprotocol entry
 of a form that carries one
 (``CREDENTIAL_SUBPROTOCOLS``: Kubernetes' ``base64url.bearer.authorization.k8s.io.TOKEN``,
 ``access_token.TOKEN``, ``bearer.TOKEN``...), wherever it appears: the scope's
@@ -17,7 +20,7 @@ it without it: nothing here imports the trace, or Django.
 import json
 import re
 from typing import Any, Protocol
-from urllib.parse import unquote_to_bytes
+from urllib.parse import unquote, unquote_to_bytes
 
 REDACTED_TEXT = "<redacted>"
 
@@ -78,35 +81,99 @@ def query_string(query: Any, config: Rules) -> Any:
         return query
     parts = []
     for part in re.split(rb"([&;])", query):  # the separators kept, in their places
-        name, equals, _ = part.partition(b"=")
-        if equals and is_credential(unquote_to_bytes(name), config):
+        name, equals, value = part.partition(b"=")
+        if equals and (is_credential(unquote_to_bytes(name), config) or carries_one(value, config)):
             part = name + b"=" + REDACTED_TEXT.encode()
         parts.append(part)
     return b"".join(parts)
 
 
-# A named field inside a message: ``"name": value`` as JSON writes it (a string value perhaps cut short
-# as the trace captured it), or ``name=value`` as a form or a query writes it.
+def carries_one(value: bytes, config: Rules) -> bool:
+    """Whether a parameter's value holds a credential field of its own, percent-encoded as a URL to come
+    back to does (``next=%2F%3Ftoken%3D...``): then the whole value is hidden."""
+    readable = unquote_to_bytes(value).decode("latin-1")
+    return text(readable, config) != readable
+
+
+# Where a named field begins inside a message: ``"name":`` as JSON writes it (``'name':`` as Python
+# does), ``name=`` as a form or a query does, or ``Name:`` at the start of a line, as a header is.
+# Its value is found from there (``value_end``): a string, a list or an object whole, or a word.
 FIELD = re.compile(
-    r'"(?P<json_name>[^"\\]{1,64})"\s*:\s*(?P<json_value>"(?:[^"\\]|\\.)*"?|[^\s,}\]"{\[]+)'
-    r"|(?<![\w.%-])(?P<name>[A-Za-z_][\w.%-]{0,63})=(?P<value>[^\s&;,]*)"
+    r"""(?P<quote>["'])(?P<quoted>(?:\\.|(?!(?P=quote))[^\\\n]){1,64})(?P=quote)\s*:\s*"""
+    r"|(?<![\w.%-])(?P<name>[A-Za-z_%][\w.%-]{0,63})="
+    r"|^[ \t]*(?P<header>[A-Za-z][\w-]{0,63})[ \t]*:[ \t]*",
+    re.MULTILINE,
 )
+CLOSING = {"[": "]", "{": "}"}
+
+
+def value_end(text: str, start: int, until: str) -> int:
+    """Where the value that begins at ``start`` ends: after its closing quote, after the bracket that
+    closes its list or object (quotes inside it respected), else before the first of ``until``; or at
+    the end of the text, for a value the trace cut short."""
+    opening = text[start : start + 1]
+    if opening in ('"', "'"):
+        index = start + 1
+        while index < len(text) and text[index] != opening:
+            index += 2 if text[index] == "\\" else 1
+        return min(index + 1, len(text))
+    if opening in CLOSING:
+        depth, index, quote = 0, start, None
+        while index < len(text):
+            char = text[index]
+            if quote:
+                if char == "\\":
+                    index += 1
+                elif char == quote:
+                    quote = None
+            elif char in "\"'":
+                quote = char
+            elif char in "[{":
+                depth += 1
+            elif char in "]}":
+                depth -= 1
+                if depth == 0:
+                    return index + 1
+            index += 1
+        return len(text)
+    index = start
+    while index < len(text) and text[index] not in until:
+        index += 1
+    return index
+
+
+def field_name(match: re.Match[str]) -> str:
+    """The field's name as its writer meant it: JSON's escapes and a form's percent-encoding read."""
+    if match["quoted"] is not None:
+        try:
+            return json.loads(f'"{match["quoted"]}"')
+        except ValueError:
+            return match["quoted"]
+    if match["name"] is not None:
+        return unquote(match["name"])
+    return match["header"]
 
 
 def text(value: str, config: Rules) -> str:
-    """A message's text with the value of each field named as a credential hidden."""
+    """A message's text with the value of each field named as a credential hidden, the rest as it was."""
     if "=" not in value and ":" not in value:  # no field in it: most messages
         return value
-
-    def hidden(match: re.Match[str]) -> str:
-        name = match["json_name"] if match["json_name"] is not None else match["name"]
-        if not is_credential(name, config):
-            return match[0]
-        if match["json_name"] is not None:
-            return f'"{match["json_name"]}": "{REDACTED_TEXT}"'
-        return f"{match['name']}={REDACTED_TEXT}"
-
-    return FIELD.sub(hidden, value)
+    parts, shown_to = [], 0
+    for match in FIELD.finditer(value):
+        if match.start() < shown_to or not is_credential(field_name(match), config):
+            continue  # inside a value already hidden, or no credential's name
+        if match["quoted"] is not None:
+            end, hidden = (
+                value_end(value, match.end(), " \t\n,}]"),
+                f"{match['quote']}{REDACTED_TEXT}{match['quote']}",
+            )
+        elif match["name"] is not None:
+            end, hidden = value_end(value, match.end(), " \t\n&;,"), REDACTED_TEXT
+        else:
+            end, hidden = value_end(value, match.end(), "\r\n"), REDACTED_TEXT
+        parts += [value[shown_to : match.end()], hidden]
+        shown_to = end
+    return "".join(parts) + value[shown_to:] if parts else value
 
 
 def payload(value: Any, config: Rules) -> Any:
@@ -141,7 +208,8 @@ def without_userinfo(text: str) -> str:
 
 def header(pair: Any, config: Rules) -> Any:
     """An ASGI header (a byte pair), its value hidden if it is a credential or carries one: a
-    credential's name, a subprotocol's token, a URL's userinfo (an ``Origin``, a ``Referer``)."""
+    credential's name, a subprotocol's token, a URL's userinfo or credential query parameter (an
+    ``Origin``, a ``Referer``)."""
     if not is_byte_pair(pair):
         return pair
     name, value = pair
@@ -149,14 +217,16 @@ def header(pair: Any, config: Rules) -> Any:
         return (name, REDACTED)
     if name.lower() == b"sec-websocket-protocol":
         return (name, subprotocol_header(value.decode("latin-1"), config).encode("latin-1"))
-    if b"@" in value:
-        return (name, without_userinfo(value.decode("latin-1")).encode("latin-1"))
-    return pair
+    readable = value.decode("latin-1")
+    # A URL's userinfo and the fields of its query (an Origin's, a Referer's), or of the value itself.
+    shown = text(without_userinfo(readable), config)
+    return pair if shown == readable else (name, shown.encode("latin-1"))
 
 
 def event(value: dict[str, Any], config: Rules, depth: int = 0) -> dict[str, Any]:
     """An event with its credentials hidden: in its headers, the subprotocol an accept echoes, the fields
-    of its text or bytes, and those of the channel-layer message it carries (a ``group_send``'s)."""
+    of its text, bytes or close reason, and those of the channel-layer message it carries (a
+    ``group_send``'s)."""
     if config.show_credentials:
         return value
     value = dict(value)
@@ -164,7 +234,7 @@ def event(value: dict[str, Any], config: Rules, depth: int = 0) -> dict[str, Any
         value["subprotocol"] = subprotocol(value["subprotocol"], config)
     if isinstance(value.get("headers"), (list, tuple)):
         value["headers"] = [header(pair, config) for pair in value["headers"]]
-    for key in ("text", "bytes"):
+    for key in ("text", "bytes", "reason"):  # a close's reason is the application's or the client's words
         if key in value:
             value[key] = payload(value[key], config)
     if depth == 0 and isinstance(value.get("message"), dict):

@@ -282,6 +282,49 @@ async def test_credentials_inside_a_message_stay_out_of_console_and_recording(en
     assert "login pwd=<redacted>&next=/home" in text
 
 
+async def test_credentials_however_a_message_writes_them_stay_out_of_console_and_recording(endpoint, trace):
+    """A credential field's value is hidden whatever it is (a list, an object), however its name is
+    written (an escape in JSON, Python's quotes, percent-encoded in a form, a header's line), and a URL's
+    credential parameter inside a header's value or inside another parameter's."""
+    messages = [
+        '{"password": ["s3cr3t-list", 1], "note": "kept"}',
+        '{"token": {"value": "s3cr3t-object", "nested": [{"a": "s3cr3t-deep"}]}, "note": "kept"}',
+        '{"\\u0070assword": "s3cr3t-escaped"}',
+        "{'password': 's3cr3t-python', 'note': 'kept'}",
+        "login p%61ssword=s3cr3t-percent&next=kept",
+        "GET / HTTP/1.1\nAuthorization: Bearer s3cr3t-header\nAccept: kept",
+    ]
+    await session(
+        endpoint,
+        *messages,
+        query="next=%2Fhome%3Ftoken%3Ds3cr3t-next&page=2",
+        headers=[(b"referer", b"http://127.0.0.1:8000/?page=1&access_token=s3cr3t-referer")],
+    )
+    for where in (trace.text(), trace.flushed().read_text()):
+        assert "s3cr3t" not in where
+    text = trace.text()
+    assert text.count("kept") >= 2 * 5  # in and out: what names no credential is shown as it was
+    assert "{'password': '<redacted>', 'note': 'kept'}" in text
+    assert "page=1&access_token=<redacted>" in text and "next=<redacted>&page=2" in text
+
+
+async def test_a_close_reason_keeps_its_credentials_out_of_console_and_recording(endpoint, trace):
+    """The reason of the application's close, and of the client's disconnect (servers pass it on from
+    ASGI spec 2.3), are the client's words and the application's: read like a message's text."""
+    client = communicator(endpoint)
+    await client.connect()
+    await client.send_to(text_data="/close 4000 password=s3cr3t-close")
+    assert (await client.receive_output())["reason"] == "password=s3cr3t-close"  # the client gets it as sent
+    await client.wait()
+    other = communicator(endpoint)
+    await other.connect()
+    await other.send_input({"type": "websocket.disconnect", "code": 4001, "reason": "token=s3cr3t-gone"})
+    await other.wait()
+    for where in (trace.text(), trace.flushed().read_text()):
+        assert "s3cr3t" not in where
+    assert "password=<redacted>" in trace.text() and "token=<redacted>" in trace.text()
+
+
 @pytest.mark.usefixtures("database")  # /say keeps what it says, for /history
 async def test_credentials_inside_a_room_message_stay_out_of_the_trace(endpoint, trace):
     await session(endpoint, "/join lobby", '/say lobby {"token": "s3cr3t-room"}')
