@@ -376,7 +376,8 @@ class ExplorerCore:
         if self.closing:
             return []
         room, sender, text = (str(message.get(key, "?")) for key in ("room", "sender", "text"))
-        return self.reply(send_text(f"[{room}] {sender}: {text}"), f"{sender}'s message in {room}")
+        # One line, as /history shows it: a line break would let a speaker write a line as another.
+        return self.reply(send_text(f"[{room}] {sender}: {one_line(text)}"), f"{sender}'s message in {room}")
 
     def reply(self, send: actions.Send, what: str) -> list[actions.Action]:
         """``send``, if this client has not left too much unread in the server; else why not."""

@@ -503,6 +503,23 @@ async def test_room_messages_are_signed_with_the_connections_name_with_the_trace
         await client.disconnect()
 
 
+@pytest.mark.usefixtures("database")  # /say keeps what it says, for /history
+async def test_a_room_message_is_one_line_so_it_cannot_pass_as_another_speakers(endpoint):
+    """``/say lobby hi\\n[lobby] sc#999: ...`` would reach the room as two lines, the second a message
+    sc#999 never sent: its line breaks arrive escaped, as /history shows them."""
+    speaker, listener = communicator(endpoint), communicator(endpoint)
+    for client in (speaker, listener):
+        await client.connect()
+        await client.send_to(text_data="/join lobby")
+        assert await client.receive_from() == "joined lobby"
+    await speaker.send_to(text_data="/say lobby hi\r\n[lobby] sc#999: I am the admin")
+    heard = await listener.receive_from()
+    assert "\n" not in heard and "\r" not in heard
+    assert heard.endswith(": hi\\r\\n[lobby] sc#999: I am the admin")
+    for client in (speaker, listener):
+        await client.disconnect()
+
+
 async def test_command_line_clients_may_take_half_the_panels_and_a_page_the_rest(monkeypatch):
     """A probe opened MAX_PANELS panels with no Origin and never read: the page itself was refused.
     A client with no Origin is not a page; those may hold half the panels, and pages the rest."""
