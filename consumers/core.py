@@ -298,6 +298,14 @@ class ExplorerCore:
         self.closing = True
         return self.leaving()
 
+    def abandoned(self) -> list[str]:
+        """The consumer has ended without its disconnect handler done (the server cancelled it, a handler
+        raised): the rooms it is still in, to leave with no one to tell. It is in none from now on."""
+        self.closing = True
+        rooms, self.rooms = list(self.rooms), {}
+        self.limits.rooms = 0
+        return rooms
+
     def leaving(self) -> list[actions.Action]:
         """Groups outlive connections: leave them one at a time, each told back, then stop."""
         return [actions.Leave(next(iter(self.rooms)))] if self.rooms else [actions.Stop()]

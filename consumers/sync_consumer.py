@@ -6,6 +6,7 @@ with ``async_to_sync``. Read beside ``async_consumer.py``: the two differ
 only in that.
 """
 
+import contextlib
 import time
 from collections.abc import Iterable
 from typing import Any, assert_never
@@ -29,6 +30,17 @@ from explorer.unsent import probe
 
 class ExplorerSyncConsumer(SyncConsumer):
     trace_name = "sc"  # the trace calls its connections sc#N
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # Groups outlive connections: a consumer that ended any other way than by its disconnect
+            # handler (cancelled by the server, a handler raised) leaves its rooms here.
+            core = getattr(self, "core", None)
+            for room in core.abandoned() if core else ():
+                with contextlib.suppress(*OUTAGE_ERRORS):
+                    await self.channel_layer.group_discard(room, self.channel_name)
 
     def websocket_connect(self, event: dict[str, Any]) -> None:
         # What this consumer's /sleep and /block hold, and what the server holds for its client.

@@ -299,6 +299,30 @@ async def test_a_consumer_leaves_its_rooms_when_it_disconnects(endpoint):
     assert not layer.groups.get("gone")
 
 
+async def test_a_consumer_the_server_cancels_still_leaves_its_rooms(endpoint):
+    """A handler still running when the client goes (a long /sleep) keeps the disconnect waiting, and
+    a server cancels the application after a while (daphne after application_close_timeout): the
+    disconnect handler never runs, and the rooms must not keep the dead channel, nor count against
+    everyone's room budget."""
+    from channels.layers import get_channel_layer
+
+    from consumers.limits import WATCHED
+
+    rooms_before = sum(limits.rooms for limits in WATCHED)
+    client = communicator(endpoint)
+    await client.connect()
+    for room in ("gone", "also-gone"):
+        await client.send_to(text_data=f"/join {room}")
+        await client.receive_from()
+    layer = get_channel_layer()
+    assert len(layer.groups.get("gone", {})) == 1
+    client.future.cancel()  # as the server does
+    with pytest.raises(asyncio.CancelledError):
+        await client.future
+    assert not layer.groups.get("gone") and not layer.groups.get("also-gone")
+    assert sum(limits.rooms for limits in WATCHED) == rooms_before
+
+
 async def test_a_refused_origin_is_traced_with_the_reason(endpoint, trace):
     client = communicator(endpoint, headers=[(b"origin", b"http://evil.example"), (b"host", b"127.0.0.1")])
     accepted, _ = await client.connect()  # the close before accepting: HTTP 403 under daphne
