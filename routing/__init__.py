@@ -1,14 +1,17 @@
 """WebSocket routes: ``ws/sc/`` to the SyncConsumer, ``ws/ac/`` to the AsyncConsumer, ``ws/trace/`` to the
-page's trace panel (inside the origin check, as these routes are: it shows every connection's traffic)."""
+page's trace panel (inside the origin check, as these routes are: it shows every connection's traffic),
+and any other path to a refusal (``consumers.unrouted``)."""
 
-from django.urls import path
+from django.urls import path, re_path
 
 from consumers.async_consumer import ExplorerAsyncConsumer
 from consumers.sync_consumer import ExplorerSyncConsumer
+from consumers.unrouted import Unrouted
 from explorer.trace import panel
 
 websocket_urlpatterns = [
     path("ws/sc/", ExplorerSyncConsumer.as_asgi()),
     path("ws/ac/", ExplorerAsyncConsumer.as_asgi()),
     path(panel.ROUTE, panel.TracePanel()),
+    re_path(r"", Unrouted.as_asgi()),  # last: any other path
 ]

@@ -54,6 +54,22 @@ async def test_reject_is_an_http_403(server, endpoint):
     assert rejected.value.response.status_code == 403
 
 
+@pytest.mark.parametrize("path", ["/ws/{endpoint}", "/ws/{endpoint}/x/", "/nope"])
+async def test_a_path_with_no_endpoint_is_refused_with_403_and_no_traceback(server, endpoint, path):
+    """channels' URLRouter raises ValueError for a path it has no route for: the server answered 500
+    and logged a traceback for every such knock, which a client could flood its console with."""
+    url = f"ws://127.0.0.1:{server.port}{path.format(endpoint=endpoint)}"
+    with pytest.raises(InvalidStatus) as refused:
+        async with connect(url):
+            pass
+    assert refused.value.response.status_code == 403
+    server.wait_for(r"no WebSocket endpoint at this path")
+    async with connect(server.url(endpoint)) as ws:  # and the endpoint itself still answers
+        await ws.send("after")
+        assert await ws.recv() == "after"
+    assert not [line for line in server.lines if "Traceback" in line or "No route found" in line]
+
+
 @pytest.mark.parametrize(
     ("query", "offered", "chosen"),
     [
