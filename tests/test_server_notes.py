@@ -465,6 +465,17 @@ async def test_the_trace_names_its_server_once(served, kind):
     server.wait_for(rf"◆ server\s+{re.escape(start)}")
 
 
+async def test_uvicorns_own_log_of_a_handshake_keeps_the_querys_credentials_out(served, endpoint):
+    """uvicorn logs each handshake with its path and query string, on the console the trace keeps
+    credentials out of: the explorer's app hides them there as the trace does."""
+    server = served(U)
+    async with connect(server.url(endpoint, "token=s3cr3t-log&page=2")) as ws:
+        await ws.send("hi")
+        assert await ws.recv() == "hi"
+    server.wait_for(rf'"WebSocket /ws/{endpoint}/\?token=<redacted>&page=2" \[accepted\]')
+    assert not [line for line in server.lines if "s3cr3t" in line]
+
+
 async def test_granians_scope_breaks_the_port_rule(served, endpoint):
     server = served(G)
     url, tag = server.url_with_tag(endpoint)

@@ -1,4 +1,5 @@
-"""The ``explorer.trace`` app: the dispatch hook, and the console and recording unless LOGGING has its own."""
+"""The ``explorer.trace`` app: the dispatch hook, the console and recording unless LOGGING has its own, and
+the credentials in a query string kept out of the server's own log (``server_logs``)."""
 
 import logging
 import sys
@@ -12,7 +13,7 @@ class TraceAppConfig(AppConfig):
     verbose_name = "ASGI WebSocket trace"
 
     def ready(self):
-        from explorer.trace import dispatch, pauses, queries
+        from explorer.trace import dispatch, pauses, queries, server_logs
         from explorer.trace.config import read_settings
 
         _, problems = read_settings()
@@ -23,6 +24,7 @@ class TraceAppConfig(AppConfig):
         dispatch.install()
         queries.install()
         pauses.install()
+        server_logs.install()
         attach_default_handler()
 
 
