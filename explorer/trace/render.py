@@ -9,7 +9,7 @@ import asyncio
 import concurrent.futures
 import re
 import sys
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 import asgiref
 from rich.cells import cell_len, set_cell_size
@@ -27,10 +27,12 @@ if TYPE_CHECKING:  # for an annotation only: the renderer process has no use for
     from django.core.management.base import OutputWrapper
 
 
-def console(file: IO[str] | None = None, width: int | None = None) -> Console:
+def console(file: IO[str] | None = None, width: int | None = None, **options: Any) -> Console:
     """A console that prints text as it is given: markup, emoji codes and highlighting off, so nothing a
-    client sent is ever read as Rich markup."""
-    return Console(file=file or sys.stderr, markup=False, emoji=False, highlight=False, width=width)
+    client sent is ever read as Rich markup. ``options``: Rich's own (``record``, to save a picture)."""
+    return Console(
+        file=file or sys.stderr, markup=False, emoji=False, highlight=False, width=width, **options
+    )
 
 
 def command_console(stdout: "OutputWrapper", width: int | None = None) -> Console:

@@ -56,6 +56,21 @@ async def test_renders_the_recording_like_the_console(trace):
     assert output.rstrip().endswith("0 ASGI rule violations")
 
 
+async def test_writes_a_picture_of_the_console_as_svg(trace, endpoint, tmp_path):
+    """The README's picture is one: the lines as the console shows them, what a client sent as text."""
+    await session(endpoint, ["hello", "[bold]not markup[/bold] \x1b[31mnot red"])
+    picture = tmp_path / "trace.svg"
+    said = trace_command(trace.flushed(), "--svg", picture)
+    assert f"wrote {picture}" in said
+    svg = picture.read_text()
+    assert svg.startswith("<svg") and svg.rstrip().endswith("</svg>")
+    text = svg.replace("&#160;", " ")
+    [connection] = connection_ids(trace)
+    assert f"{connection}" in text and "websocket.receive" in text and "hello" in text
+    assert "[bold]not markup[/bold]" in text and "\\x1b[31mnot red" in text  # the escape, as its repr
+    assert "\x1b" not in svg
+
+
 @pytest.mark.parametrize(
     ("options", "kept"),
     [

@@ -1,7 +1,8 @@
 """``python manage.py trace FILE``: render a recorded trace, filter it, diff two connections, or write it as
-a page (``--html``)."""
+a page (``--html``) or a picture of the console (``--svg``)."""
 
 import contextlib
+import io
 import os
 import sys
 from collections import Counter
@@ -15,9 +16,11 @@ from explorer.trace import export, recording, regression, replay
 from explorer.trace.config import CLOCKS, trace_settings
 from explorer.trace.display import printable
 from explorer.trace.handlers import RichTraceHandler
-from explorer.trace.render import command_console, dropped, render
+from explorer.trace.render import command_console, console, dropped, render
 from explorer.trace.replay import entries
 from explorer.trace.tracebacks import Failure
+
+SVG_WIDTH = 110  # columns of a picture: a README's width
 
 
 def plural(count, noun):
@@ -85,6 +88,12 @@ class Command(BaseCommand):
             help="write the records that pass the filters to OUT as one self-contained HTML page: the "
             "explorer's trace panel and timeline, loading nothing from the network",
         )
+        parser.add_argument(
+            "--svg",
+            metavar="OUT",
+            help="write the records that pass the filters to OUT as a picture of the console (SVG), "
+            f"--width columns wide (default {SVG_WIDTH})",
+        )
         parser.add_argument("--width", type=int, help="console width (default: the terminal's)")
 
     def handle(self, *args, **options):
@@ -119,7 +128,24 @@ class Command(BaseCommand):
         )
         if options["html"]:
             return self.write_html(lines, selection, options["html"], options["file"])
+        if options["svg"]:
+            return self.write_svg(lines, selection, options, loaded.skipped)
         self.show(lines, selection, options["mode"], loaded.skipped)
+
+    def write_svg(self, lines, selection, options, skipped):
+        """The lines as the console shows them, drawn by Rich as an SVG picture (the README's is one)."""
+        out, terminal = options["svg"], self.console
+        self.console = console(io.StringIO(), options["width"] or SVG_WIDTH, record=True, force_terminal=True)
+        try:
+            self.show(lines, selection, options["mode"], skipped, summary=False)
+            picture = self.console
+        finally:
+            self.console = terminal
+        try:
+            picture.save_svg(out, title=" ".join(Path(name).name for name in options["file"]))
+        except OSError as error:
+            raise CommandError(f"cannot write {out}: {error.strerror}") from None
+        self.console.print(Text(f"wrote {out}"))
 
     def write_html(self, lines, selection, out, sources):
         # Drop counts stay in: the page says records were lost where they were.
@@ -164,7 +190,7 @@ class Command(BaseCommand):
             table.add_row(name, str(run["pid"]), run["started"], run["command"], f"{len(connections):,}")
         self.console.print(table)
 
-    def show(self, lines, selection, mode, skipped):
+    def show(self, lines, selection, mode, skipped, summary=True):
         printer = RichTraceHandler(self.console)
         shown = Counter()
         for record in lines:
@@ -187,6 +213,8 @@ class Command(BaseCommand):
         if selection.filters() and not shown["records"] and records:
             known = ", ".join(sorted({r["connection"] for r in records if r["connection"]})[:20])
             raise CommandError(f"no record passes the filters; the recording has {known or 'no connections'}")
+        if not summary:
+            return
         connections = {r["connection"] for r in records if r["connection"] and selection.admits(r)}
         counts = [
             f"{shown['records']:,} of {plural(len(records), 'record')}",
