@@ -91,11 +91,14 @@ class ExplorerAsyncConsumer(AsyncConsumer):
                 case actions.Stats():
                     await self.perform(self.core.found(await process_stats()))
                 case actions.Store() | actions.History() | actions.Query():
+                    started = time.monotonic()
                     try:
                         found = await self.use_database(action)
                     except database.ERRORS as error:  # the client hears why, the connection stays
                         await self.perform(self.core.database_failed(action, error))
                         return
+                    finally:
+                        self.core.database_took(action, time.monotonic() - started)
                     await self.perform(found)
                 case actions.Note(text):
                     note(text)

@@ -361,6 +361,12 @@ class ExplorerCore:
         count = f"{len(messages)} message{'s' if len(messages) != 1 else ''}"
         return [send_text(f"{count} in {room}, oldest first:\n" + "\n".join(lines))]
 
+    def database_took(self, action: actions.Store | actions.History | actions.Query, seconds: float) -> None:
+        """How long a store or a read took: what the next ones reserve of the sync thread's budget (a
+        /query's hold was granted for its SECONDS)."""
+        if not isinstance(action, actions.Query):
+            self.limits.database_took(seconds)
+
     def database_failed(
         self, action: actions.Store | actions.History | actions.Query, error: Exception
     ) -> list[actions.Action]:
@@ -481,6 +487,9 @@ class ExplorerCore:
         if "\x00" in text:  # SQLite keeps it; one rule for every database
             raise CommandError("/say TEXT cannot hold a NUL character (\\x00): PostgreSQL cannot keep it")
         message = {"type": ROOM_MESSAGE, "room": room, "sender": self.name, "text": text}
+        refusal = self.limits.database()
+        if refusal:  # the room still hears it, as when the database is down
+            return [actions.Publish(room, message), *refused(f"said in {room}, but not kept: {refusal}")]
         return [actions.Publish(room, message), actions.Store(room, self.name, text)]
 
     def command_history(self, args):
@@ -489,6 +498,9 @@ class ExplorerCore:
             raise CommandError("usage: /history ROOM [N]")
         room = valid_room(words[0])
         count = valid_count(words[1], "/history N", 1, MAX_HISTORY) if len(words) == 2 else DEFAULT_HISTORY
+        refusal = self.limits.database()
+        if refusal:
+            return refused(f"/history {room} refused: {refusal}")
         return [actions.History(room, count)]
 
     def command_query(self, args):

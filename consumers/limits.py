@@ -12,7 +12,11 @@ answers with an ``error:`` instead when the budget is spent:
   timeout, so a handshake that waits still completes: it waits for both,
   one after the other), and one connection rests as long
   as it held before it may hold again: commands sent in one go are refused
-  after the first, not queued into a long freeze.
+  after the first, not queued into a long freeze. What ``/say`` keeps and
+  ``/history`` reads hold the sync thread too (the ORM runs there): each is
+  held to the same share, at what the last few took (``DatabaseCost``),
+  reserved before it runs, since thousands asked for at once would all queue
+  there before the first is done.
 - **Bytes a client has not read.** A burst stops when this connection has
   ``MAX_UNSENT`` bytes waiting in the server for the client, or all
   connections together ``MAX_UNSENT_TOTAL``, or when the server says it is
@@ -84,6 +88,23 @@ class Holds:
 HOLDS = Holds()
 
 
+class DatabaseCost:
+    """What one ``/say``'s store or ``/history``'s read holds the sync thread for, as the last few took:
+    what each reserves of the shared budget before it runs. Kept within bounds, so that one slow
+    moment (a wait for the thread counts in what an async shell sees) never shuts them out for long."""
+
+    SMALLEST, LARGEST, INITIAL = 0.001, 0.05, 0.005  # seconds
+
+    def __init__(self) -> None:
+        self.estimate = self.INITIAL
+
+    def took(self, seconds: float) -> None:
+        self.estimate = min(self.LARGEST, max(self.SMALLEST, 0.8 * self.estimate + 0.2 * seconds))
+
+
+DATABASE_COST = DatabaseCost()
+
+
 class Asked:
     """Bytes every connection together has asked to send since all their buffers were last looked at:
     a look costs one call per connection, so it comes once per CHECK_EVERY bytes in the process, not at
@@ -121,12 +142,14 @@ class ConnectionLimits:
         unsent: Callable[[], "int | Paused | None"] | None = None,
         holds: Holds = HOLDS,
         clock: Clock = time.monotonic,
+        database_cost: DatabaseCost = DATABASE_COST,
     ) -> None:
         # A query holds the sync thread from either consumer: channels and Django run it there.
         self.holding = {"sleep": sleeping, "block": blocking, "query": SYNC_THREAD}
         self.unsent = unsent or (lambda: None)
         self.holds = holds
         self.clock = clock
+        self.database_cost = database_cost
         self.rested_at = float("-inf")  # when this connection may hold a shared thread again
         # (when, bytes) asked for, where the server does not show its buffers
         self.asked: deque[tuple[float, int]] = deque()
@@ -147,13 +170,25 @@ class ConnectionLimits:
             )
         granted, held = self.holds.grant(resource, seconds)
         if not granted:
-            return (
-                f"{SYNC_THREAD} and {EVENT_LOOP} have been held {held:.1f} s of the last "
-                f"{HOLD_WINDOW:g} s; all connections together may hold them {self.holds.share():g} s, so "
-                "that a handshake waiting for them still completes"
-            )
+            return self.spent(held)
         self.rested_at = now + 2 * seconds
         return None
+
+    def database(self) -> str | None:
+        """None if a store or a read may hold the sync thread now (no rest after it: a chat's pace), else
+        why not."""
+        granted, held = self.holds.grant(SYNC_THREAD, self.database_cost.estimate)
+        return None if granted else self.spent(held)
+
+    def database_took(self, seconds: float) -> None:
+        self.database_cost.took(seconds)
+
+    def spent(self, held: float) -> str:
+        return (
+            f"{SYNC_THREAD} and {EVENT_LOOP} have been held {held:.1f} s of the last "
+            f"{HOLD_WINDOW:g} s; all connections together may hold them {self.holds.share():g} s, so "
+            "that a handshake waiting for them still completes"
+        )
 
     def send(self, size: int, paced: bool = False) -> str | None:
         """None if a message of ``size`` bytes may be sent now, else why not. ``paced``: a reply to one

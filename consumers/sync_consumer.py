@@ -90,11 +90,14 @@ class ExplorerSyncConsumer(SyncConsumer):
                 case actions.Stats():
                     self.perform(self.core.found(async_to_sync(process_stats)()))
                 case actions.Store() | actions.History() | actions.Query():
+                    started = time.monotonic()
                     try:
                         found = self.use_database(action)
                     except database.ERRORS as error:  # the client hears why, the connection stays
                         self.perform(self.core.database_failed(action, error))
                         return
+                    finally:
+                        self.core.database_took(action, time.monotonic() - started)
                     self.perform(found)
                 case actions.Note(text):
                     note(text)

@@ -544,6 +544,28 @@ async def test_a_room_message_is_one_line_so_it_cannot_pass_as_another_speakers(
         await client.disconnect()
 
 
+@pytest.mark.usefixtures("database")
+async def test_stores_and_reads_past_the_sync_threads_share_are_refused_and_the_room_still_hears(endpoint):
+    from django.test import override_settings
+
+    client = communicator(endpoint)
+    await client.connect()
+    await client.send_to(text_data="/join lobby")
+    assert await client.receive_from() == "joined lobby"
+    with override_settings(EXPLORER_HOLD_SHARE=0.0001):  # spent before the first store
+        await client.send_to(text_data="/say lobby hi")
+        heard = [await client.receive_from() for _ in range(2)]
+        await client.send_to(text_data="/history lobby")
+        read = await client.receive_from()
+    assert any(line.endswith(": hi") for line in heard)  # the room heard it
+    [refusal] = [line for line in heard if line.startswith("error: ")]
+    assert refusal.startswith("error: said in lobby, but not kept: the sync thread and the event loop")
+    assert read.startswith("error: /history lobby refused: the sync thread and the event loop")
+    await client.send_to(text_data="/history lobby")  # the share back: it is read, and hi was not kept
+    assert await client.receive_from() == "no messages in lobby yet"
+    await client.disconnect()
+
+
 async def test_command_line_clients_may_take_half_the_panels_and_a_page_the_rest(monkeypatch):
     """A probe opened MAX_PANELS panels with no Origin and never read: the page itself was refused.
     A client with no Origin is not a page; those may hold half the panels, and pages the rest."""

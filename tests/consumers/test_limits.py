@@ -51,6 +51,27 @@ def test_all_connections_together_hold_a_shared_thread_at_most_the_share():
     assert second.hold("sleep", 3) is None
 
 
+def test_stores_and_reads_are_held_to_the_share_at_what_the_last_ones_took():
+    """3,000 /say at once all queued onto the sync thread (45 s of it, in a hostile-client review):
+    each reserves what the last few took, and past the share the rest are refused, not queued."""
+    clock = Clock()
+    holds = Holds(clock)
+    cost = budget.DatabaseCost()
+    connections = [
+        ConnectionLimits(sleeping=SYNC_THREAD, holds=holds, clock=clock, database_cost=cost) for _ in range(30)
+    ]
+    granted = sum(each.database() is None for each in connections * 100)  # 3,000 at once
+    share = budget.HOLD_SHARE
+    assert granted == pytest.approx(share / budget.DatabaseCost.INITIAL, abs=1)
+    assert "have been held 4.0 s of the last 10 s" in connections[0].database()
+    clock.now += budget.HOLD_WINDOW * 2  # the window has moved on; the stores took 50 ms each
+    for _ in range(50):
+        connections[0].database_took(0.2)
+    assert cost.estimate == budget.DatabaseCost.LARGEST  # a slow moment counts, within bounds
+    granted = sum(each.database() is None for each in connections * 100)
+    assert granted == pytest.approx(share / budget.DatabaseCost.LARGEST, abs=1)
+
+
 def test_what_holds_nothing_is_never_refused():
     clock = Clock()
     async_limits = ConnectionLimits(sleeping=None, blocking=None, holds=Holds(clock), clock=clock)
