@@ -1,4 +1,4 @@
-"""Three fixes to daphne 4.2, made as the explorer starts (``install``, from the app's ``ready``).
+"""Four fixes to daphne 4.2, made as the explorer starts (``install``, from the app's ``ready``).
 
 Each replaces or wraps a piece of daphne's internals as 4.2 has them, so on
 any other daphne they are not made: the explorer says so once and leaves
@@ -32,6 +32,16 @@ daphne as it is.
    and waits for it, so the stop above happens. The reloader's parent gives
    its child only 0.25 s on Ctrl-C and none on SIGTERM, so ``make run``
    runs with ``--noreload``.
+
+4. What a client sends is held to a budget. daphne puts each message on an
+   unbounded queue to the application, so while a handler runs (an
+   AsyncConsumer's ``/sleep 30``) a client can make the server hold as much
+   as it sends: 300 MiB in 1.6 s in a hostile-client review. Past
+   ``MAX_UNREAD`` bytes that the application has not read yet, the
+   connection is closed with 1008 (policy violation) and why, and what
+   comes after is dropped; what was queued is still the application's.
+   (uvicorn stops reading from a client its application has not caught up
+   with, and hypercorn's queue is bounded.)
 """
 
 import asyncio
@@ -53,6 +63,10 @@ WRITTEN_FOR = "4.2"  # the daphne whose code these fixes were read against
 
 STOP_TIMEOUT = 10  # seconds exit waits for daphne to close its connections and end its consumers
 GOING_AWAY = 1001
+POLICY_VIOLATION = 1008
+MAX_UNREAD = 16 * 1024 * 1024  # bytes a client may have sent that its application has not read yet
+UNREAD_EVENT = 200  # bytes an event holds besides its payload: many tiny messages weigh too
+UNREAD_REASON = f"more than {MAX_UNREAD // (1024 * 1024)} MiB sent that the application has not read".encode()
 CLOSE_TIMEOUT = 1.0  # seconds clients have to answer the server's close before their consumers are cancelled
 # Seconds a sync handler has to finish before the consumers are cancelled: longer than the
 # longest hold the explorer allows (consumers.limits), and well inside STOP_TIMEOUT.
@@ -79,6 +93,25 @@ def install():
         self.setProtocolOptions(failByDrop=False)
 
     WebSocketFactory.__init__ = __init__
+    created = WebSocketProtocol.applicationCreateWorked
+    received = WebSocketProtocol.onMessage
+
+    def applicationCreateWorked(self, application_queue):  # noqa: N802 - daphne's own name
+        if type(application_queue) is asyncio.Queue:  # daphne's; its application holds its get already
+            application_queue.__class__ = UnreadQueue
+        return created(self, application_queue)
+
+    def onMessage(self, payload, isBinary):  # noqa: N802, N803 - autobahn's own names
+        queue = getattr(self, "application_queue", None)
+        if isinstance(queue, UnreadQueue) and queue.unread + len(payload) + UNREAD_EVENT > MAX_UNREAD:
+            if self.state == self.STATE_OPEN:
+                # sendCloseFrame: autobahn's sendClose takes only an application's codes.
+                self.sendCloseFrame(code=POLICY_VIOLATION, reasonUtf8=UNREAD_REASON)
+            return
+        return received(self, payload, isBinary)
+
+    WebSocketProtocol.applicationCreateWorked = applicationCreateWorked
+    WebSocketProtocol.onMessage = onMessage
     Server.kill_all_applications = kill_all_applications
     server_run = Server.run
 
@@ -97,6 +130,26 @@ def install():
 
 
 running = []  # the threads running daphne's reactor in this process
+
+
+class UnreadQueue(asyncio.Queue):
+    """daphne's queue to one application, counting the bytes on it that the application has not read."""
+
+    unread = 0
+
+    def _put(self, item):
+        self.unread += weight(item)
+        super()._put(item)
+
+    def _get(self):
+        item = super()._get()
+        self.unread -= weight(item)
+        return item
+
+
+def weight(event):
+    payload = event.get("bytes") or event.get("text") or b""
+    return len(payload) + UNREAD_EVENT
 
 
 def stop_at_exit():

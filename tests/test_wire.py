@@ -5,6 +5,7 @@ asked for: daphne 4.2 does not put a websocket.close reason on the wire.
 """
 
 import asyncio
+import contextlib
 import json
 import signal
 import socket
@@ -93,6 +94,21 @@ async def test_malformed_command_gets_an_error_and_the_connection_stays_open(ser
         assert (await ws.recv()).startswith("error: ")
         await ws.send("still open")
         assert await ws.recv() == "still open"
+
+
+async def test_what_a_client_sends_while_its_handler_runs_is_held_to_a_budget(server, endpoint):
+    """daphne queued every message for the application without limit: while a handler ran (/sleep), a
+    client made the server hold whatever it sent. Past 16 MiB unread it is closed with 1008."""
+    async with connect(server.url(endpoint)) as flooding, connect(server.url(endpoint)) as neighbour:
+        await flooding.send("/sleep 3")
+        megabyte = "x" * 1_000_000  # under daphne's 1 MiB message limit
+        with contextlib.suppress(ConnectionClosed):
+            for _ in range(40):
+                await flooding.send(megabyte)
+        assert await closed_code(flooding) == 1008
+        assert flooding.close_reason == "more than 16 MiB sent that the application has not read"
+        await neighbour.send("still here")
+        assert await neighbour.recv() == "still here"
 
 
 async def test_exception_in_a_handler_closes_only_that_connection_with_1011(server, endpoint):

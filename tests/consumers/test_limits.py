@@ -57,9 +57,7 @@ def test_stores_and_reads_are_held_to_the_share_at_what_the_last_ones_took():
     clock = Clock()
     holds = Holds(clock)
     cost = budget.DatabaseCost()
-    connections = [
-        ConnectionLimits(sleeping=SYNC_THREAD, holds=holds, clock=clock, database_cost=cost) for _ in range(30)
-    ]
+    connections = [ConnectionLimits(holds=holds, clock=clock, database_cost=cost) for _ in range(30)]
     granted = sum(each.database() is None for each in connections * 100)  # 3,000 at once
     share = budget.HOLD_SHARE
     assert granted == pytest.approx(share / budget.DatabaseCost.INITIAL, abs=1)
