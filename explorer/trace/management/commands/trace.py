@@ -137,7 +137,7 @@ class Command(BaseCommand):
         out, terminal = options["svg"], self.console
         self.console = console(io.StringIO(), options["width"] or SVG_WIDTH, record=True, force_terminal=True)
         try:
-            self.show(lines, selection, options["mode"], skipped, summary=False)
+            self.show(lines, selection, options["mode"], skipped, fitted=True)
             picture = self.console
         finally:
             self.console = terminal
@@ -190,7 +190,9 @@ class Command(BaseCommand):
             table.add_row(name, str(run["pid"]), run["started"], run["command"], f"{len(connections):,}")
         self.console.print(table)
 
-    def show(self, lines, selection, mode, skipped, summary=True):
+    def show(self, lines, selection, mode, skipped, fitted=False):
+        """The lines as the console showed them; ``fitted`` to this console's width as a terminal's are
+        (a picture's), with no summary. Otherwise each event's line is whole: a terminal wraps it."""
         printer = RichTraceHandler(self.console)
         shown = Counter()
         for record in lines:
@@ -204,7 +206,8 @@ class Command(BaseCommand):
                 continue
             entry = recording.from_record(record, mode, self.clock)
             failure = Failure(record["traceback"]) if record.get("traceback") else None
-            for renderable in render(entry, failure):  # a recorded Failure has only its text
+            width = self.console.width if fitted else None
+            for renderable in render(entry, failure, width):  # a recorded Failure has only its text
                 printer.print(renderable)
             shown["records"] += 1
             shown["violations"] += len(entry.violations)
@@ -213,7 +216,7 @@ class Command(BaseCommand):
         if selection.filters() and not shown["records"] and records:
             known = ", ".join(sorted({r["connection"] for r in records if r["connection"]})[:20])
             raise CommandError(f"no record passes the filters; the recording has {known or 'no connections'}")
-        if not summary:
+        if fitted:
             return
         connections = {r["connection"] for r in records if r["connection"] and selection.admits(r)}
         counts = [
