@@ -186,20 +186,26 @@ async def close_all(connections):
     await asyncio.gather(*(ws.close() for ws in connections), return_exceptions=True)
 
 
-async def echo(server, subject, connections, trips, on_progress=lambda n: None):
-    """``connections`` clients, each sending ``trips`` small messages one at a time, awaiting each echo."""
+async def echo(server, subject, connections, trips, on_progress=lambda n: None, interval=None):
+    """``connections`` clients, each sending ``trips`` small messages one at a time, awaiting each echo;
+    ``interval`` seconds apart at the most, when given (the clients' starts spread over one)."""
     clients = await open_connections(server.url(subject), connections)
     latencies = []
 
-    async def client(ws):
-        for _ in range(trips):
+    async def client(ws, offset):
+        start = time.perf_counter() + offset
+        for trip in range(trips):
+            delay = start + trip * interval - time.perf_counter() if interval else 0
+            if delay > 0:
+                await asyncio.sleep(delay)
             latencies.append(await round_trip(ws))
             on_progress(1)
 
     cpu, renderer_cpu = server.cpu_seconds(), server.renderer_cpu_seconds()
     client_cpu = time.process_time()
     started = time.perf_counter()
-    await asyncio.wait_for(asyncio.gather(*(client(ws) for ws in clients)), TIMEOUT)
+    offsets = (n * (interval or 0) / connections for n in range(connections))
+    await asyncio.wait_for(asyncio.gather(*map(client, clients, offsets)), TIMEOUT)
     elapsed = time.perf_counter() - started
     client_cpu = time.process_time() - client_cpu
     cpu = server.cpu_seconds() - cpu if cpu is not None else None
@@ -225,44 +231,14 @@ async def paced_echo(server, subject, connections, rate, seconds):
     """The echo at an offered ``rate`` (messages a second, over all ``connections``) for ``seconds``.
 
     At full speed a server's CPU per message depends on its load: a busy
-    event loop reads several messages per wakeup, an idler one one. So
-    the trace, by lowering the throughput, raises trace off's own cost per
-    message, and two subjects echoed flat out are compared at two loads.
-    Paced below what either can do, both are compared at one.
+    event loop reads several messages per wakeup, an idler one one. So the
+    trace, by lowering the throughput, raises what the server's own work
+    costs per message, and two subjects echoed flat out are compared at two
+    loads. Paced below what either can do, both are compared at one.
     """
-    clients = await open_connections(server.url(subject), connections)
-    interval = connections / rate  # between one client's messages
     trips = max(1, round(rate * seconds / connections))
-    latencies = []
-
-    async def client(ws, offset):
-        start = time.perf_counter() + offset
-        for trip in range(trips):
-            delay = start + trip * interval - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            latencies.append(await round_trip(ws))
-
-    cpu, renderer_cpu = server.cpu_seconds(), server.renderer_cpu_seconds()
-    started = time.perf_counter()
-    clients_paced = (client(ws, n * interval / connections) for n, ws in enumerate(clients))
-    await asyncio.wait_for(asyncio.gather(*clients_paced), TIMEOUT)
-    elapsed = time.perf_counter() - started
-    cpu = server.cpu_seconds() - cpu if cpu is not None else None
-    renderer_cpu = server.renderer_cpu_seconds() - renderer_cpu if renderer_cpu is not None else None
-    await close_all(clients)
-    messages = connections * trips
-    return {
-        "subject": subject,
-        "messages": messages,
-        "offered_rate": rate,
-        "rate": messages / elapsed,
-        "p50_ms": percentile(latencies, 0.50) * 1000,
-        "p95_ms": percentile(latencies, 0.95) * 1000,
-        "p99_ms": percentile(latencies, 0.99) * 1000,
-        "cpu_us_per_message": cpu / messages * 1e6 if cpu is not None else None,
-        "renderer_cpu_us_per_message": renderer_cpu / messages * 1e6 if renderer_cpu is not None else None,
-    }
+    row = await echo(server, subject, connections, trips, interval=connections / rate)
+    return {**row, "offered_rate": rate}
 
 
 async def echo_beside_a_stalled_page(server, subject, connections, trips, on_progress=lambda n: None):
@@ -442,15 +418,7 @@ ECHO_FIGURES = (
 )
 
 
-PACED_FIGURES = (
-    "offered_rate",
-    "rate",
-    "p50_ms",
-    "p95_ms",
-    "p99_ms",
-    "cpu_us_per_message",
-    "renderer_cpu_us_per_message",
-)
+PACED_FIGURES = ("offered_rate", *ECHO_FIGURES[:-1])  # an echo's, but for the page's batches
 COUNTS = ("messages", "listen_overflows")  # added up over the rounds, not a median
 
 
