@@ -40,7 +40,9 @@ application = ProtocolTypeRouter(
         "http": StaticFiles(django_asgi_app),
         # Outermost, so the trace sees the handshake's whole way in.
         "websocket": TraceMiddleware(
-            AllowedOriginValidator(AuthMiddlewareStack(URLRouter(routing.websocket_urlpatterns)))
+            AllowedOriginValidator(
+                AuthMiddlewareStack(URLRouter([*routing.websocket_urlpatterns, routing.UNROUTED]))
+            )
         ),
     }
 )
