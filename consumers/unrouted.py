@@ -3,8 +3,9 @@
 channels' ``URLRouter`` raises ``ValueError("No route found for path ...")``
 for such a path, and every server answers HTTP 500 and logs the traceback:
 each knock on a wrong door would print one on the server's console. The
-last route sends this consumer instead, which closes before accepting (HTTP
-403 on every server) and says why in the trace.
+last route sends this consumer instead, which closes before accepting (each
+of the four servers the explorer knows answers HTTP 403) and says why in
+the trace.
 """
 
 from typing import Any
@@ -24,8 +25,9 @@ class Unrouted(AsyncConsumer):
     async def websocket_connect(self, event: dict[str, Any]) -> None:
         path = str(self.scope.get("path", ""))
         shown = repr(path[:MAX_SHOWN]) + ("…" if len(path) > MAX_SHOWN else "")
+        # What the server makes of a close before the accept is its own (HTTP 403 on the four known).
         note(
-            f"no WebSocket endpoint at this path ({shown}): refused with HTTP 403; the endpoints: {ENDPOINTS}"
+            f"no WebSocket endpoint at {shown}: refused, closed before accepting; the endpoints: {ENDPOINTS}"
         )
         await self.send({"type": "websocket.close"})
 
