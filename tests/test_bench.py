@@ -8,6 +8,7 @@ import pytest
 from channels.testing import WebsocketCommunicator
 from django.core.management import CommandError, call_command
 
+from explorer.bench import SUBJECT_NAMES
 from explorer.bench.app import SUBJECTS
 from explorer.management.commands.bench import (
     EQUAL_LOAD_SHARE,
@@ -20,6 +21,10 @@ from explorer.management.commands.bench import (
 )
 from explorer.trace import panel
 from explorer.trace.render import command_console
+
+
+def test_the_client_knows_the_subjects_the_server_serves_by_name():
+    assert tuple(SUBJECTS) == SUBJECT_NAMES
 
 
 def test_a_quick_run_reports_every_subject_and_scenario(tmp_path):

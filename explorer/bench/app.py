@@ -21,9 +21,8 @@ from django.urls import path  # noqa: E402
 
 from consumers.async_consumer import ExplorerAsyncConsumer  # noqa: E402
 from consumers.sync_consumer import ExplorerSyncConsumer  # noqa: E402
+from explorer.bench import TRACE_MODES  # noqa: E402
 from explorer.trace import TraceMiddleware, panel  # noqa: E402
-
-TRACE_MODES = ("off", "compact", "full")
 
 
 async def raw_echo(scope, receive, send):

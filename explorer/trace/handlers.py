@@ -20,10 +20,12 @@ import contextlib
 import copy
 import json
 import logging
+import os
 import random
 import sys
 import threading
 import time
+import weakref
 
 from rich.text import Text
 
@@ -241,6 +243,25 @@ class JsonLinesTraceHandler(FailsOnce, logging.FileHandler):
             self.failed_with(error)
 
 
+queued_handlers: "weakref.WeakSet[QueuedTraceHandler]" = weakref.WeakSet()
+
+
+def forked():
+    for handler in list(queued_handlers):
+        handler.forked()
+
+
+os.register_at_fork(after_in_child=forked)
+
+
+def warm_up():
+    """Starts the trace's renderer process now, where the ``explorer.trace`` logger has one: called as a
+    server builds its application (``TraceMiddleware``), so it is running before the first connection."""
+    for handler in logging.getLogger("explorer.trace").handlers:
+        if isinstance(handler, QueuedTraceHandler):
+            handler.warm_up()
+
+
 STOP_TIMEOUT = 10  # seconds a close waits for a stuck console
 BATCH_PAUSE = 0.02  # seconds the listener lets records gather between batches
 
@@ -343,6 +364,27 @@ class QueuedTraceHandler(logging.Handler):
         self.exiting = False
         self.listen()
         atexit.register(self.exit)
+        queued_handlers.add(self)
+
+    def warm_up(self):
+        """Starts what the sinks need before the first record: the renderer process."""
+        for target in self.targets:
+            if hasattr(target, "warm_up"):
+                target.warm_up()
+
+    def forked(self):
+        """In a child forked from this process: no listener thread came along, and what was queued
+        is the parent's to hand on, not the child's too. A lock another thread held at the fork stays
+        held in the child: a new one."""
+        self.counting = threading.Lock()
+        self.waiting.clear()
+        self.weights.clear()
+        self.held = 0
+        self.accepted = self.dropped = self.reported = 0  # the child's own, as its listener counts them
+        self.listening = False  # the child's own listener starts at its first record
+        for target in self.targets:
+            if hasattr(target, "forked"):
+                target.forked()
 
     def listen(self):
         self.listener = TraceListener(self)

@@ -23,6 +23,7 @@ from typing import Any
 
 from explorer.trace.config import trace_config
 from explorer.trace.connection import ConnectionTrace, current
+from explorer.trace.handlers import warm_up
 from explorer.trace.panel import PATH as PANEL_PATH
 
 Scope = dict[str, Any]
@@ -43,6 +44,9 @@ class TraceMiddleware:
         self.app = app
         self.mode = mode
         self.untraced = frozenset(untraced)
+        config = trace_config()
+        if (replace(config, mode=mode) if mode else config).enabled:
+            warm_up()  # a server builds its application as it starts: the renderer is ready by its first line
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path")

@@ -29,6 +29,7 @@ import signal
 import struct
 import subprocess
 import sys
+import threading
 
 from explorer.trace.connection import TraceRecord
 from explorer.trace.entry import TraceEntry
@@ -56,6 +57,30 @@ class RendererProcess(logging.Handler):
         self.fallback = fallback
         self.local = None  # the in-process sinks, once the renderer has failed
         self.process = None
+        self.starting = threading.Lock()  # warm_up (the server's thread) and flush (the listener's)
+        self.items = []
+
+    def warm_up(self):
+        """Starts the renderer now, before there is anything to render: a server builds its application
+        as it starts, and the first connections' lines would otherwise wait for a process to start and
+        import (a few hundred ms, on a busy machine more)."""
+        try:
+            self.started()
+        except Exception as error:
+            self.fail(error, [])
+
+    def started(self):
+        with self.starting:
+            if self.process is None and self.local is None:
+                self.process = self.start()
+            return self.process
+
+    def forked(self):
+        """In a child forked from the server's process (gunicorn --preload): the renderer is the
+        parent's, and a child writing to the same pipe would cut into its frames; the child starts its
+        own at its first record."""
+        self.process = None
+        self.starting = threading.Lock()
         self.items = []
 
     def take(self, queued):
@@ -88,10 +113,9 @@ class RendererProcess(logging.Handler):
         for start in range(0, len(items), FRAME_ITEMS):
             try:
                 data = pickled(items[start : start + FRAME_ITEMS])
-                if self.process is None:
-                    self.process = self.start()
-                self.process.stdin.write(HEADER.pack(len(data)) + data)
-                self.process.stdin.flush()
+                process = self.process or self.started()
+                process.stdin.write(HEADER.pack(len(data)) + data)
+                process.stdin.flush()
             except Exception as error:  # not started, or gone: render here from now on
                 self.fail(error, items[start:])
                 return

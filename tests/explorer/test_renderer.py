@@ -190,3 +190,68 @@ def test_each_detail_a_line_is_emitted_with_lands_in_its_own_field(held_back):
     assert (entry.kind, entry.event, entry.seconds, entry.connection) == ("note", None, 1.5, trace.name)
     assert (entry.config, entry.recorded, entry.started) == (trace.config, False, TRACE_STARTED)
     assert entry.at == trace.opened_at + 1.5 and entry.made >= entry.at - 1.5
+
+
+# A server's process, in short: it builds its application (explorer.bench.app wraps each subject in
+# TraceMiddleware, as a project's asgi.py does) and says whether its renderer is running before any
+# connection; it logs a line on the trace's logger, forks at once (as gunicorn --preload does, before
+# serving anything) and serves one connection in each process.
+FORKING_SERVER = """
+import asyncio, logging, os, sys, time
+import django
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "explorer.settings")
+django.setup()
+from channels.testing import WebsocketCommunicator
+from explorer.bench.app import SUBJECTS
+from explorer.serving import RENDERER, children, command_line
+
+subject = f"explorer-{sys.argv[1]}-compact"
+
+def renderers():
+    return [pid for pid in children(os.getpid()) if RENDERER in command_line(pid)]
+
+async def talk(text):
+    communicator = WebsocketCommunicator(SUBJECTS[subject], f"/bench/{subject}/")
+    assert (await communicator.connect())[0]
+    await communicator.send_to(text_data=text)
+    await communicator.receive_from()
+    await communicator.disconnect()
+
+deadline = time.monotonic() + 15
+while not renderers() and time.monotonic() < deadline:
+    time.sleep(0.05)
+print("renderer before any connection:", bool(renderers()), flush=True)
+logging.getLogger("explorer.trace").info("said before the fork")
+child = os.fork()
+asyncio.run(talk("said in the child" if child == 0 else "said in the parent"))
+if child:
+    os.waitpid(child, 0)
+"""
+
+
+@pytest.mark.parametrize("endpoint", ["sc", "ac"])
+def test_a_server_starts_its_renderer_as_it_builds_its_application_and_a_fork_gets_its_own(endpoint):
+    """The renderer is running before the first connection, so its lines do not wait a process's start
+    (a few hundred ms, all the first connections' lines behind it). A worker forked after that (gunicorn
+    --preload) traces with a listener and a renderer of its own, and what the parent had queued
+    before the fork is shown once, not once more by the child."""
+    done = subprocess.run(
+        [sys.executable, "-c", FORKING_SERVER, endpoint],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "explorer.settings",
+            "EXPLORER_TRACE_RENDERER": "process",
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "renderer before any connection: True" in done.stdout
+    lines = done.stderr.splitlines()
+    assert lines.count("said before the fork") == 1, done.stderr[-3000:]
+    received = [line for line in lines if "→ in" in line and "websocket.receive" in line]
+    for said in ("said in the child", "said in the parent"):
+        assert sum(f"'{said}'" in line for line in received) == 1, done.stderr[-3000:]

@@ -23,8 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from explorer.bench import cost, scenarios
-from explorer.bench.app import SUBJECTS
+from explorer.bench import SUBJECT_NAMES, TRACE_MODES, cost, scenarios
 from explorer.serving import SERVERS, machine
 from explorer.trace.render import command_console
 
@@ -40,7 +39,6 @@ CLIENT_BOUND = 0.9  # the bench's own share of a core past which the client sets
 # rate (so every one keeps up), for this long each round (a sixth of it with --quick).
 EQUAL_LOAD_SHARE = 0.5
 EQUAL_LOAD_SECONDS = 3.0
-TRACE_MODES = ("off", "compact", "full")
 QUERY_STALL_SECONDS = 3.0  # each half of the ORM stall: alone, then beside the queries (half with --quick)
 ECHO_COLUMNS = (
     "subject",
@@ -420,7 +418,7 @@ class Command(BaseCommand):
         return load
 
     async def run(self, server, sizes):
-        echo_subjects = list(SUBJECTS)
+        echo_subjects = list(SUBJECT_NAMES)
         per_round = sizes["connections"] * sizes["trips"]
         columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
         with Progress(*columns, console=self.console, transient=True) as progress:
@@ -514,7 +512,7 @@ class Command(BaseCommand):
         servers = results["servers"].values()
         echoes = [by_subject(m["echo"], "rate") for m in servers]
         handshakes = [by_subject(m["handshakes"], "handshakes_per_s") for m in servers]
-        rows = [(subject, *(number(rates.get(subject)) for rates in echoes)) for subject in SUBJECTS]
+        rows = [(subject, *(number(rates.get(subject)) for rates in echoes)) for subject in SUBJECT_NAMES]
         rows += [
             (f"handshakes/s {subject}", *(number(rates.get(subject)) for rates in handshakes))
             for subject in HANDSHAKE_SUBJECTS
