@@ -32,7 +32,15 @@ def test_a_quick_run_reports_every_subject_and_scenario(tmp_path):
     call_command("bench", "--quick", "--json", str(tmp_path / "bench.json"), stdout=out)
     runs = json.loads((tmp_path / "bench.json").read_text())
     text = out.getvalue()
-    for title in ("Echo:", "Handshakes:", "Concurrency:", "Cross-stall:", "ORM stall:", "Scale:", "Targets"):
+    for title in (
+        "Echo:",
+        "Handshakes:",
+        "Concurrency:",
+        "Cross-stall:",
+        "ORM stall:",
+        "Scale, on a server of its own:",
+        "Targets",
+    ):
         assert title in text
     [report] = runs["servers"].values()
     assert report["label"].startswith("daphne 4.2")
@@ -123,6 +131,11 @@ def test_a_quick_run_reports_every_subject_and_scenario(tmp_path):
     assert screen["p50_ms"] <= screen["event_p50_ms"]  # a line is made at its event or after it
     pauses = report["pauses"]  # the server's full garbage collections, as its trace said them
     assert pauses["count"] >= 0 and pauses["longest_ms"] <= pauses["total_ms"]
+    # The scale scenario ran on a server of its own, whose console said its own lag as it stopped.
+    assert scale["screen"]["records"] > 0 and scale["pauses"]["count"] >= 0
+    [scale_lag] = [t for t in report["targets"] if "while the scale scenario" in t["target"]]
+    assert scale_lag["value"] == scale["screen"]["p99_ms"]
+    assert "Scale, on a server of its own" in text
 
 
 async def test_a_traced_echo_makes_the_records_the_bench_counts(trace, endpoint):
@@ -176,7 +189,7 @@ def test_a_target_says_its_figure_from_each_round_alone():
         target for target in TARGETS if target.name == "explorer-ac trace compact vs trace off, msg/s"
     ]
     [handshakes] = [target for target in TARGETS if target.name.startswith("explorer-ac compact handshakes")]
-    [lag] = [target for target in TARGETS if target.name.startswith("line made to screen")]
+    [lag] = [target for target in TARGETS if target.name == "line made to screen, p99 (the console's lag)"]
 
     def row(subject, rate, handshake_rate=None):
         return {"subject": subject, "rate": rate, "handshakes_per_s": handshake_rate}

@@ -190,6 +190,13 @@ TARGETS = [
             ("event to screen, p99 (with any wait for its handler)", "event_p99_ms"),
         )
     ),
+    Target(
+        "line made to screen, p99, while the scale scenario's connections open",
+        lambda m: ((m.get("scale") or {}).get("screen") or {}).get("p99_ms"),
+        100,
+        at_most=True,
+        unit="ms",
+    ),
 ]
 
 
@@ -215,6 +222,11 @@ def ratio(numerator, denominator):
 
 def percent(value):
     return "—" if value is None else f"{value:.0%}"
+
+
+def pauses_text(pauses):
+    """A server's full garbage collections, as its trace said when it stopped."""
+    return f"{pauses['count']:,} (longest {pauses['longest_ms']:.1f} ms, {pauses['total_ms']:.1f} ms in all)"
 
 
 def number(value, digits=0):
@@ -291,11 +303,15 @@ class Command(BaseCommand):
         results = {"machine": machine(), "sizes": sizes, "servers": {}}
         with scenarios.raised_file_limit(), tempfile.TemporaryDirectory() as scratch:
             if options["url"]:
-                servers = {"url": lambda: scenarios.BenchServer(options["url"].rstrip("/"), options["pid"])}
+                servers = {
+                    "url": lambda part="": scenarios.BenchServer(options["url"].rstrip("/"), options["pid"])
+                }
             else:
                 # The trace's console goes to a file: the terminal's speed is not the subject.
                 servers = {
-                    name: lambda name=name: scenarios.start_server(Path(scratch) / f"{name}.log", name)
+                    name: lambda part="", name=name: scenarios.start_server(
+                        Path(scratch) / f"{name}{part and '-'}{part}.log", name
+                    )
                     for name in kinds
                 }
             for name, start in servers.items():
@@ -308,6 +324,18 @@ class Command(BaseCommand):
                 measured["dropped_trace_records"] = server.dropped_records()
                 measured["screen"] = server.screen_latency()
                 measured["pauses"] = server.pauses()
+                # The scale scenario on a server of its own: its memory figures start from a fresh
+                # process, and the console's lag while thousands of connections open is a figure of its
+                # own, not mixed into the lag at the echo's load.
+                server = start("scale")
+                try:
+                    measured["scale"] = asyncio.run(self.run_scale(server, sizes))
+                finally:
+                    server.stop()
+                dropped = [measured["dropped_trace_records"], server.dropped_records()]
+                measured["dropped_trace_records"] = None if None in dropped else sum(dropped)
+                measured["scale"]["screen"] = server.screen_latency()
+                measured["scale"]["pauses"] = server.pauses()
                 measured["targets"] = [target.check(measured) for target in TARGETS]
                 results["servers"][name] = measured
         self.report(results)
@@ -417,11 +445,14 @@ class Command(BaseCommand):
             load.append((EQUAL_LOAD_SHARE * min(rates[subject] for subject in subjects), subjects))
         return load
 
+    def progress(self):
+        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+        return Progress(*columns, console=self.console, transient=True)
+
     async def run(self, server, sizes):
         echo_subjects = list(SUBJECT_NAMES)
         per_round = sizes["connections"] * sizes["trips"]
-        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-        with Progress(*columns, console=self.console, transient=True) as progress:
+        with self.progress() as progress:
             # Every subject, and the compact one again beside a stalled page.
             task = progress.add_task("echo", total=(len(echo_subjects) + 1) * sizes["rounds"] * per_round)
             echoes = [(f"echo: {subject}", scenarios.echo, subject) for subject in echo_subjects]
@@ -475,12 +506,6 @@ class Command(BaseCommand):
             progress.update(task, description="concurrency: /block 1 on explorer-sc-off")
             concurrency["cross_stall"] = await scenarios.cross_stall(server)
             progress.advance(task)
-            task = progress.add_task("scale", total=sizes["scale"])
-            progress.update(task, description=f"scale: {sizes['scale']:,} connections")
-            scale = await scenarios.scale(
-                server, sizes["scale"], on_progress=lambda n: progress.advance(task, n)
-            )
-            # After the scale scenario, which counts the server's open files: a query opens one.
             seconds = QUERY_STALL_SECONDS if sizes["rounds"] > 1 else QUERY_STALL_SECONDS / 2
             progress.add_task(f"ORM stall: /query on {scenarios.QUERIER}, {2 * seconds:g} s", total=None)
             query_stall = await scenarios.query_stall(server, seconds=seconds)
@@ -498,8 +523,13 @@ class Command(BaseCommand):
             "equal_load_rounds": equal_load_rounds,
             "concurrency": concurrency,
             "query_stall": query_stall,
-            "scale": scale,
         }
+
+    async def run_scale(self, server, sizes):
+        with self.progress() as progress:
+            task = progress.add_task(f"scale: {sizes['scale']:,} connections", total=sizes["scale"])
+            advance = functools.partial(progress.advance, task)
+            return await scenarios.scale(server, sizes["scale"], on_progress=advance)
 
     def report(self, results):
         for measured in results["servers"].values():
@@ -681,6 +711,16 @@ class Command(BaseCommand):
             ("server RSS per connection", f"{number(scale['rss_per_connection_kb'], 1)} KiB"),
             ("one message on every connection", f"{scale['round_s']:.2f} s ({scale['answered']:,} answered)"),
         ]
+        screen = scale.get("screen")
+        if screen:
+            rows.append(
+                (
+                    "line made to screen: p50 / p99 / max",
+                    f"{screen['p50_ms']:,.0f} / {screen['p99_ms']:,.0f} / {screen['max_ms']:,.0f} ms",
+                )
+            )
+        if scale.get("pauses"):
+            rows.append(("full garbage collections", pauses_text(scale["pauses"])))
         for moment in ("before", "open", "after"):
             state = scale[moment]
             rss = number(state["rss"] / mib, 1) if state["rss"] is not None else "—"
@@ -691,7 +731,8 @@ class Command(BaseCommand):
                 )
             )
         self.print_table(
-            f"Scale: {scale['connections']:,} connections across {', '.join(scale['subjects'])}",
+            f"Scale, on a server of its own: {scale['connections']:,} connections across "
+            f"{', '.join(scale['subjects'])}",
             ("figure", "value"),
             rows,
         )
@@ -699,7 +740,8 @@ class Command(BaseCommand):
         screen = results.get("screen")
         if screen:
             self.console.print(
-                f"{results['label']}: over {screen['records']:,} records, from the trace's line to the "
+                f"{results['label']}, every scenario but scale: over {screen['records']:,} records, from "
+                "the trace's line to the "
                 f"console: p50 {screen['p50_ms']:.1f} ms, p99 {screen['p99_ms']:.1f} ms, max "
                 f"{screen['max_ms']:.1f} ms; from the event itself, with any wait for its handler: p50 "
                 f"{screen['event_p50_ms']:.1f} ms, p99 {screen['event_p99_ms']:.1f} ms, max "
@@ -713,9 +755,8 @@ class Command(BaseCommand):
             )
         else:
             self.console.print(
-                f"{results['label']}: {pauses['count']:,} full garbage collections paused the server's "
-                f"process (every thread at once), longest {pauses['longest_ms']:.1f} ms, "
-                f"{pauses['total_ms']:.1f} ms in all"
+                f"{results['label']}, every scenario but scale: full garbage collections paused the server's "
+                f"process (every thread at once): {pauses_text(pauses)}"
             )
         self.report_targets(results)
 
