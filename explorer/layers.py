@@ -1,7 +1,17 @@
-"""The Redis channel layer, made to ride out a Redis outage.
+"""The channel layers the explorer configures: channels' in-memory layer, made to stay cheap with
+thousands of connections, and the Redis channel layer, made to ride out a Redis outage.
 
-With channels_redis as it comes, a consumer's layer receive raises when
-Redis goes away, and channels lets that end the consumer: every connection
+The in-memory layer: channels' ``InMemoryChannelLayer.receive`` walks every channel's queue and
+every group for expired messages before it waits, and every consumer starts
+a receive as it starts and after each message from the layer. So each of N
+connections opening walked the queues of all the others: N² in all, and at a
+few thousand connections milliseconds on the event loop for each handshake
+(``manage.py bench``'s scale scenario managed 129 handshakes a second at
+9,000). Expiry is measured in seconds (60 for a message, a day for a
+group), so this layer walks at most once a second.
+
+The Redis layer: with channels_redis as it comes, a consumer's layer receive
+raises when Redis goes away, and channels lets that end the consumer: every connection
 closes with 1011, even ones that never used a room, and new ones fail the
 same way until Redis is back. This layer turns an outage into two events
 the consumers handle like any other: ``layer.unavailable`` once, when the
@@ -10,9 +20,13 @@ may have restarted empty, so the consumers join their rooms again).
 """
 
 import asyncio
+import time
 
+import channels.layers
 import redis.exceptions
 from channels_redis.core import RedisChannelLayer
+
+CLEAN_EVERY = 1.0  # seconds between two walks of the in-memory layer's queues and groups
 
 # What channels_redis raises when Redis cannot be reached: this layer rides them
 # out on receive, and both consumers catch them around group_add, group_discard
@@ -22,6 +36,21 @@ RETRY_SECONDS = 1.0  # how often a consumer's receive asks whether Redis is back
 # Just after Redis is back, a pooled connection from before the outage can
 # still fail once; within this many seconds that is retried quietly.
 STALE_SECONDS = 5.0
+
+
+class InMemoryChannelLayer(channels.layers.InMemoryChannelLayer):
+    """channels' in-memory layer, whose walk for expired messages runs at most once every CLEAN_EVERY."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.cleaned = float("-inf")
+
+    def _clean_expired(self):
+        now = time.monotonic()
+        if now - self.cleaned < CLEAN_EVERY:
+            return
+        self.cleaned = now
+        super()._clean_expired()
 
 
 def describe(error):

@@ -149,7 +149,8 @@ if REDIS_URL:
         "default": {"BACKEND": "explorer.layers.ResilientRedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
     }
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    # channels' in-memory layer, made to stay cheap with thousands of connections (explorer/layers.py).
+    CHANNEL_LAYERS = {"default": {"BACKEND": "explorer.layers.InMemoryChannelLayer"}}
 
 # Seconds all connections together may hold the sync thread, or block the event
 # loop, with /sleep, /block and ?delay= in any 10 s (consumers/limits.py). Below

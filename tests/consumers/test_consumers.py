@@ -593,3 +593,46 @@ async def test_command_line_clients_may_take_half_the_panels_and_a_page_the_rest
     finally:
         for client in opened:
             await client.disconnect()
+
+
+async def test_opening_connections_does_not_walk_every_channel_each_time(endpoint, monkeypatch):
+    """channels' in-memory layer walks every channel's queue and every group for expired messages at each
+    receive, and each connection's consumer starts one: opening N connections walked N² queues, seconds
+    on the event loop at a few thousand. The explorer's layer walks them at most once a second."""
+    import channels.layers
+
+    from explorer import layers
+
+    walks = []
+    walk = channels.layers.InMemoryChannelLayer._clean_expired
+    monkeypatch.setattr(
+        channels.layers.InMemoryChannelLayer, "_clean_expired", lambda self: walks.append(1) or walk(self)
+    )
+    now = [1000.0]
+    monkeypatch.setattr(layers.time, "monotonic", lambda: now[0])  # a clock that stands still
+    clients = [communicator(endpoint) for _ in range(30)]
+    for client in clients:
+        assert await client.connect() == (True, None)
+    assert len(walks) <= 1
+    now[0] += layers.CLEAN_EVERY
+    extra = communicator(endpoint)
+    assert await extra.connect() == (True, None)
+    assert len(walks) <= 2
+    for client in [*clients, extra]:
+        await client.disconnect()
+
+
+async def test_the_in_memory_layer_still_drops_expired_messages(monkeypatch):
+    from explorer.layers import CLEAN_EVERY, InMemoryChannelLayer
+
+    layer = InMemoryChannelLayer(expiry=0)  # every message has expired as soon as it is sent
+    now = [1000.0]
+    monkeypatch.setattr("explorer.layers.time.monotonic", lambda: now[0])
+    await layer.group_add("room", "gone.inmemory!a")
+    await layer.send("gone.inmemory!a", {"type": "chat.message"})
+    now[0] += CLEAN_EVERY
+    waiting = asyncio.ensure_future(layer.receive("other.inmemory!b"))  # a receive cleans first
+    await asyncio.sleep(0)
+    assert "gone.inmemory!a" not in layer.channels
+    assert "gone.inmemory!a" not in layer.groups.get("room", {})
+    waiting.cancel()
