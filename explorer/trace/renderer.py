@@ -11,9 +11,10 @@ stderr, which it inherits, and writes the recording.
 A frame on the pipe is a 4-byte length and a pickled list of items:
 ``("entry", fields)`` (an entry's fields in order: most items),
 ``("record", entry, failure, dropped)``, ``("message", text, dropped)``.
-The renderer ends at end of input, having written everything (it ignores
-Ctrl-C and SIGTERM: they come to the whole process group, and its server
-still has records to send as it stops). If it cannot be started or dies,
+The renderer ends at end of input, having written everything. It runs in a
+process group of its own, and ignores Ctrl-C and SIGTERM besides: a terminal
+sends them to the whole foreground group, and its server still has records
+to send as it stops. If it cannot be started or dies,
 the trace says so once and renders in the server's process again.
 """
 
@@ -129,7 +130,12 @@ class RendererProcess(logging.Handler):
             command += ["--file", str(self.file)]
         # Whatever the server could import, the renderer can: the same path, first.
         path = os.pathsep.join([*filter(None, sys.path), os.environ.get("PYTHONPATH", "")])
-        process = subprocess.Popen(command, stdin=subprocess.PIPE, env={**os.environ, "PYTHONPATH": path})
+        # A process group of its own: a terminal's Ctrl-C and a signal to the server's group reach the
+        # server only, even while the renderer is still starting (its own handlers come after its imports).
+        # It ends when the server closes the pipe, having written everything out.
+        process = subprocess.Popen(
+            command, stdin=subprocess.PIPE, env={**os.environ, "PYTHONPATH": path}, process_group=0
+        )
         with contextlib.suppress(OSError):  # room for the records sent while the renderer starts
             fcntl.fcntl(process.stdin.fileno(), F_SETPIPE_SZ, PIPE_BYTES)
         return process
