@@ -23,7 +23,6 @@ from typing import Any
 
 from explorer.trace.config import trace_config
 from explorer.trace.connection import ConnectionTrace, current
-from explorer.trace.handlers import warm_up
 from explorer.trace.panel import PATH as PANEL_PATH
 
 Scope = dict[str, Any]
@@ -46,6 +45,10 @@ class TraceMiddleware:
         self.untraced = frozenset(untraced)
         config = trace_config()
         if (replace(config, mode=mode) if mode else config).enabled:
+            # Here, not at the top: the package imports this module, and ``python -m
+            # explorer.trace.renderer`` must not find the renderer imported by its package.
+            from explorer.trace.handlers import warm_up
+
             warm_up()  # a server builds its application as it starts: the renderer is ready by its first line
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

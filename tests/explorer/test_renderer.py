@@ -41,6 +41,7 @@ def test_what_the_server_ships_is_rendered_and_recorded_under_its_run(tmp_path):
     console = process.stderr.read().decode()
     assert process.wait(timeout=60) == 0
     assert all(f"'message {n}'" in console for n in range(3))
+    assert "Warning" not in console  # runpy's, when the package imports the module it runs with -m
     [header, *records] = [json.loads(line) for line in recording.read_text().splitlines()]
     assert header["kind"] == "run" and header["pid"] == 4242  # the server's process, not the renderer's
     assert header["started"] == "2026-01-01T00:00:00.000000+00:00"
