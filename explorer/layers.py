@@ -41,12 +41,14 @@ STALE_SECONDS = 5.0
 class InMemoryChannelLayer(channels.layers.InMemoryChannelLayer):
     """channels' in-memory layer, whose walk for expired messages runs at most once every CLEAN_EVERY."""
 
+    clock = staticmethod(time.monotonic)
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.cleaned = float("-inf")
 
     def _clean_expired(self):
-        now = time.monotonic()
+        now = self.clock()
         if now - self.cleaned < CLEAN_EVERY:
             return
         self.cleaned = now

@@ -132,7 +132,7 @@ def test_a_quick_run_reports_every_subject_and_scenario(tmp_path):
     pauses = report["pauses"]  # the server's full garbage collections, as its trace said them
     assert pauses["count"] >= 0 and pauses["longest_ms"] <= pauses["total_ms"]
     # The scale scenario ran on a server of its own, whose console said its own lag as it stopped.
-    assert scale["screen"]["records"] > 0 and scale["pauses"]["count"] >= 0
+    assert scale["screen"]["records"] > 0 and scale["pauses"]["count"] >= 0 and scale["own_server"]
     [scale_lag] = [t for t in report["targets"] if "while the scale scenario" in t["target"]]
     assert scale_lag["value"] == scale["screen"]["p99_ms"]
     assert "Scale, on a server of its own" in text

@@ -61,7 +61,7 @@ class BenchServer:
         return cpu_seconds(self.pid) if self.pid else None
 
     def renderer_cpu_seconds(self):
-        """The trace's renderer process's CPU (none before the first traced record): the trace's
+        """The trace's renderer process's CPU (started as the server builds its application): the trace's
         cost that is not the server's own."""
         if not self.running:
             return None

@@ -257,7 +257,10 @@ os.register_at_fork(after_in_child=forked)
 def warm_up():
     """Starts the trace's renderer process now, where the ``explorer.trace`` logger has one: called as a
     server builds its application (``TraceMiddleware``), so it is running before the first connection."""
-    for handler in logging.getLogger("explorer.trace").handlers:
+    logger = logging.getLogger("explorer.trace")
+    if not logger.isEnabledFor(logging.INFO):  # silenced: nothing will be rendered
+        return
+    for handler in logger.handlers:
         if isinstance(handler, QueuedTraceHandler):
             handler.warm_up()
 

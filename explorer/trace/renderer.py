@@ -12,9 +12,9 @@ A frame on the pipe is a 4-byte length and a pickled list of items:
 ``("entry", fields)`` (an entry's fields in order: most items),
 ``("record", entry, failure, dropped)``, ``("message", text, dropped)``.
 The renderer ends at end of input, having written everything. It runs in a
-process group of its own, and ignores Ctrl-C and SIGTERM besides: a terminal
-sends them to the whole foreground group, and its server still has records
-to send as it stops. If it cannot be started or dies,
+process group of its own, so a terminal's Ctrl-C or a signal to the
+server's group reaches the server alone, and ignores SIGINT and SIGTERM
+besides: its server still has records to send as it stops. If it cannot be started or dies,
 the trace says so once and renders in the server's process again.
 """
 
@@ -64,11 +64,10 @@ class RendererProcess(logging.Handler):
     def warm_up(self):
         """Starts the renderer now, before there is anything to render: a server builds its application
         as it starts, and the first connections' lines would otherwise wait for a process to start and
-        import (a few hundred ms, on a busy machine more)."""
-        try:
+        import (a few hundred ms, on a busy machine more). If it cannot start, the listener's next batch
+        tries again and, failing, renders in this process: the fail-over is the listener's alone."""
+        with contextlib.suppress(Exception):
             self.started()
-        except Exception as error:
-            self.fail(error, [])
 
     def started(self):
         with self.starting:
@@ -80,7 +79,15 @@ class RendererProcess(logging.Handler):
         """In a child forked from the server's process (gunicorn --preload): the renderer is the
         parent's, and a child writing to the same pipe would cut into its frames; the child starts its
         own at its first record."""
-        self.process = None
+        process, self.process = self.process, None
+        if process is not None:
+            # The child's copy of the pipe, pointed at /dev/null: what the child's copy of its buffer holds
+            # goes nowhere, and the parent's renderer sees the end of its input when the parent closes it.
+            with contextlib.suppress(OSError, ValueError):
+                nowhere = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(nowhere, process.stdin.fileno())
+                os.close(nowhere)
+            self.parents = process  # kept, not collected: its finalizer writes to /dev/null at exit
         self.starting = threading.Lock()
         self.items = []
 
@@ -147,8 +154,9 @@ class RendererProcess(logging.Handler):
             f"the trace's renderer process failed ({type(error).__name__}: {error}); "
             "the trace is rendered in this process from now on"
         )
-        self.stop(wait=False)
-        self.local = self.fallback()
+        with self.starting:  # no renderer is started meanwhile (warm_up)
+            self.stop(wait=False)
+            self.local = self.fallback()
         for kind, *rest in items:
             self.handle(as_log_record(kind, *rest))
         self.flush()
@@ -269,7 +277,8 @@ def main(argv=None):
     parser.add_argument("--file", help="the recording to append to")
     parser.add_argument("--origin", default="{}", help="the server process, as JSON: pid, command, started")
     options = parser.parse_args(argv)
-    for stop in (signal.SIGINT, signal.SIGTERM):
+    # SIGTTOU too: in a process group of its own, it is a background job to a terminal with tostop set.
+    for stop in (signal.SIGINT, signal.SIGTERM, signal.SIGTTOU):
         signal.signal(stop, signal.SIG_IGN)
     sinks = [RichTraceHandler()]
     if options.file:  # first: a slow or closed console never holds the recording back

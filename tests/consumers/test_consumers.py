@@ -601,38 +601,46 @@ async def test_opening_connections_does_not_walk_every_channel_each_time(endpoin
     on the event loop at a few thousand. The explorer's layer walks them at most once a second."""
     import channels.layers
 
-    from explorer import layers
+    from explorer.layers import CLEAN_EVERY
 
     walks = []
     walk = channels.layers.InMemoryChannelLayer._clean_expired
     monkeypatch.setattr(
         channels.layers.InMemoryChannelLayer, "_clean_expired", lambda self: walks.append(1) or walk(self)
     )
+    layer = channels.layers.get_channel_layer()
     now = [1000.0]
-    monkeypatch.setattr(layers.time, "monotonic", lambda: now[0])  # a clock that stands still
+    monkeypatch.setattr(layer, "clock", lambda: now[0], raising=False)  # the layer's clock stands still
+    monkeypatch.setattr(layer, "cleaned", float("-inf"), raising=False)
     clients = [communicator(endpoint) for _ in range(30)]
     for client in clients:
         assert await client.connect() == (True, None)
-    assert len(walks) <= 1
-    now[0] += layers.CLEAN_EVERY
+    assert len(walks) == 1
+    now[0] += CLEAN_EVERY  # a second later, the next receive walks again
     extra = communicator(endpoint)
     assert await extra.connect() == (True, None)
-    assert len(walks) <= 2
+    assert len(walks) == 2
     for client in [*clients, extra]:
         await client.disconnect()
 
 
-async def test_the_in_memory_layer_still_drops_expired_messages(monkeypatch):
+async def test_the_in_memory_layer_still_drops_expired_messages():
     from explorer.layers import CLEAN_EVERY, InMemoryChannelLayer
 
     layer = InMemoryChannelLayer(expiry=0)  # every message has expired as soon as it is sent
     now = [1000.0]
-    monkeypatch.setattr("explorer.layers.time.monotonic", lambda: now[0])
+    layer.clock = lambda: now[0]
     await layer.group_add("room", "gone.inmemory!a")
+    first = asyncio.ensure_future(layer.receive("other.inmemory!b"))  # walks, before anything expired
+    await asyncio.sleep(0)
     await layer.send("gone.inmemory!a", {"type": "chat.message"})
+    second = asyncio.ensure_future(layer.receive("other.inmemory!c"))  # within the second: no walk
+    await asyncio.sleep(0)
+    assert "gone.inmemory!a" in layer.channels
     now[0] += CLEAN_EVERY
-    waiting = asyncio.ensure_future(layer.receive("other.inmemory!b"))  # a receive cleans first
+    third = asyncio.ensure_future(layer.receive("other.inmemory!d"))  # a second later: it walks
     await asyncio.sleep(0)
     assert "gone.inmemory!a" not in layer.channels
     assert "gone.inmemory!a" not in layer.groups.get("room", {})
-    waiting.cancel()
+    for waiting in (first, second, third):
+        waiting.cancel()

@@ -330,6 +330,7 @@ class Command(BaseCommand):
                 server = start("scale")
                 try:
                     measured["scale"] = asyncio.run(self.run_scale(server, sizes))
+                    measured["scale"]["own_server"] = not options["url"]  # a --url server is the same one
                 finally:
                     server.stop()
                 dropped = [measured["dropped_trace_records"], server.dropped_records()]
@@ -731,8 +732,8 @@ class Command(BaseCommand):
                 )
             )
         self.print_table(
-            f"Scale, on a server of its own: {scale['connections']:,} connections across "
-            f"{', '.join(scale['subjects'])}",
+            f"Scale{', on a server of its own' if scale.get('own_server') else ''}: {scale['connections']:,} "
+            f"connections across {', '.join(scale['subjects'])}",
             ("figure", "value"),
             rows,
         )
