@@ -7,6 +7,7 @@ The heavy tests are marked ``heavy``: ``pytest -m heavy`` runs them apart,
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import struct
@@ -19,7 +20,8 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from explorer.serving import SERVERS
+from explorer.bench.scenarios import PAUSES
+from explorer.serving import MAIN, SERVERS
 from tests.conftest import ROOT, WIRE_ENV, DaphneServer, TracedServer, free_port, read_records
 
 CHURN_CYCLES = 5000
@@ -158,6 +160,40 @@ async def test_stopping_with_connections_open_is_clean_and_the_recording_complet
     assert {r["connection"] for r in records} == set(ended)
     assert len(ended) == 2
     assert all(note.startswith("consumer ") for note in ended.values())
+
+
+@pytest.mark.parametrize("kind", MAIN)
+async def test_a_server_stopped_by_sigterm_says_the_whole_trace(tmp_path, kind, endpoint):
+    """However the server's process ends, the trace's own end runs: its last lines are recorded and it
+    says its closing figures (the garbage collections that paused the process, which the bench reads).
+
+    uvicorn shuts down, then raises SIGTERM again with its default action, and granian's workers leave
+    by ``os._exit``: neither runs ``atexit``, where the trace ended, and the lines still queued (the
+    connection's last ones, made as the server closed it) were lost. granian drops the connection and
+    ends its worker, whether or not its application has been told by then: when it has not, the trace
+    says the process ended with the connection open, rather than stop mid-story.
+    """
+    server = TracedServer(kind, tmp_path / "trace.jsonl", **WIRE_ENV)
+    try:
+        async with connect(server.url(endpoint)) as ws:
+            await ws.send("hello")
+            assert await ws.recv() == "hello"
+            connection = server.connection_of(ws.local_address[1])
+            server.process.send_signal(signal.SIGTERM)
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 30)
+        await asyncio.to_thread(server.process.wait, 30)
+        server.reader.join(10)  # everything the server's process group wrote, read
+    finally:
+        server.stop()
+    records = read_records(server.recording, connection)
+    said = "\n".join(server.lines)
+    last = records[-1]
+    if kind == "granian" and last["kind"] == "note":  # its worker ended before the application was told
+        assert last["note"].startswith("the process ended with this connection open"), said[-3000:]
+    else:
+        assert last["kind"] in ("exit", "error"), said[-3000:]
+    assert re.search(PAUSES, said), said[-3000:]
 
 
 async def test_stopping_while_a_handler_sleeps_lets_the_sync_thread_finish_then_exits(tmp_path, endpoint):

@@ -11,12 +11,14 @@ happens later, on the listener thread.
 """
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import multiprocessing
 import os
 import threading
 import time
+import weakref
 from contextvars import ContextVar
 from dataclasses import dataclass
 
@@ -62,6 +64,8 @@ MAX_MESSAGE = 200  # characters of an exception's message on its error line
 # for instance to sign what it says in a room.
 SCOPE_KEY = "trace_connection"
 announced = set()  # the servers this process has named in its trace (a lock is not needed: a set add)
+# Traced connections whose application has not ended yet: said as the process ends (``still_open``).
+open_traces: "weakref.WeakSet[ConnectionTrace]" = weakref.WeakSet()
 
 
 @dataclass(slots=True)
@@ -253,6 +257,7 @@ class ConnectionTrace:
             self.rules = WebSocketRules(scope)
             self.server = identify(scope, send)
             self.notes = notes_for(self.server)
+            open_traces.add(self)
 
     def seconds(self):
         return time.perf_counter() - self.opened
@@ -594,18 +599,34 @@ class ConnectionTrace:
 
     # The end.
 
-    def exited(self, error=None):
-        """The application has returned, raised or been cancelled."""
-        self.show_scope()
-        for arrival in self.arrivals.values():
+    def never_handled(self, why):
+        """A line for each event received but not handled, saying ``why``."""
+        for arrival in list(self.arrivals.values()):
             self.emit(
                 arrival.kind,
                 self.captured(arrival.event),
                 seconds=arrival.seconds,
                 violations=arrival.violations,
-                note="received but never handled: the consumer had stopped",
+                note=f"received but never handled: {why}",
             )
         self.arrivals.clear()
+
+    def process_ending(self):
+        """The process ends with this connection open: its application never returned (``still_open``)."""
+        self.show_scope()
+        self.never_handled("the process ended first")
+        self.emit(
+            "note",
+            None,
+            note="the process ended with this connection open: its application never returned (the server "
+            "ended the process without ending it, or it did not end when told)",
+        )
+
+    def exited(self, error=None):
+        """The application has returned, raised or been cancelled."""
+        open_traces.discard(self)
+        self.show_scope()
+        self.never_handled("the consumer had stopped")
         who = "consumer" if self.consumer else "application"
         tally = self.rules.tally()
         closing = "websocket.close" in self.delivered or self.rules.disconnected or self.rules.denied
@@ -644,6 +665,16 @@ class ConnectionTrace:
                 exc_info=exc_info,
             )
             self.ended = f"raised {type(error).__name__}"
+
+
+def still_open():
+    """As the process ends, before the trace's queue closes: a line for each traced connection whose
+    application never ended. A server that ends its process with connections open (granian's workers)
+    never tells their applications, and their traces would otherwise stop mid-story."""
+    for trace in list(open_traces):
+        open_traces.discard(trace)
+        with contextlib.suppress(Exception):  # the process is ending: the others are still said
+            trace.process_ending()
 
 
 def handler_outcome(error):

@@ -14,7 +14,6 @@ those two run on the listener thread itself. (Rendering a pretty scope takes
 about 1.7 ms, far too long to do inline on the event loop.)
 """
 
-import atexit
 import collections
 import contextlib
 import copy
@@ -29,7 +28,8 @@ import weakref
 
 from rich.text import Text
 
-from explorer.trace.connection import logging_record
+from explorer.trace import ending
+from explorer.trace.connection import logging_record, still_open
 from explorer.trace.display import printable
 from explorer.trace.panel import PanelTraceHandler
 from explorer.trace.pauses import pauses
@@ -256,10 +256,12 @@ os.register_at_fork(after_in_child=forked)
 
 def warm_up():
     """Starts the trace's renderer process now, where the ``explorer.trace`` logger has one: called as a
-    server builds its application (``TraceMiddleware``), so it is running before the first connection."""
+    server builds its application (``TraceMiddleware``), so it is running before the first connection.
+    And makes sure a SIGTERM lets the trace end first (``ending``)."""
     logger = logging.getLogger("explorer.trace")
     if not logger.isEnabledFor(logging.INFO):  # silenced: nothing will be rendered
         return
+    ending.end_before_sigterm()
     for handler in logger.handlers:
         if isinstance(handler, QueuedTraceHandler):
             handler.warm_up()
@@ -366,7 +368,7 @@ class QueuedTraceHandler(logging.Handler):
         self.reported = 0  # of which the console has been told
         self.exiting = False
         self.listen()
-        atexit.register(self.exit)
+        ending.at_end(self.exit)  # atexit, and where a server ends its process without it
         queued_handlers.add(self)
 
     def warm_up(self):
@@ -445,6 +447,7 @@ class QueuedTraceHandler(logging.Handler):
 
     def exit(self):
         self.exiting = True
+        still_open()  # said before the queue closes
         self.close()
         # The process's, said once as it stops, by one that traced something (not every command).
         if self.accepted and not pauses.said:

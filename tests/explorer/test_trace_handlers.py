@@ -245,3 +245,57 @@ def test_the_consoles_lag_is_timed_from_the_line_made_and_the_events_wait_beside
     latency.shown()
     made, event = re.findall(r"p99 ([\d.]+) ms", latency.summary())
     assert float(event) - float(made) >= 1900
+
+
+async def test_a_connection_still_open_as_the_process_ends_is_said_with_what_it_never_handled(
+    trace, endpoint
+):
+    """The trace's end (``ending``) says each connection whose application never ended, and the events
+    it received but never handled, rather than stop its story mid-way; a connection that ended is not
+    said again."""
+    from explorer.trace.connection import still_open
+
+    ended = WebsocketCommunicator(application, f"/ws/{endpoint}/")
+    await ended.connect()
+    await ended.disconnect()
+    client = WebsocketCommunicator(application, f"/ws/{endpoint}/")
+    await client.connect()
+    await client.send_to(text_data="hello")
+    assert await client.receive_from() == "hello"
+    open_one = next(r["connection"] for r in reversed(trace.records()) if r["kind"] == "scope")
+    trace.handler.flush()
+    still_open()  # as the trace's end does, before its queue closes
+    still_open()  # said once
+    records = trace.records()
+    notes = [r for r in records if r["kind"] == "note" and "the process ended" in r.get("note", "")]
+    assert [r["connection"] for r in notes] == [open_one]
+    assert notes[0]["note"].startswith("the process ended with this connection open")
+    await client.disconnect()
+
+
+async def test_an_event_received_but_not_yet_handled_as_the_process_ends_is_said(trace, endpoint):
+    """The trace sees an event as the server hands it over and shows it as its handler starts: one the
+    process ends before handling is still shown, with why it was never handled."""
+    from dataclasses import replace
+
+    from consumers.async_consumer import ExplorerAsyncConsumer
+    from consumers.sync_consumer import ExplorerSyncConsumer
+    from explorer.trace.config import trace_config
+    from explorer.trace.connection import ConnectionTrace, still_open
+
+    scope = {"type": "websocket", "path": f"/ws/{endpoint}/", "headers": [], "subprotocols": []}
+
+    async def receive():
+        return {"type": "websocket.receive", "text": "never handled"}
+
+    connection = ConnectionTrace(scope, replace(trace_config(), mode="compact"))
+    consumer = {"sc": ExplorerSyncConsumer, "ac": ExplorerAsyncConsumer}[endpoint]()
+    connection.consumer_started(consumer, scope)
+    await connection.wrap_receive(receive)()  # handed over; its handler never starts
+    still_open()
+    records = trace.records(connection.name)
+    assert [(r["kind"], r.get("note", "")[:45]) for r in records[-2:]] == [
+        ("in", "received but never handled: the process ended"),
+        ("note", "the process ended with this connection open: "),
+    ]
+    assert records[-2]["event"] == {"type": "websocket.receive", "text": "never handled"}
