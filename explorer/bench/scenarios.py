@@ -108,19 +108,15 @@ class BenchServer:
 
     def pauses(self):
         """The server process's full garbage collections, as the trace said when it stopped: how many,
-        the longest and all of them (ms); none said while the console's summary was, none ran."""
+        the longest and all of them (ms); None when it did not say (the renderer process says the
+        console's figures, so they tell nothing of whether the server's process ran its trace's end)."""
         if not self.log or not self.log.exists():
             return None
-        text = self.log.read_text(errors="replace")
-        found = re.findall(PAUSES, text)
-        if found:
-            count, longest, total = found[-1]
-            return {
-                "count": int(count.replace(",", "")),
-                "longest_ms": float(longest),
-                "total_ms": float(total),
-            }
-        return {"count": 0, "longest_ms": 0.0, "total_ms": 0.0} if re.search(SCREEN_LATENCY, text) else None
+        found = re.findall(PAUSES, self.log.read_text(errors="replace"))
+        if not found:
+            return None
+        count, longest, total = found[-1]
+        return {"count": int(count.replace(",", "")), "longest_ms": float(longest), "total_ms": float(total)}
 
     def stop(self):
         if self.running:

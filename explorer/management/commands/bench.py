@@ -225,7 +225,9 @@ def percent(value):
 
 
 def pauses_text(pauses):
-    """A server's full garbage collections, as its trace said when it stopped."""
+    """A server's full garbage collections, as its trace said when it stopped; unknown if it did not."""
+    if pauses is None:
+        return "unknown: the server's process did not say (it ended without the trace's end)"
     return f"{pauses['count']:,} (longest {pauses['longest_ms']:.1f} ms, {pauses['total_ms']:.1f} ms in all)"
 
 
@@ -720,8 +722,7 @@ class Command(BaseCommand):
                     f"{screen['p50_ms']:,.0f} / {screen['p99_ms']:,.0f} / {screen['max_ms']:,.0f} ms",
                 )
             )
-        if scale.get("pauses"):
-            rows.append(("full garbage collections", pauses_text(scale["pauses"])))
+        rows.append(("full garbage collections", pauses_text(scale.get("pauses"))))
         for moment in ("before", "open", "after"):
             state = scale[moment]
             rss = number(state["rss"] / mib, 1) if state["rss"] is not None else "—"
@@ -748,17 +749,10 @@ class Command(BaseCommand):
                 f"{screen['event_p50_ms']:.1f} ms, p99 {screen['event_p99_ms']:.1f} ms, max "
                 f"{screen['event_max_ms']:.1f} ms"
             )
-        pauses = results.get("pauses")
-        if pauses is None:
-            self.console.print(
-                f"{results['label']}: its process did not say how often a full garbage collection paused "
-                "it (it ended without the trace's exit hook): unknown"
-            )
-        else:
-            self.console.print(
-                f"{results['label']}, every scenario but scale: full garbage collections paused the server's "
-                f"process (every thread at once): {pauses_text(pauses)}"
-            )
+        self.console.print(
+            f"{results['label']}, every scenario but scale: full garbage collections paused the server's "
+            f"process (every thread at once): {pauses_text(results.get('pauses'))}"
+        )
         self.report_targets(results)
 
     def report_targets(self, results):
