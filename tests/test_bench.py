@@ -2,6 +2,8 @@
 
 import asyncio
 import json
+import os
+import shutil
 from io import StringIO
 
 import pytest
@@ -279,7 +281,6 @@ def test_the_trace_cost_in_one_process_is_measured_for_both_endpoints(tmp_path):
 def test_the_bench_app_serves_with_the_interpreters_own_garbage_collector_settings():
     """The servers are measured as a user runs them: importing the bench's app changes no setting of the
     garbage collector, whatever the environment says (an experiment's switches were once left in it)."""
-    import os
     import subprocess
     import sys
 
@@ -292,3 +293,31 @@ def test_the_bench_app_serves_with_the_interpreters_own_garbage_collector_settin
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "explorer.settings", "FREEZE": "1", "GCT": "1,1,1"}
     result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True)
     assert result.stdout.strip() == "True", result.stderr
+
+
+def test_the_trace_cost_in_instructions_is_counted_by_valgrind_for_both_endpoints(tmp_path):
+    """``bench --instructions``: each subject's echo, counted by valgrind (the count less a shorter run's,
+    so start-up cancels out), and each endpoint's instructions per traced record (never a speed)."""
+    if shutil.which("valgrind") is None:
+        if os.environ.get("CI"):
+            pytest.fail("valgrind is missing; .ci/run installs it (apt-get install valgrind)")
+        pytest.skip("valgrind is not installed here (Debian: apt-get install valgrind)")
+    out = StringIO()
+    call_command("bench", "--instructions", "--quick", "--json", str(tmp_path / "count.json"), stdout=out)
+    figures = json.loads((tmp_path / "count.json").read_text())
+    per_echo = figures["per_echo"]
+    assert set(per_echo) == {
+        "bare-ac",
+        "explorer-ac-off",
+        "explorer-ac-compact",
+        "bare-sc",
+        "explorer-sc-off",
+        "explorer-sc-compact",
+    }
+    # Counted, not made up: an echo through channels runs hundreds of thousands of instructions.
+    assert all(count > 100_000 for count in per_echo.values()), per_echo
+    for kind in ("ac", "sc"):
+        compact, off = per_echo[f"explorer-{kind}-compact"], per_echo[f"explorer-{kind}-off"]
+        assert figures["per_record"][kind] == pytest.approx((compact - off) / RECORDS_PER_ECHO)
+    text = out.getvalue()
+    assert "Instructions, counted by valgrind" in text and "explorer-sc-compact" in text

@@ -23,7 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from explorer.bench import SUBJECT_NAMES, TRACE_MODES, cost, scenarios
+from explorer.bench import SUBJECT_NAMES, TRACE_MODES, cost, instructions, scenarios
 from explorer.serving import SERVERS, machine
 from explorer.trace.render import command_console
 
@@ -32,6 +32,8 @@ QUICK = {"connections": 4, "trips": 40, "rounds": 1, "sleepers": 4, "scale": 100
 RECORDS_PER_ECHO = cost.RECORDS_PER_ECHO  # a traced echo: in, out, done (tests/test_bench.py)
 COST_SIZES = {"rounds": 10, "echoes": 400, "handshakes": 200}  # --cost: per subject and round, in one process
 QUICK_COST_SIZES = {"rounds": 2, "echoes": 50, "handshakes": 20}
+INSTRUCTION_ECHOES = (100, 600)  # --instructions: the two runs' echoes, whose difference is counted
+QUICK_INSTRUCTION_ECHOES = (20, 120)
 # Whose CPU the echo measures: the server's process, and the trace's renderer process beside it.
 CPU_FIGURES = (("server", "cpu_us_per_message"), ("renderer", "renderer_cpu_us_per_message"))
 CLIENT_BOUND = 0.9  # the bench's own share of a core past which the client sets the pace
@@ -264,6 +266,12 @@ class Command(BaseCommand):
             help="only the trace's own CPU per record, in one process with no server or network "
             "(steadier than an echo through a server; about a minute)",
         )
+        parser.add_argument(
+            "--instructions",
+            action="store_true",
+            help="only the trace's own cost in instructions, counted by valgrind in one process (the same "
+            "from run to run, where time is not; about four minutes)",
+        )
         parser.add_argument("--json", dest="json_file", help="also write every figure here")
         parser.add_argument(
             "--server",
@@ -295,6 +303,11 @@ class Command(BaseCommand):
             self.console.width = 150  # a file or a pipe: wide enough for every column
         if options["cost"]:
             self.cost(QUICK_COST_SIZES if options["quick"] else COST_SIZES, options["json_file"])
+            return
+        if options["instructions"]:
+            self.instructions(
+                QUICK_INSTRUCTION_ECHOES if options["quick"] else INSTRUCTION_ECHOES, options["json_file"]
+            )
             return
         kinds = options["server"] or (
             [name for name, kind in SERVERS.items() if kind.installed] if options["servers"] else ["daphne"]
@@ -363,6 +376,43 @@ class Command(BaseCommand):
                 )
         figures = {"machine": machine(), **json.loads(done.stdout)}
         self.report_cost(figures)
+        if json_file:
+            Path(json_file).write_text(json.dumps(figures, indent=2) + "\n")
+            self.console.print(f"figures written to {json_file}")
+
+    def instructions(self, echoes, json_file):
+        """``explorer.bench.instructions``: each subject's echo, counted by valgrind in processes apart."""
+        if not instructions.available():
+            raise CommandError("--instructions needs valgrind (Debian: apt-get install valgrind)")
+        self.console.print(f"Counting with valgrind: {len(instructions.SUBJECTS) * 2} runs, two at a time…")
+        try:
+            figures = {"machine": machine(), **instructions.measure(*echoes, cwd=scenarios.ROOT)}
+        except RuntimeError as error:
+            raise CommandError(str(error)) from None
+        per_echo, per_record = figures["per_echo"], figures["per_record"]
+        rows = []
+        for kind, off, traced in cost.PAIRS:
+            bare = cost.BARE[kind]
+            for subject in (bare, off, traced):
+                rows.append(
+                    (
+                        subject,
+                        number(per_echo[subject]),
+                        percent(per_echo[bare] / per_echo[subject]) if subject != bare else "—",
+                        number(per_record[kind]) if subject == traced else "—",
+                    )
+                )
+        fewer, more = figures["echoes"]
+        self.print_table(
+            f"Instructions, counted by valgrind in one process (no server, no network): {more} echoes' "
+            f"count less {fewer}'s, over {more - fewer}",
+            ("subject", "instructions per echo", "bare's share", "per traced record"),
+            rows,
+        )
+        self.console.print(
+            f"per traced record: the compact echo's instructions over trace off's, over {RECORDS_PER_ECHO} "
+            "records; every thread of the process counted, the renderer process not"
+        )
         if json_file:
             Path(json_file).write_text(json.dumps(figures, indent=2) + "\n")
             self.console.print(f"figures written to {json_file}")
