@@ -214,7 +214,7 @@ async def timed_parts(count, trace, traced_receive, traced_send, timed, clock, h
     from explorer.trace.connection import logging_record
 
     def let_go():  # unrendered: the listener's work is the echo's figure
-        queued, _ = handler.taken()
+        queued, _, _ = handler.taken()
         handler.released(handler.held)
         return sum(len(logging_record(item).trace.violations) for item in queued)
 

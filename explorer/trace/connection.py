@@ -167,7 +167,7 @@ def deliver(values, exc_info, weight):
             and handler.level <= logging.INFO
             and not logger.disabled
         ):
-            handler.enqueue(values, weight)
+            handler.enqueue(values, weight, values[1] != "scope")  # a scope may hold objects to lay out
             return
     logger.handle(TraceRecord(TraceEntry(*values), exc_info, weight))
 

@@ -302,12 +302,12 @@ class TraceListener(threading.Thread):
                 return
 
     def take(self):
-        queued, weight = self.handler.taken()
+        queued, weight, plain = self.handler.taken()
         # A sink with ``take`` takes the batch as it was queued (entries, mostly); the others
         # take logging records, made once for all of them.
         takers = [target for target in self.handler.targets if hasattr(target, "take")]
         for target in takers:
-            target.take(queued)
+            target.take(queued, plain)
         if len(takers) < len(self.handler.targets):
             for record in map(logging_record, queued):
                 for target in self.handler.targets:
@@ -360,7 +360,8 @@ class QueuedTraceHandler(logging.Handler):
         self.queue_size = queue_size
         self.queue_bytes = queue_bytes
         self.waiting = collections.deque()  # records the listener has not taken yet
-        self.weights = collections.deque()  # what each of them holds, in the same order
+        self.waiting_weight = 0  # what they hold, all told
+        self.unusual = 0  # of them, how many are not an entry's values (a logging record, a scope)
         self.held = 0  # bytes the records waiting and being handed on hold
         self.counting = threading.Lock()  # records come from the loop and from worker threads
         self.accepted = 0  # records taken in, all told
@@ -383,7 +384,8 @@ class QueuedTraceHandler(logging.Handler):
         held in the child: a new one."""
         self.counting = threading.Lock()
         self.waiting.clear()
-        self.weights.clear()
+        self.waiting_weight = 0
+        self.unusual = 0
         self.held = 0
         self.accepted = self.dropped = self.reported = 0  # the child's own, as its listener counts them
         self.listening = False  # the child's own listener starts at its first record
@@ -405,8 +407,9 @@ class QueuedTraceHandler(logging.Handler):
     def emit(self, record):
         self.enqueue(record, getattr(record, "trace_weight", 0))
 
-    def enqueue(self, item, weight):
-        """Queues ``item``, a logging record or a trace entry that holds about ``weight`` bytes."""
+    def enqueue(self, item, weight, usual=False):
+        """Queues ``item``, a logging record or a trace entry's values that hold about ``weight`` bytes;
+        ``usual``: it is an entry's values, and not a scope's (``connection.deliver`` knows)."""
         # logging.config.dictConfig closes every handler it finds, and
         # django.setup() runs it again each time it is called (asgi.py's
         # get_asgi_application does): a handler the explorer.trace app
@@ -421,17 +424,22 @@ class QueuedTraceHandler(logging.Handler):
                 item = copy.copy(logging_record(item))
                 item.trace_dropped = self.dropped - self.reported
                 self.reported = self.dropped
+                usual = False
+            if not usual:
+                self.unusual += 1
             self.held += weight
             self.accepted += 1
+            self.waiting_weight += weight
             self.waiting.append(item)
-            self.weights.append(weight)
 
     def taken(self):
-        """Every record waiting, for the listener, and what they hold."""
-        with self.counting:  # the two deques are appended together
-            count = len(self.waiting)
-        weight = sum(self.weights.popleft() for _ in range(count))
-        return [self.waiting.popleft() for _ in range(count)], weight
+        """Every record waiting, for the listener: the records, what they hold, and whether all of them
+        are entries' values that the renderer can take as they are. Swapped out whole: no step per record."""
+        with self.counting:
+            waiting, self.waiting = self.waiting, collections.deque()
+            weight, self.waiting_weight = self.waiting_weight, 0
+            usual, self.unusual = not self.unusual, 0
+        return waiting, weight, usual
 
     def released(self, weight):
         """The listener is done with records that held ``weight``: it is free again."""
@@ -461,7 +469,7 @@ class QueuedTraceHandler(logging.Handler):
                 if self.dropped > self.reported:
                     # A last record that only carries the count, so the listener says it.
                     self.waiting.append(as_log_record("message", "", self.dropped - self.reported))
-                    self.weights.append(0)
+                    self.unusual += 1
                     self.reported = self.dropped
             # The listener hands on what is waiting, then ends. If the console is
             # stuck, give up: its daemon thread ends with the process.

@@ -152,7 +152,7 @@ class PanelTraceHandler(logging.Handler):
 
     said = False
 
-    def take(self, queued):
+    def take(self, queued, plain=False):
         """The listener's batch as it was queued: logging records are made only while a page watches."""
         if not hub.watched:
             return

@@ -8,9 +8,10 @@ each batch of records and writes it to this program's stdin; this program,
 ``python -m explorer.trace.renderer``, renders them on the server's own
 stderr, which it inherits, and writes the recording.
 
-A frame on the pipe is a 4-byte length and a pickled list of items:
-``("entry", fields)`` (an entry's fields in order: most items),
-``("record", entry, failure, dropped)``, ``("message", text, dropped)``.
+A frame on the pipe is a 4-byte length and a pickled list of items: an
+entry's fields in order, as a tuple, just as the consumer's path queued
+them (most items), or a list for anything else: ``["record", entry,
+failure, dropped]``, ``["message", text, dropped]``.
 The renderer ends at end of input, having written everything. It runs in a
 process group of its own, so a terminal's Ctrl-C or a signal to the
 server's group reaches the server alone, and ignores SIGINT and SIGTERM
@@ -91,10 +92,11 @@ class RendererProcess(logging.Handler):
         self.starting = threading.Lock()
         self.items = []
 
-    def take(self, queued):
-        """The listener's batch as it was queued: most of it entries, which go out with no logging record."""
+    def take(self, queued, plain=False):
+        """The listener's batch as it was queued: most of it entries, which go out with no logging record;
+        ``plain``: all of them are (the queue counted what else it holds), and go out as they are."""
         if self.local is None:
-            self.items.extend(map(item, queued))
+            self.items.extend(queued if plain else map(item, queued))
             return
         from explorer.trace.connection import logging_record
 
@@ -157,8 +159,8 @@ class RendererProcess(logging.Handler):
         with self.starting:  # no renderer is started meanwhile (warm_up)
             self.stop(wait=False)
             self.local = self.fallback()
-        for kind, *rest in items:
-            self.handle(as_log_record(kind, *rest))
+        for each in items:
+            self.handle(shipped_record(each))
         self.flush()
 
     def stop(self, wait=True):
@@ -186,18 +188,18 @@ def item(record):
     if type(record) is tuple:
         if record[1] != "scope" or only_data(record[3]):  # its kind and its event
             # A tuple of plain values, which pickle takes without calling back into Python.
-            return ("entry", record)
+            return record
         entry, failure, dropped = TraceEntry(*record), None, 0
     else:
         dropped = getattr(record, "trace_dropped", 0)
         entry = getattr(record, "trace", None)
         if entry is None:
-            return ("message", record.getMessage() if record.msg else "", dropped)
+            return ["message", record.getMessage() if record.msg else "", dropped]
         failure = failure_of(record)
     if entry.kind == "scope" and not entry.recorded:
         # A scope holds the application's objects (a user, a session): shown here, as they are.
         entry = as_shown(entry)
-    return ("record", entry, failure, dropped)
+    return ["record", entry, failure, dropped]
 
 
 DATA = (str, bytes, int, float, bool, type(None))
@@ -231,13 +233,18 @@ def pickled(items):
         return pickle.dumps(items, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception:
         safe = []
-        for kind, *rest in items:
-            if kind == "entry":
-                kind, rest = "record", [TraceEntry(*rest[0]), None, 0]
+        for each in items:
+            kind, *rest = ["record", TraceEntry(*each), None, 0] if type(each) is tuple else each
             if kind == "record" and not rest[0].recorded:
                 rest[0] = as_shown(rest[0])
-            safe.append((kind, *rest))
+            safe.append([kind, *rest])
         return pickle.dumps(safe, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def shipped_record(each):
+    """An item of a frame (an entry's fields, or a list naming what it is) as the logging record the sinks
+    take."""
+    return as_log_record("entry", each) if type(each) is tuple else as_log_record(*each)
 
 
 def as_log_record(kind, *rest):
@@ -285,8 +292,8 @@ def main(argv=None):
         sinks.insert(0, JsonLinesTraceHandler(options.file, origin=json.loads(options.origin)))
     try:
         for batch in frames(sys.stdin.buffer):
-            for kind, *rest in batch:
-                record = as_log_record(kind, *rest)
+            for each in batch:
+                record = shipped_record(each)
                 for sink in sinks:
                     sink.handle(record)
             for sink in sinks:

@@ -10,7 +10,7 @@ import pytest
 
 from explorer.trace.config import TraceConfig
 from explorer.trace.entry import TraceEntry, values_of
-from explorer.trace.renderer import HEADER, RendererProcess, as_log_record, item, pickled
+from explorer.trace.renderer import HEADER, RendererProcess, as_log_record, item, pickled, shipped_record
 from tests.conftest import ROOT
 
 COMPACT = TraceConfig(mode="compact", max_payload=50)
@@ -137,8 +137,8 @@ def test_a_scope_of_plain_data_is_shown_by_the_renderer_exactly_as_the_server_wo
     plain = TraceEntry("ac#1", "scope", 0.0, SECRET_SCOPE, COMPACT)
     visited = TraceEntry("ac#2", "scope", 0.0, {**SECRET_SCOPE, "user": Visitor()}, COMPACT)
     queued = [values_of(entry) for entry in (plain, visited)]  # as the consumer's path queues them
-    shipped = [as_log_record(*pickled_back(item(values))) for values in queued]
-    assert item(queued[0])[0] == "entry" and item(queued[1])[0] == "record"
+    shipped = [shipped_record(pickled_back(item(values))) for values in queued]
+    assert item(queued[0]) is queued[0] and item(queued[1])[0] == "record"
     for entry, record in zip((plain, visited), shipped, strict=True):
         expected = record_of(as_log_record("record", as_shown(entry), None, 0))
         assert record_of(record) == expected

@@ -208,9 +208,9 @@ async def test_alone_on_its_logger_the_trace_queues_its_entries_and_says_the_sam
         queued = []
         enqueue = capture.handler.enqueue
 
-        def noting(item, weight, queued=queued, enqueue=enqueue):
+        def noting(item, weight, usual=False, queued=queued, enqueue=enqueue):
             queued.append(type(item))
-            enqueue(item, weight)
+            enqueue(item, weight, usual)
 
         capture.handler.enqueue = noting
         others = logger.handlers[:]

@@ -299,3 +299,42 @@ async def test_an_event_received_but_not_yet_handled_as_the_process_ends_is_said
         ("note", "the process ended with this connection open: "),
     ]
     assert records[-2]["event"] == {"type": "websocket.receive", "text": "never handled"}
+
+
+def test_a_batch_of_entries_alone_goes_to_the_renderer_as_queued_and_anything_else_is_laid_out():
+    """The queue counts what is not an entry's values (a logging record; a scope, which may hold an
+    application's objects): a batch with none goes to the renderer as it was queued, with no step per
+    record; a batch with any has each item made into what the renderer takes."""
+    from explorer.trace.config import TraceConfig
+    from explorer.trace.entry import TraceEntry, values_of
+    from explorer.trace.renderer import RendererProcess
+
+    handler, file = gated_handler(queue_size=100)
+    file.gate.set()
+    handler.listener.stopping.set()  # the test takes the batches itself
+    handler.listener.join()
+    config = TraceConfig(mode="compact")
+    message = values_of(TraceEntry("sc#1", "in", 0.5, {"type": "websocket.receive", "text": "hi"}, config))
+    scope = values_of(TraceEntry("sc#1", "scope", 0.0, {"type": "websocket", "user": object()}, config))
+
+    handler.enqueue(message, 10, usual=True)
+    handler.enqueue(message, 20, usual=True)
+    queued, weight, usual = handler.taken()
+    assert (list(queued), weight, usual) == ([message, message], 30, True)
+    shipper = RendererProcess(None, list)
+    shipper.take(queued, usual)
+    assert shipper.items == [message, message]  # the very tuples queued
+
+    handler.enqueue(message, 10, usual=True)
+    handler.enqueue(scope, 10)  # as connection.deliver queues a scope
+    handler.handle(record(1))
+    queued, _, usual = handler.taken()
+    assert not usual
+    shipper = RendererProcess(None, list)
+    shipper.take(queued, usual)
+    assert shipper.items[0] is message
+    assert shipper.items[1][0] == "record" and shipper.items[1][1].recorded  # laid out in this process
+    assert shipper.items[2][0] == "message"
+    assert handler.taken()[2]  # an empty batch: nothing unusual left counted
+    handler.listening = False
+    handler.close()
