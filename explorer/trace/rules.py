@@ -101,8 +101,10 @@ def is_mapping(value: Any) -> bool:
 
 def event_type_of(event: Any) -> str | None:
     """An event's type if it is a str, else None: anything else is what ``event.type`` reports."""
-    event_type = event.get("type") if is_mapping(event) else None
-    return event_type if isinstance(event_type, str) else None
+    if not (type(event) is dict or isinstance(event, Mapping)):  # is_mapping inline: asked several times
+        return None
+    event_type = event.get("type")
+    return event_type if type(event_type) is str or isinstance(event_type, str) else None
 
 
 def type_repr(value, limit=80):
