@@ -10,6 +10,11 @@ echoes, is what one echo takes, every thread of the process counted (the
 trace's listener too), start-up and warm-up cancelled out. The trace's
 renderer process is not counted: valgrind does not follow it.
 
+The objects the process holds once warmed up are frozen (``gc.freeze``):
+a full garbage collection walks them all, millions of instructions that
+fall in one run and not in the other. The collections the echoes set off
+are still counted, each over the objects made since.
+
 Instructions are not time: a cache miss or a wait for the GIL costs time
 and no instruction. They rank the trace's parts and show a step's saving
 where time cannot; ``manage.py bench`` measures the time beside a real
@@ -21,6 +26,7 @@ explorer.bench.instructions SUBJECT ECHOES`` is the program valgrind runs.
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import re
@@ -94,7 +100,13 @@ async def echo(subject, echoes):
     communicator = WebsocketCommunicator(APPS[subject], f"/bench/{subject}/")
     connected, _ = await communicator.connect()
     assert connected, subject
-    for _ in range(WARM_UP + echoes):
+    for echoed in range(WARM_UP + echoes):
+        if echoed == WARM_UP:
+            # What the process holds so far (Django, the app, the connection), out of the collector's
+            # sight: a full collection's walk over it is millions of instructions that fall in one run
+            # and not in the other, and a step worth a few hundred would drown in them.
+            gc.collect()
+            gc.freeze()
         await communicator.send_to(text_data="hello")
         await communicator.receive_output()  # as sent: the bare consumers echo the event they got
     await communicator.disconnect()
