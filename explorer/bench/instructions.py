@@ -1,8 +1,8 @@
-"""The trace's own cost in instructions: counted by valgrind, so the same run after run.
+"""The trace's own cost in instructions: counted by valgrind, which holds far stiller than time.
 
 CPU time on this shared 2-core machine moves by a third between runs, in
 a server and in one process alike, far more than a step that saves a few
-microseconds per record; an instruction count moves by about 1%. Each
+microseconds per record; an instruction count moves by up to 3%. Each
 subject's echo runs through channels' ``WebsocketCommunicator`` in one
 process (as ``cost`` does) under ``valgrind --tool=cachegrind``, twice: with
 a few echoes and with more. The difference, over the difference in

@@ -269,8 +269,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--instructions",
             action="store_true",
-            help="only the trace's own cost in instructions, counted by valgrind in one process (the same "
-            "from run to run, where time is not; about four minutes)",
+            help="only the trace's own cost in instructions, counted by valgrind in one process (within "
+            "3%% from run to run, where time moves by a third; about five minutes)",
         )
         parser.add_argument("--json", dest="json_file", help="also write every figure here")
         parser.add_argument(
