@@ -66,6 +66,7 @@ SCOPE_KEY = "trace_connection"
 announced = set()  # the servers this process has named in its trace (a lock is not needed: a set add)
 # Traced connections whose application has not ended yet: said as the process ends (``still_open``).
 open_traces: "weakref.WeakSet[ConnectionTrace]" = weakref.WeakSet()
+os.register_at_fork(after_in_child=open_traces.clear)  # a forked child serves none of its parent's
 
 
 @dataclass(slots=True)

@@ -274,7 +274,7 @@ BATCH_PAUSE = 0.02  # seconds the listener lets records gather between batches
 class TraceListener(threading.Thread):
     """The thread that hands each batch of records to the sinks: console, recording, page panel.
 
-    Records gather in a deque (an append, no lock, no wakeup) and the thread
+    Records gather in a deque (an append under a short lock, no wakeup) and the thread
     takes them all every BATCH_PAUSE: one wakeup per batch, not per record,
     leaves the GIL with the event loop for longer stretches. (A
     ``queue.Queue`` woke the listener for each record, and each wakeup made
@@ -454,8 +454,8 @@ class QueuedTraceHandler(logging.Handler):
             target.flush()
 
     def exit(self):
+        still_open()  # said before the queue closes, and while it may still start its listener
         self.exiting = True
-        still_open()  # said before the queue closes
         self.close()
         # The process's, said once as it stops, by one that traced something (not every command).
         if self.accepted and not pauses.said:

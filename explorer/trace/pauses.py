@@ -10,6 +10,7 @@ collection, installed with the app) and says them as the process stops;
 """
 
 import gc
+import os
 import time
 
 FULL = 2  # the generation of a full collection
@@ -19,6 +20,9 @@ class Pauses:
     """Full collections so far: how many, how long in all, the longest."""
 
     def __init__(self):
+        self.reset()
+
+    def reset(self):
         self.count = 0
         self.total = 0.0
         self.longest = 0.0
@@ -46,6 +50,14 @@ class Pauses:
 
 
 pauses = Pauses()
+
+
+def forked():
+    """A forked child counts its own pauses, not its parent's so far."""
+    pauses.reset()
+
+
+os.register_at_fork(after_in_child=forked)
 
 
 def install():

@@ -301,13 +301,24 @@ async def test_an_event_received_but_not_yet_handled_as_the_process_ends_is_said
     assert records[-2]["event"] == {"type": "websocket.receive", "text": "never handled"}
 
 
-def test_a_batch_of_entries_alone_goes_to_the_renderer_as_queued_and_anything_else_is_laid_out():
+def test_a_batch_of_entries_alone_goes_to_the_renderer_as_queued_and_anything_else_is_laid_out(
+    monkeypatch,
+):
     """The queue counts what is not an entry's values (a logging record; a scope, which may hold an
     application's objects): a batch with none goes to the renderer as it was queued, with no step per
     record; a batch with any has each item made into what the renderer takes."""
+    from explorer.trace import renderer
     from explorer.trace.config import TraceConfig
     from explorer.trace.entry import TraceEntry, values_of
     from explorer.trace.renderer import RendererProcess
+
+    laid_out = []
+
+    def item(record, item=renderer.item):
+        laid_out.append(record)
+        return item(record)
+
+    monkeypatch.setattr(renderer, "item", item)
 
     handler, file = gated_handler(queue_size=100)
     file.gate.set()
@@ -323,7 +334,7 @@ def test_a_batch_of_entries_alone_goes_to_the_renderer_as_queued_and_anything_el
     assert (list(queued), weight, usual) == ([message, message], 30, True)
     shipper = RendererProcess(None, list)
     shipper.take(queued, usual)
-    assert shipper.items == [message, message]  # the very tuples queued
+    assert shipper.items == [message, message] and not laid_out  # the very tuples queued, untouched
 
     handler.enqueue(message, 10, usual=True)
     handler.enqueue(scope, 10)  # as connection.deliver queues a scope
@@ -332,9 +343,37 @@ def test_a_batch_of_entries_alone_goes_to_the_renderer_as_queued_and_anything_el
     assert not usual
     shipper = RendererProcess(None, list)
     shipper.take(queued, usual)
-    assert shipper.items[0] is message
+    assert len(laid_out) == 3 and shipper.items[0] is message
     assert shipper.items[1][0] == "record" and shipper.items[1][1].recorded  # laid out in this process
     assert shipper.items[2][0] == "message"
     assert handler.taken()[2]  # an empty batch: nothing unusual left counted
     handler.listening = False
     handler.close()
+
+
+async def test_connections_still_open_at_the_end_are_said_though_the_listener_had_stopped(tmp_path, endpoint):
+    """The queue's end says the connections still open before it stops taking records: a listener that a
+    logging reconfiguration had closed is started again for them, not left with them waiting."""
+    from dataclasses import replace
+
+    from consumers.async_consumer import ExplorerAsyncConsumer
+    from consumers.sync_consumer import ExplorerSyncConsumer
+    from explorer.trace.config import trace_config
+    from explorer.trace.connection import ConnectionTrace
+    from tests.conftest import TraceCapture
+
+    capture = TraceCapture(tmp_path / "trace.jsonl")
+    logger = logging.getLogger("explorer.trace")
+    others = logger.handlers[:]
+    logger.handlers = [capture.handler]
+    try:
+        scope = {"type": "websocket", "path": f"/ws/{endpoint}/", "headers": [], "subprotocols": []}
+        connection = ConnectionTrace(scope, replace(trace_config(), mode="compact"))
+        consumer = {"sc": ExplorerSyncConsumer, "ac": ExplorerAsyncConsumer}[endpoint]()
+        connection.consumer_started(consumer, scope)
+        capture.handler.close()  # as logging.config.dictConfig closes it: its listener stops
+        capture.handler.exit()
+    finally:
+        logger.handlers = others
+    kinds = [record["kind"] for record in read_records(capture.recording, connection.name)]
+    assert kinds == ["scope", "note"]
