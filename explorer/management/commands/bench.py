@@ -229,7 +229,9 @@ def percent(value):
 def pauses_text(pauses):
     """A server's full garbage collections, as its trace said when it stopped; unknown if it did not."""
     if pauses is None:
-        return "unknown: the server's process did not say (it ended without the trace's end)"
+        return (
+            "unknown: not said (the server's process ended without the trace's end, or its log was not read)"
+        )
     return f"{pauses['count']:,} (longest {pauses['longest_ms']:.1f} ms, {pauses['total_ms']:.1f} ms in all)"
 
 
