@@ -600,34 +600,37 @@ class ConnectionTrace:
 
     # The end.
 
-    def never_handled(self, why):
-        """A line for each event received but not handled, saying ``why``."""
+    def not_handled(self, note):
+        """A line for each event received but not handled yet, with ``note``."""
         for arrival in list(self.arrivals.values()):
             self.emit(
                 arrival.kind,
                 self.captured(arrival.event),
                 seconds=arrival.seconds,
                 violations=arrival.violations,
-                note=f"received but never handled: {why}",
+                note=note,
             )
-        self.arrivals.clear()
 
     def process_ending(self):
-        """The process ends with this connection open: its application never returned (``still_open``)."""
+        """The process is ending with this connection open: its application has not returned
+        (``still_open``). A thread still running (a sync handler's) may yet trace more: those lines are
+        true too, so the events not handled yet are kept, and their wait is still right if one is."""
         self.show_scope()
-        self.never_handled("the process ended first")
+        self.not_handled("received, not handled yet as the process ends")
         self.emit(
             "note",
             None,
-            note="the process ended with this connection open: its application never returned (the server "
-            "ended the process without ending it, or it did not end when told)",
+            note="the process is ending with this connection open: its application has not returned (the "
+            "server did not end it, or it has not ended yet; a handler still running may add lines after "
+            "this one)",
         )
 
     def exited(self, error=None):
         """The application has returned, raised or been cancelled."""
         open_traces.discard(self)
         self.show_scope()
-        self.never_handled("the consumer had stopped")
+        self.not_handled("received but never handled: the consumer had stopped")
+        self.arrivals.clear()
         who = "consumer" if self.consumer else "application"
         tally = self.rules.tally()
         closing = "websocket.close" in self.delivered or self.rules.disconnected or self.rules.denied

@@ -267,9 +267,9 @@ async def test_a_connection_still_open_as_the_process_ends_is_said_with_what_it_
     still_open()  # as the trace's end does, before its queue closes
     still_open()  # said once
     records = trace.records()
-    notes = [r for r in records if r["kind"] == "note" and "the process ended" in r.get("note", "")]
+    notes = [r for r in records if r["kind"] == "note" and "the process is ending" in r.get("note", "")]
     assert [r["connection"] for r in notes] == [open_one]
-    assert notes[0]["note"].startswith("the process ended with this connection open")
+    assert notes[0]["note"].startswith("the process is ending with this connection open")
     await client.disconnect()
 
 
@@ -291,14 +291,19 @@ async def test_an_event_received_but_not_yet_handled_as_the_process_ends_is_said
     connection = ConnectionTrace(scope, replace(trace_config(), mode="compact"))
     consumer = {"sc": ExplorerSyncConsumer, "ac": ExplorerAsyncConsumer}[endpoint]()
     connection.consumer_started(consumer, scope)
-    await connection.wrap_receive(receive)()  # handed over; its handler never starts
+    event = await connection.wrap_receive(receive)()  # handed over; its handler has not started
     still_open()
     records = trace.records(connection.name)
     assert [(r["kind"], r.get("note", "")[:45]) for r in records[-2:]] == [
-        ("in", "received but never handled: the process ended"),
-        ("note", "the process ended with this connection open: "),
+        ("in", "received, not handled yet as the process ends"),
+        ("note", "the process is ending with this connection op"),
     ]
     assert records[-2]["event"] == {"type": "websocket.receive", "text": "never handled"}
+    # A handler still running as the process ends (a sync one, on its thread) may take it yet: its line
+    # then says how long it really waited.
+    connection.handler_started(event)
+    [late] = trace.records(connection.name)[len(records) :]
+    assert late["kind"] == "in" and late["wait"] > 0
 
 
 def test_a_batch_of_entries_alone_goes_to_the_renderer_as_queued_and_anything_else_is_laid_out(
