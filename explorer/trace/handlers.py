@@ -395,6 +395,8 @@ class QueuedTraceHandler(logging.Handler):
 
     def listen(self):
         self.listener = TraceListener(self)
+        with self.counting:  # what the listeners before it handed on (or was let go) counts as handed on
+            self.listener.handled = self.accepted - len(self.waiting)
         self.listener.start()
         self.listening = True
 

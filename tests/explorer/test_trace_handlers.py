@@ -382,3 +382,19 @@ async def test_connections_still_open_at_the_end_are_said_though_the_listener_ha
         logger.handlers = others
     kinds = [record["kind"] for record in read_records(capture.recording, connection.name)]
     assert kinds == ["scope", "note"]
+
+
+def test_a_listener_started_again_counts_what_the_one_before_it_handed_on():
+    """A flush after a logging reconfiguration closed the handler and its listener started again waits for
+    the records taken in since, not for every record the process ever took in (it waited forever)."""
+    handler, file = gated_handler(queue_size=100)
+    file.gate.set()
+    for n in range(3):
+        handler.handle(record(n))
+    handler.flush()
+    handler.close()  # as logging.config.dictConfig closes it: its listener stops
+    handler.handle(record(3))  # and starts again for the next record
+    assert handler.listener.wait_for(handler.accepted, timeout=10)
+    handler.close()
+    assert [line for line in file.getvalue().splitlines() if line.startswith("record ")][-1] == "record 3"
+
