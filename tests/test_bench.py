@@ -271,9 +271,15 @@ def test_the_trace_cost_in_one_process_is_measured_for_both_endpoints(tmp_path):
     assert all(us > 0 for us in figures["parts_us"].values())
     # The parts time a well-behaved echo's path: one that broke rules would time their checks and words.
     assert figures["parts_violations"] == 0
+    # The renderer's work, on each endpoint's echo records: every record of the echoes, none left out.
+    assert set(figures["renderer"]) == {"explorer-ac-compact", "explorer-sc-compact", "explorer-ac-full"}
+    for rendered in figures["renderer"].values():
+        assert rendered["records"] == figures["echoes"] * RECORDS_PER_ECHO
+        assert rendered["us_per_record_to_file"] > 0 and rendered["us_per_record_to_terminal"] > 0
     assert figures["machine"]["cpus"]
     text = out.getvalue()
     assert "The trace's own cost, in one process" in text and "handler started" in text
+    assert "The renderer process's work" in text
     assert "explorer-sc-compact" in text
     assert "Handshakes, in one process" in text and "bare-sc" in text
 

@@ -23,6 +23,12 @@ send, as a handler ends. The listener is stopped meanwhile, so that its
 thread takes no turn inside a part, and the records are let go unrendered
 (what the listener does with them is in the echo's figure).
 
+Then the renderer process's work per record, which no figure above counts:
+each compact echo's records (and full mode's, on ``explorer-ac``), shipped
+in frames as the server's side ships them, read back and rendered by the
+renderer's own loop, to a file (what the bench's servers write to) and to a
+terminal (what a developer watches), both Rich consoles here on /dev/null.
+
 Run by ``manage.py bench --cost`` as ``python -m explorer.bench.cost``, in a
 process of its own, whose trace console goes to a file: this prints JSON.
 """
@@ -239,6 +245,71 @@ async def timed_parts(count, trace, traced_receive, traced_send, timed, clock, h
     return broken + let_go()
 
 
+RENDERED = ("explorer-ac-compact", "explorer-sc-compact", "explorer-ac-full")  # the renderer's figures
+
+
+async def queued_records(subject, echoes):
+    """The items ``echoes`` echoes of ``subject`` queue, as the listener would take them (it is stopped
+    meanwhile, and started again after)."""
+    from channels.testing import WebsocketCommunicator
+
+    from explorer.bench.app import SUBJECTS
+
+    handler = logging.getLogger("explorer.trace").handlers[0]
+    communicator = WebsocketCommunicator(SUBJECTS[subject], f"/bench/{subject}/")
+    connected, _ = await communicator.connect()
+    assert connected, subject
+    handler.flush()
+    handler.listener.stopping.set()
+    handler.listener.join()
+    try:
+        handler.taken()  # the handshake's, if any are left: not an echo's
+        for _ in range(echoes):
+            await communicator.send_to(text_data="hello")
+            await communicator.receive_from()
+        for _ in range(500):  # the last handler's end comes after its echo is out: until it is queued too
+            if len(handler.waiting) >= echoes * RECORDS_PER_ECHO:
+                break
+            await asyncio.sleep(0.01)
+        queued, weight, _ = handler.taken()
+        handler.released(weight)
+    finally:
+        handler.listen()
+    await communicator.disconnect()
+    return list(queued)
+
+
+def rendering(rounds, echoes):
+    """The renderer process's CPU per record, to a file and to a terminal: each subject's echo records,
+    shipped in frames as the server's side ships them, then read back and rendered by the renderer's own
+    loop (``renderer.render_frames``), ``rounds`` times; the median. The records are made once: the
+    renderer's work is the same for every round."""
+    import pickle
+
+    from explorer.trace import renderer
+    from explorer.trace.handlers import RichTraceHandler
+    from explorer.trace.render import console
+
+    figures = {}
+    for subject in RENDERED:
+        records = asyncio.run(queued_records(subject, echoes))
+        frames = [
+            renderer.pickled([renderer.item(each) for each in records[start : start + renderer.FRAME_ITEMS]])
+            for start in range(0, len(records), renderer.FRAME_ITEMS)
+        ]
+        figures[subject] = {"records": len(records)}
+        for target, terminal in (("file", False), ("terminal", True)):
+            with open(os.devnull, "w", encoding="utf-8") as nowhere:
+                sink = RichTraceHandler(console(nowhere, width=120, force_terminal=terminal))
+                runs = []
+                for _ in range(rounds):
+                    started = time.process_time()
+                    renderer.render_frames(map(pickle.loads, frames), [sink])
+                    runs.append((time.process_time() - started) / len(records))
+            figures[subject][f"us_per_record_to_{target}"] = statistics.median(runs) * 1e6
+    return figures
+
+
 def measure(rounds, echoes, handshakes):
     echoed = asyncio.run(echoes_per_subject(rounds, echoes))
     figures = {
@@ -251,6 +322,7 @@ def measure(rounds, echoes, handshakes):
     figures["handshakes"] = asyncio.run(handshakes_per_subject(rounds, handshakes))
     figures["per_handshake"] = per_handshake(figures["handshakes"])
     figures["parts_us"], figures["parts_violations"] = asyncio.run(parts(echoes * 5))
+    figures["renderer"] = rendering(rounds, echoes)
     return figures
 
 

@@ -291,16 +291,22 @@ def main(argv=None):
     if options.file:  # first: a slow or closed console never holds the recording back
         sinks.insert(0, JsonLinesTraceHandler(options.file, origin=json.loads(options.origin)))
     try:
-        for batch in frames(sys.stdin.buffer):
-            for each in batch:
-                record = shipped_record(each)
-                for sink in sinks:
-                    sink.handle(record)
-            for sink in sinks:
-                sink.flush()
+        render_frames(frames(sys.stdin.buffer), sinks)
     finally:
         for sink in sinks:
             sink.close()
+
+
+def render_frames(batches, sinks):
+    """Every item of every batch handed to each sink, and the sinks flushed after each batch: the
+    renderer's whole work (``bench --cost`` times it on a compact echo's records)."""
+    for batch in batches:
+        for each in batch:
+            record = shipped_record(each)
+            for sink in sinks:
+                sink.handle(record)
+        for sink in sinks:
+            sink.flush()
 
 
 if __name__ == "__main__":

@@ -488,6 +488,23 @@ class Command(BaseCommand):
             ("part", "µs per call"),
             [(part, number(us, 2)) for part, us in figures["parts_us"].items()],
         )
+        self.print_table(
+            f"The renderer process's work, in one process: median of {figures['rounds']} rounds over "
+            f"{figures['echoes']} echoes' records",
+            ("subject", "µs per record to a file", "to a terminal"),
+            [
+                (
+                    subject,
+                    number(each["us_per_record_to_file"], 1),
+                    number(each["us_per_record_to_terminal"], 1),
+                )
+                for subject, each in figures["renderer"].items()
+            ],
+        )
+        self.console.print(
+            "the records read from their frames and rendered by the renderer's own loop: CPU a server's "
+            "machine spends beside the server (a file is what the bench's servers write to)"
+        )
 
     @staticmethod
     def equal_load_rates(echo_rounds):
