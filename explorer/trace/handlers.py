@@ -34,8 +34,8 @@ from explorer.trace.display import printable
 from explorer.trace.panel import PanelTraceHandler
 from explorer.trace.pauses import pauses
 from explorer.trace.recording import last_run, record_of, run_header
+from explorer.trace.render import compact_lines, dropped, exception, plain, render, terminal_text
 from explorer.trace.render import console as trace_console
-from explorer.trace.render import dropped, plain, render
 from explorer.trace.renderer import RendererProcess, as_log_record
 from explorer.trace.tracebacks import failure_of
 
@@ -72,10 +72,11 @@ def say(line):
 class RichTraceHandler(FailsOnce, logging.Handler):
     """Renders trace records on a Rich console. Runs on the listener thread.
 
-    On a terminal, Rich prints each renderable. To a file or a pipe, where Rich
-    would only strip the styles again, the lines are plain text, gathered and
-    written together when the queue runs dry (``flush``): the listener shares
-    the GIL with the consumers, and a write per line was half its time.
+    To a file or a pipe, where Rich would only strip the styles again, the
+    lines are plain text; to a terminal, compact lines are their text and
+    escape codes (``terminal_text``), and Rich prints the rest (full mode's
+    layout, tracebacks). Lines are gathered and written together when the
+    queue runs dry (``flush``): a write per line was half the work.
     """
 
     MAX_PENDING = 256  # lines held back at most, so a busy server's trace still flows
@@ -85,6 +86,7 @@ class RichTraceHandler(FailsOnce, logging.Handler):
         self.console = console or trace_console()
         self.plain = not self.console.is_terminal
         self.pending = []
+        self.width = None  # the terminal's, for this batch
         self.latency = ScreenLatency()
 
     def emit(self, record):
@@ -99,13 +101,25 @@ class RichTraceHandler(FailsOnce, logging.Handler):
                     self.print(Text(printable(record.getMessage())))
                 return
             self.latency.made(entry)
+            failure = failure_of(record)
             if self.plain:
-                self.write(plain(entry, failure_of(record)))
-            else:
-                for renderable in render(entry, failure_of(record), self.console.width):
+                self.write(plain(entry, failure))
+            elif entry.config.mode == "full" or self.console.legacy_windows:
+                for renderable in render(entry, failure, self.terminal_width()):
+                    self.print(renderable)
+            else:  # compact, on a terminal: its lines with their escape codes, written together too
+                self.write(terminal_text(compact_lines(entry, self.terminal_width()), self.console))
+                for renderable in exception(entry, failure) if failure else ():
                     self.print(renderable)
         except Exception as error:
             self.failed_with(error)
+
+    def terminal_width(self):
+        """The terminal's width, asked once per batch (a system call each time): lines fit a resized
+        terminal from the next batch on."""
+        if self.width is None:
+            self.width = self.console.width
+        return self.width
 
     def print(self, renderable):
         if self.plain and isinstance(renderable, Text):
@@ -134,6 +148,7 @@ class RichTraceHandler(FailsOnce, logging.Handler):
                 self.failed_with(error)
                 return
             self.latency.shown()
+            self.width = None
 
     def close(self):
         if self.pending:  # the listener normally wrote them out before it stopped

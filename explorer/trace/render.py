@@ -13,7 +13,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import asgiref
 from rich.cells import cell_len, set_cell_size
-from rich.console import Console
+from rich.console import COLOR_SYSTEMS, Console
 from rich.padding import Padding
 from rich.pretty import Pretty, pretty_repr
 from rich.style import Style
@@ -135,12 +135,17 @@ def remark_parts(entry):
     return lines
 
 
-def remarks(entry, width=None):
-    """``remark_parts`` as Text, fitted to ``width``, when given."""
+def remark_lines(entry, width=None):
+    """``remark_parts``, fitted to ``width``, when given."""
     lines = remark_parts(entry)
     if width is not None:
         lines = [line for remark in lines for line in fitted(words(remark), width, NOTE_INDENT)]
-    return [styled(line) for line in lines]
+    return lines
+
+
+def remarks(entry, width=None):
+    """``remark_lines`` as Text."""
+    return [styled(line) for line in remark_lines(entry, width)]
 
 
 def shown_body(entry):
@@ -154,14 +159,18 @@ def shown_body(entry):
 
 def compact_parts(entry):
     """The event's line and its remarks, as lists of (text, style) parts."""
-    parts = header(entry)
-    if entry.event is not None and entry.kind != "done":
-        body = shown_body(entry)
-        if entry.kind in ("in", "out", "layer") and isinstance(body, dict):
-            body = {key: value for key, value in body.items() if key != "type"}  # already in the header
-        if body:
-            parts.append((f" {body!r}", None))
-    return [parts, *remark_parts(entry)]
+    body = compact_body(entry)
+    return [header(entry) + ([(f" {body}", None)] if body else []), *remark_parts(entry)]
+
+
+def compact_body(entry):
+    """The event or scope as a compact line ends with it, or "" for none."""
+    if entry.event is None or entry.kind == "done":
+        return ""
+    body = shown_body(entry)
+    if entry.kind in ("in", "out", "layer") and isinstance(body, dict):
+        body = {key: value for key, value in body.items() if key != "type"}  # already in the header
+    return repr(body) if body else ""
 
 
 def compact(entry, width=None):
@@ -169,16 +178,40 @@ def compact(entry, width=None):
 
     Given a terminal's ``width``, lines fit it (``fitted``) and a scope is folded (``folded_scope``).
     """
+    return [styled(line) for line in compact_lines(entry, width)]
+
+
+def compact_lines(entry, width=None):
+    """``compact``'s lines, as lists of (text, style) parts."""
     if width is None:
-        return [styled(parts) for parts in compact_parts(entry)]
+        return compact_parts(entry)
     parts = tokens(entry)
-    if entry.kind == "scope" and isinstance(shown_body(entry), dict):
-        parts += folded_scope(shown_body(entry), width - len(INDENT))
-    lines = fitted(parts, width)
-    [body, *_] = compact_parts(entry)
-    if entry.kind != "scope" and len(body) > len(header(entry)):
-        lines = with_body(lines, body[-1][0].lstrip(), width)
-    return [styled(line) for line in lines] + remarks(entry, width)
+    if entry.kind == "scope":
+        if isinstance(shown_body(entry), dict):
+            parts += folded_scope(shown_body(entry), width - len(INDENT))
+        lines = fitted(parts, width)
+    else:
+        lines = fitted(parts, width)
+        body = compact_body(entry)
+        if body:
+            lines = with_body(lines, body, width)
+    return lines + remark_lines(entry, width)
+
+
+def terminal_text(lines, console):
+    """Lines of (text, style) parts as ``console`` would print them, each style its escape codes: the
+    same text as printing each line's ``styled`` Text with ``soft_wrap``, made without Rich's layout
+    pipeline, which cost a terminal's trace ten times what a file's did. Not for legacy Windows
+    consoles, which Rich styles through the Windows API, not escape codes."""
+    system = COLOR_SYSTEMS.get(console.color_system) if console.color_system else None
+    no_color = console.no_color
+
+    def shown(text, style):
+        if not (style and system and text):
+            return text
+        return (style.without_color if no_color else style).render(text, color_system=system)
+
+    return ["".join(shown(text, style) for text, style in line) for line in lines]
 
 
 def full(entry, width=None):

@@ -398,3 +398,35 @@ def test_a_listener_started_again_counts_what_the_one_before_it_handed_on():
     handler.close()
     assert [line for line in file.getvalue().splitlines() if line.startswith("record ")][-1] == "record 3"
 
+
+def test_a_terminals_compact_lines_are_written_together_with_their_styles(endpoint):
+    """On a terminal, a batch of compact lines goes out in one write, as a file's do (one per line, through
+    Rich's print, was most of a terminal's trace), and keeps its colours."""
+    from explorer.trace.config import TraceConfig
+    from explorer.trace.connection import TraceRecord
+    from explorer.trace.entry import TraceEntry
+    from explorer.trace.handlers import RichTraceHandler
+
+    class Writes(io.StringIO):
+        count = 0
+
+        def write(self, text):
+            self.count += 1
+            return super().write(text)
+
+    file = Writes()
+    console = Console(file=file, width=120, force_terminal=True, color_system="truecolor", markup=False)
+    sink = RichTraceHandler(console)
+    config = TraceConfig(mode="compact")
+    for n in range(10):
+        event = {"type": "websocket.receive", "text": f"hello {n}"}
+        sink.handle(
+            TraceRecord(TraceEntry(f"{endpoint}#1", "in", n / 10, event, config, thread="MainThread"))
+        )
+    sink.flush()
+    assert file.count == 1
+    lines = file.getvalue().splitlines()
+    assert len(lines) == 10 and "\x1b[32m" in lines[0]  # the arrow's green
+    assert re.sub(r"\x1b\[[0-9;]*m", "", lines[9]).endswith(
+        f"{endpoint}#1   → in     websocket.receive    [MainThread] {{'text': 'hello 9'}}"
+    )

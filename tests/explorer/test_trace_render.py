@@ -1,5 +1,6 @@
 """Display and rendering of single entries: safe and short whatever the input, in and out told apart."""
 
+import dataclasses
 import io
 import re
 import sys
@@ -17,8 +18,8 @@ COMPACT = TraceConfig(mode="compact", max_payload=50)
 FULL = TraceConfig(mode="full", max_payload=50)
 
 
-def entry(kind, event, config=COMPACT, **kwargs):
-    return TraceEntry(connection="sc#1", kind=kind, seconds=0.5, event=event, config=config, **kwargs)
+def entry(kind, event, config=COMPACT, connection="sc#1", **kwargs):
+    return TraceEntry(connection=connection, kind=kind, seconds=0.5, event=event, config=config, **kwargs)
 
 
 def output(renderables, color=False):
@@ -158,3 +159,60 @@ def test_waits_and_handler_times_are_shown_and_a_slow_wait_stands_out():
     reverse = re.compile(r"\x1b\[(?:\d+;)*7(?:;\d+)*m wait ")  # reverse video on the wait
     assert reverse.search(highlighted)
     assert not reverse.search(plain)
+
+
+@pytest.mark.parametrize("color_system", ["truecolor", "256", "standard", None, "no_color"])
+@pytest.mark.parametrize("width", [120, 40])
+def test_a_terminals_compact_lines_are_what_rich_would_print(endpoint, color_system, width):
+    """``terminal_text`` writes a compact line's parts with their escape codes itself (Rich's layout
+    pipeline was most of a terminal's trace): byte for byte what printing the line's Text would write."""
+    from explorer.trace.render import compact, compact_lines, terminal_text
+    from explorer.trace.rules import broke
+
+    name = f"{endpoint}#7"
+    scope = {
+        "type": "websocket",
+        "path": f"/ws/{endpoint}/",
+        "query_string": b"room=lobby&token=secret",
+        "headers": [(b"host", b"127.0.0.1:8000"), (b"cookie", b"sessionid=abc")],
+        "subprotocols": ["chat"],
+        "client": ["127.0.0.1", 50000],
+    }
+    hostile = "\x1b[31m[bold]X[/bold] \u202e"
+    entries = [
+        entry("scope", scope, connection=name),
+        entry("in", {"type": "websocket.receive", "text": hostile * 5}, thread="MainThread", wait=0.00021),
+        entry(
+            "in", {"type": "websocket.receive", "bytes": b"\x00\xff"}, thread="MainThread", wait=2, slow=True
+        ),
+        entry("out", {"type": "websocket.send", "text": "x" * 200}, thread="MainThread"),
+        entry("done", {"type": "websocket.receive"}, thread="MainThread", handler=0.0123, outcome="raised"),
+        entry(
+            "out",
+            {"type": "websocket.accept", "headers": [(b"X-A", b"1")]},
+            violations=(broke("accept.headers", f"header name {hostile!r} is not lowercase"),),
+            notes=(f"a note that runs on and on {hostile} " * 4,),
+        ),
+        entry("note", None, note="the process is ending with this connection open " * 3),
+    ]
+    file = io.StringIO()
+    console = Console(
+        file=file,
+        width=width,
+        force_terminal=True,
+        color_system="truecolor" if color_system == "no_color" else color_system,
+        no_color=color_system == "no_color",
+        markup=False,
+        emoji=False,
+        highlight=False,
+    )
+    for each in entries:
+        each = dataclasses.replace(each, connection=name)
+        file.seek(0)
+        file.truncate()
+        for text in compact(each, width):
+            console.print(text, soft_wrap=True)
+        assert (
+            "".join(line + "\n" for line in terminal_text(compact_lines(each, width), console))
+            == file.getvalue()
+        )
