@@ -93,19 +93,19 @@ def shown_type(event):
 
 def header(entry):
     """Time since open, connection id, arrow and direction, event type, thread, as (text, style) parts."""
-    arrow, style = KINDS.get(entry.kind, UNKNOWN_KIND)
-    label = entry.kind
-    if entry.outcome in FAILED:
-        arrow, label, style = FAILED[entry.outcome]
-    parts = [
-        (f"{clock(entry, entry.config.clock)} ", DIM),
-        (f"{printable(entry.connection):<6} ", BOLD),
-        (f"{arrow} {label:<6}", style),
-    ]
-    if entry.kind in ("in", "out", "layer", "done"):
-        parts.append((f" {shown_type(entry.event):<20}", style + BOLD))
-    if entry.thread:
-        parts.append((f" [{printable(entry.thread)}]", DIM))
+    event = entry.event
+    event_type = event.get("type") if entry.kind in TYPED and isinstance(event, dict) else None
+    try:
+        key = (entry.connection, entry.kind, entry.outcome, event_type, entry.thread)
+        named = names_made.get(key)
+    except TypeError:  # a type that cannot be a key (a consumer's mistake): shown as it is
+        key, named = None, names(entry)
+    if named is None:
+        if len(names_made) >= MAX_NAMES_MADE:
+            names_made.clear()
+        named = names_made[key] = names(entry)
+    style = named[1][1]  # the arrow's, for the note too
+    parts = [(f"{clock(entry, entry.config.clock)} ", DIM), *named]
     if entry.wait is not None:
         parts.append((f" wait {duration(entry.wait)}", SLOW if entry.slow else DIM))
     if entry.handler is not None:
@@ -117,6 +117,27 @@ def header(entry):
         parts.append((f" {count} quer{'y' if count == 1 else 'ies'} {duration(seconds)}", DIM))
     if entry.note:
         parts.append((f" {printable(entry.note)}", style))
+    return parts
+
+
+TYPED = ("in", "out", "layer", "done")  # the kinds whose line names the event's type
+names_made: dict[tuple, list] = {}  # the parts of a line that name it, by what they are made of
+MAX_NAMES_MADE = 4096  # then made again: a connection's lines come together, a few thousand at most
+
+
+def names(entry):
+    """The parts of a header that name the line: connection, arrow and kind, event type, thread. Kept in
+    ``names_made``: they are the same for each event of a kind on a connection, and were a third of a
+    line's work."""
+    arrow, style = KINDS.get(entry.kind, UNKNOWN_KIND)
+    label = entry.kind
+    if entry.outcome in FAILED:
+        arrow, label, style = FAILED[entry.outcome]
+    parts = [(f"{printable(entry.connection):<6} ", BOLD), (f"{arrow} {label:<6}", style)]
+    if entry.kind in TYPED:
+        parts.append((f" {shown_type(entry.event):<20}", style + BOLD))
+    if entry.thread:
+        parts.append((f" [{printable(entry.thread)}]", DIM))
     return parts
 
 

@@ -216,3 +216,30 @@ def test_a_terminals_compact_lines_are_what_rich_would_print(endpoint, color_sys
             "".join(line + "\n" for line in terminal_text(compact_lines(each, width), console))
             == file.getvalue()
         )
+
+
+def test_a_lines_names_are_kept_for_the_next_line_yet_each_line_says_its_own(endpoint):
+    """The parts that name a line (connection, kind, type, thread) are made once and kept: a later line
+    with another type, thread, outcome or an odd type (even one that cannot be a key) still says its own."""
+    from explorer.trace.render import plain
+
+    name = f"{endpoint}#3"
+    lines = [
+        plain(entry(kind, event, connection=name, thread=thread, **extra))[0]
+        for kind, event, thread, extra in [
+            ("in", {"type": "websocket.receive", "text": "a"}, "MainThread", {"wait": 0.001}),
+            ("in", {"type": "websocket.receive", "text": "b"}, "MainThread", {"wait": 0.002}),
+            ("in", {"type": "websocket.disconnect", "code": 1000}, "MainThread", {}),
+            ("in", {"type": "websocket.receive", "text": "c"}, "ThreadPoolExecutor-0_0", {}),
+            ("done", {"type": "websocket.receive"}, "MainThread", {"outcome": "raised"}),
+            ("out", {"type": ["websocket.send"]}, "MainThread", {}),
+            ("out", {"type": ["websocket.send"]}, "MainThread", {}),
+        ]
+    ]
+    assert "→ in     websocket.receive    [MainThread] wait 1.0ms {'text': 'a'}" in lines[0]
+    assert "→ in     websocket.receive    [MainThread] wait 2.0ms {'text': 'b'}" in lines[1]
+    assert "→ in     websocket.disconnect [MainThread] {'code': 1000}" in lines[2]
+    assert "websocket.receive    [ThreadPoolExecutor-0_0] {'text': 'c'}" in lines[3]
+    assert "✗ failed websocket.receive    [MainThread]" in lines[4]
+    assert lines[5] == lines[6] and "← out    ['websocket.send']   [MainThread]" in lines[5]
+    assert all(line.split()[1] == name for line in lines)
