@@ -34,7 +34,7 @@ from explorer.trace.display import printable
 from explorer.trace.panel import PanelTraceHandler
 from explorer.trace.pauses import pauses
 from explorer.trace.recording import last_run, record_of, run_header
-from explorer.trace.render import compact_lines, dropped, exception, plain, render, terminal_text
+from explorer.trace.render import compact_lines, dropped, exception, full_lines, plain, render, terminal_text
 from explorer.trace.render import console as trace_console
 from explorer.trace.renderer import RendererProcess, as_log_record
 from explorer.trace.tracebacks import failure_of
@@ -104,11 +104,14 @@ class RichTraceHandler(FailsOnce, logging.Handler):
             failure = failure_of(record)
             if self.plain:
                 self.write(plain(entry, failure))
-            elif entry.config.mode == "full" or self.console.legacy_windows:
+            elif self.console.legacy_windows:  # styled through the Windows API: Rich prints it all
                 for renderable in render(entry, failure, self.terminal_width()):
                     self.print(renderable)
-            else:  # compact, on a terminal: its lines with their escape codes, written together too
-                self.write(terminal_text(compact_lines(entry, self.terminal_width()), self.console))
+            else:  # a terminal: the lines with their escape codes, written together too
+                if entry.config.mode == "full":
+                    self.write(full_lines(entry, self.console, self.terminal_width()))
+                else:
+                    self.write(terminal_text(compact_lines(entry, self.terminal_width()), self.console))
                 for renderable in exception(entry, failure) if failure else ():
                     self.print(renderable)
         except Exception as error:

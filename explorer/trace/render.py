@@ -14,6 +14,7 @@ from typing import IO, TYPE_CHECKING, Any
 import asgiref
 from rich.cells import cell_len, set_cell_size
 from rich.console import COLOR_SYSTEMS, Console
+from rich.highlighter import ReprHighlighter
 from rich.padding import Padding
 from rich.pretty import Pretty, pretty_repr
 from rich.style import Style
@@ -224,6 +225,13 @@ def terminal_text(lines, console):
     same text as printing each line's ``styled`` Text with ``soft_wrap``, made without Rich's layout
     pipeline, which cost a terminal's trace ten times what a file's did. Not for legacy Windows
     consoles, which Rich styles through the Windows API, not escape codes."""
+    shown = escaped(console)
+    return ["".join(shown(text, style) for text, style in line) for line in lines]
+
+
+def escaped(console):
+    """A function that writes a piece of text in a style as ``console`` would: its colour system's escape
+    codes around it (none without one), and no colour where the console has ``no_color``."""
     system = COLOR_SYSTEMS.get(console.color_system) if console.color_system else None
     no_color = console.no_color
 
@@ -232,7 +240,28 @@ def terminal_text(lines, console):
             return text
         return (style.without_color if no_color else style).render(text, color_system=system)
 
-    return ["".join(shown(text, style) for text, style in line) for line in lines]
+    return shown
+
+
+def full_lines(entry, console, width):
+    """``full``'s lines on a terminal ``width`` wide, as text with escape codes. The header and remarks as
+    ``terminal_text``; the event laid out, highlighted and given indent guides as ``Pretty`` does,
+    wrapped to what the padding leaves, and indented by it (without the spaces Rich pads each line's
+    end with). Printing ``full``'s renderables one by one was 550 µs a record."""
+    lines = terminal_text(fitted(tokens(entry), width), console)
+    if entry.event is not None and entry.kind != "done":
+        room = width - len(INDENT)
+        layout = Text(pretty_repr(shown_body(entry), max_width=room), style="pretty")
+        layout = PRETTY_HIGHLIGHTER(layout).with_indent_guides(PRETTY_INDENT, style="repr.indent")
+        shown = escaped(console)
+        for line in layout.wrap(console, room, justify="default", overflow="fold"):
+            segments = line.render(console, end="")
+            lines.append(INDENT + "".join(shown(text, style) for text, style, _ in segments).rstrip())
+    return lines + terminal_text(remark_lines(entry, width), console)
+
+
+PRETTY_HIGHLIGHTER = ReprHighlighter()  # Pretty's own
+PRETTY_INDENT = 4  # Pretty's indent_size
 
 
 def full(entry, width=None):

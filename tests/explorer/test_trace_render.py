@@ -6,6 +6,7 @@ import re
 import sys
 
 import pytest
+from rich import text as rich_text
 from rich.console import Console
 
 from explorer.trace.config import TraceConfig
@@ -243,3 +244,58 @@ def test_a_lines_names_are_kept_for_the_next_line_yet_each_line_says_its_own(end
     assert "✗ failed websocket.receive    [MainThread]" in lines[4]
     assert lines[5] == lines[6] and "← out    ['websocket.send']   [MainThread]" in lines[5]
     assert all(line.split()[1] == name for line in lines)
+
+
+@pytest.mark.parametrize("color_system", ["truecolor", "standard", None, "no_color"])
+@pytest.mark.parametrize("width", [120, 60])
+def test_a_terminals_full_lines_are_what_rich_would_print(endpoint, color_system, width):
+    """``full_lines`` lays the event out, highlights it and draws its indent guides as ``Pretty`` does,
+    and wraps what is too long as Rich does: what printing ``full``'s renderables wrote, less the spaces
+    Rich pads each line's end with."""
+    from explorer.trace.render import full, full_lines
+    from explorer.trace.rules import broke
+
+    hostile = "\x1b[31m[bold]X[/bold] \u202e"
+    entries = [
+        entry(
+            "out",
+            {
+                "type": "websocket.accept",
+                "subprotocol": "chat",
+                "headers": [(b"x-a", b"1"), (b"x-long", b"2" * 300)],
+                "nested": {"list": [1, 2.5, None, True, {"deep": "c" * 150}], "bytes": b"\x00\xff"},
+            },
+            FULL,
+            thread="MainThread",
+            violations=(broke("accept.headers", f"header name {hostile!r} is not lowercase"),),
+        ),
+        entry(
+            "in",
+            {"type": "websocket.receive", "text": hostile * 3},
+            FULL,
+            thread="MainThread",
+            wait=2,
+            slow=True,
+        ),
+        entry("done", {"type": "websocket.receive"}, FULL, thread="MainThread", handler=0.0123),
+        entry("in", ["not", "a", "dict"], FULL, notes=("a note " * 30,)),
+    ]
+    file = io.StringIO()
+    console = Console(
+        file=file,
+        width=width,
+        force_terminal=True,
+        color_system="truecolor" if color_system == "no_color" else color_system,
+        no_color=color_system == "no_color",
+        markup=False,
+        emoji=False,
+        highlight=False,
+    )
+    for each in entries:
+        each = dataclasses.replace(each, connection=f"{endpoint}#7")
+        file.seek(0)
+        file.truncate()
+        for renderable in full(each, width):
+            console.print(renderable, soft_wrap=isinstance(renderable, rich_text.Text))  # as the handler did
+        printed = [line.rstrip() for line in file.getvalue().splitlines()]
+        assert full_lines(each, console, width) == printed
