@@ -9,13 +9,17 @@ stopped by its PID.
 
 import contextlib
 import datetime
+import fcntl
 import os
 import platform
+import pty
 import re
 import signal
 import socket
+import struct
 import subprocess
 import sys
+import termios
 import threading
 import time
 from dataclasses import dataclass
@@ -25,6 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 START_TIMEOUT = 30  # seconds a server may take to listen
+TERMINAL_SIZE = (50, 120)  # rows and columns of a server's pseudo-terminal, when it has one
 
 
 def version_of(distribution):
@@ -159,29 +164,51 @@ def listening(port):
 
 
 class RunningServer:
-    """A server process serving ``app`` on a free loopback port, its output gathered as lines."""
+    """A server process serving ``app`` on a free loopback port, its output gathered as lines.
 
-    def __init__(self, kind, app="explorer.asgi:application", cwd=ROOT, env=None, log=None):
+    ``terminal``: its output goes to a pseudo-terminal of ``TERMINAL_SIZE``, as
+    when a developer runs it, so the trace writes what a terminal gets
+    (escape codes, lines fitted to its width), not a file's plain lines.
+    """
+
+    def __init__(self, kind, app="explorer.asgi:application", cwd=ROOT, env=None, log=None, terminal=False):
         self.kind = SERVERS[kind] if isinstance(kind, str) else kind
         self.lines = []
         self.log = log
+        self.terminal = terminal
         for _attempt in range(3):  # a free port can be taken before the server binds it
             self.port = free_port()
-            self.process = subprocess.Popen(
-                self.kind.command(app, self.port),
-                cwd=cwd,
-                env={
-                    **os.environ,
-                    "DJANGO_SETTINGS_MODULE": "explorer.settings",
-                    "PYTHONUNBUFFERED": "1",
-                    **(env or {}),
-                },
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                encoding="utf-8",
-                errors="backslashreplace",
-            )
+            environment = {
+                **os.environ,
+                "DJANGO_SETTINGS_MODULE": "explorer.settings",
+                "PYTHONUNBUFFERED": "1",
+                **({"TERM": "xterm-256color"} if terminal else {}),
+                **(env or {}),
+            }
+            command = self.kind.command(app, self.port)
+            if terminal:
+                controller, follower = pty.openpty()
+                rows, columns = TERMINAL_SIZE
+                fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+                try:
+                    self.process = subprocess.Popen(
+                        command, cwd=cwd, env=environment, stdout=follower, stderr=follower
+                    )
+                finally:
+                    os.close(follower)  # the server's now: the output ends when it and its children close it
+                self.output = open(controller, encoding="utf-8", errors="backslashreplace")  # noqa: SIM115
+            else:
+                self.process = subprocess.Popen(
+                    command,
+                    cwd=cwd,
+                    env=environment,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                    encoding="utf-8",
+                    errors="backslashreplace",
+                )
+                self.output = self.process.stdout
             self.reader = threading.Thread(target=self.read, daemon=True)
             self.reader.start()
             if self.wait_until_listening():
@@ -189,8 +216,10 @@ class RunningServer:
         raise RuntimeError(f"{self.kind.name} did not start:\n{self.last_lines()}")
 
     def read(self):
-        with open(self.log, "a", encoding="utf-8") if self.log else open(os.devnull, "w") as log:
-            for line in self.process.stdout:
+        log = open(self.log, "a", encoding="utf-8") if self.log else open(os.devnull, "w")  # noqa: SIM115
+        # A pseudo-terminal's end reads as an error (EIO) once every process holding it has closed it.
+        with log, self.output, contextlib.suppress(OSError):
+            for line in self.output:
                 self.lines.append(line.rstrip("\n"))
                 log.write(line)
 

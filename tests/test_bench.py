@@ -30,10 +30,12 @@ def test_the_client_knows_the_subjects_the_server_serves_by_name():
 
 
 def test_a_quick_run_reports_every_subject_and_scenario(tmp_path):
+    """Its trace console on a pseudo-terminal (``--terminal``): the wire tests' servers all write to pipes."""
     out = StringIO()
-    call_command("bench", "--quick", "--json", str(tmp_path / "bench.json"), stdout=out)
+    call_command("bench", "--quick", "--terminal", "--json", str(tmp_path / "bench.json"), stdout=out)
     runs = json.loads((tmp_path / "bench.json").read_text())
     text = out.getvalue()
+    assert runs["console"] == "terminal" and "The trace's console went to a pseudo-terminal." in text
     for title in (
         "Echo:",
         "Handshakes:",
@@ -327,3 +329,29 @@ def test_the_trace_cost_in_instructions_is_counted_by_valgrind_for_both_endpoint
         assert figures["per_record"][kind] == pytest.approx((compact - off) / RECORDS_PER_ECHO)
     text = out.getvalue()
     assert "Instructions, counted by valgrind" in text and "explorer-sc-compact" in text
+
+
+def test_a_server_on_a_pseudo_terminal_writes_the_trace_a_developer_sees(tmp_path, endpoint):
+    """``bench --terminal``: the server's console is a pseudo-terminal, so the trace takes the path a
+    developer's terminal gets (escape codes, lines fitted to its 120 columns), and the bench reads it."""
+    import re
+
+    from websockets.asyncio.client import connect
+
+    from explorer.bench import scenarios
+
+    server = scenarios.start_server(tmp_path / "server.log", "daphne", terminal=True)
+    try:
+
+        async def echo():
+            async with connect(server.url(f"explorer-{endpoint}-compact")) as ws:
+                await ws.send("hello from a terminal " * 10)
+                await ws.recv()
+
+        asyncio.run(echo())
+        line = server.running.wait_for(r"→ .*in.*websocket\.receive.*hello from a terminal")
+    finally:
+        server.stop()
+    assert line and "\x1b[" in line  # styled, as on a terminal; a file's lines are plain
+    visible = re.sub(r"\x1b\[[0-9;]*m", "", line)
+    assert len(visible) == 120 and visible.endswith("…")  # the payload cut to the terminal's width

@@ -142,15 +142,16 @@ def listen_overflows():
     return int(counters["ListenOverflows"]) if "ListenOverflows" in counters else None
 
 
-def start_server(log, kind="daphne", environment=None):
-    """``kind`` serving the bench's subjects on a free loopback port; its trace console goes to ``log``."""
+def start_server(log, kind="daphne", environment=None, terminal=False):
+    """``kind`` serving the bench's subjects on a free loopback port; its trace console goes to ``log``,
+    through a pseudo-terminal when ``terminal``."""
     # The concurrency scenario holds the sync thread for 5 s on purpose: lift the hold budget.
     env = {
         "EXPLORER_HOLD_SHARE": "60",
         "DATABASE_URL": migrated_sqlite(Path(log).parent / "bench.sqlite3"),
         **(environment or {}),
     }
-    running = RunningServer(kind, app="explorer.bench.app:application", env=env, log=log)
+    running = RunningServer(kind, app="explorer.bench.app:application", env=env, log=log, terminal=terminal)
     return BenchServer(f"ws://127.0.0.1:{running.port}", None, running, Path(log), running.kind.label)
 
 
