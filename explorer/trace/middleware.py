@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
-from explorer.trace.config import trace_config
+from explorer.trace.config import TraceConfig, trace_config
 from explorer.trace.connection import ConnectionTrace, current
 from explorer.trace.panel import PATH as PANEL_PATH
 
@@ -43,13 +43,25 @@ class TraceMiddleware:
         self.app = app
         self.mode = mode
         self.untraced = frozenset(untraced)
-        config = trace_config()
-        if (replace(config, mode=mode) if mode else config).enabled:
+        self.made: tuple[TraceConfig, TraceConfig] | None = None  # (the settings' config, in ``mode``)
+        if self.config().enabled:
             # Here, not at the top: the package imports this module, and ``python -m
             # explorer.trace.renderer`` must not find the renderer imported by its package.
             from explorer.trace.handlers import warm_up
 
             warm_up()  # a server builds its application as it starts: the renderer is ready by its first line
+
+    def config(self) -> TraceConfig:
+        """The settings' config, in this middleware's ``mode``: one object for every connection, made
+        again only when the settings change (a config made per connection was a few microseconds of each
+        handshake, and one more object in each batch the renderer is sent)."""
+        settings = trace_config()
+        if not self.mode:
+            return settings
+        made = self.made
+        if made is None or made[0] is not settings:
+            made = self.made = (settings, replace(settings, mode=self.mode))
+        return made[1]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path")
@@ -57,8 +69,7 @@ class TraceMiddleware:
         if scope.get("type") != "websocket" or current.get() is not None or untraced:
             # Not a WebSocket, traced further out, or not to be traced.
             return await self.app(scope, receive, send)
-        config = trace_config()
-        trace = ConnectionTrace(scope, replace(config, mode=self.mode) if self.mode else config, send)
+        trace = ConnectionTrace(scope, self.config(), send)
         token = current.set(trace)
         try:
             if not trace.enabled:

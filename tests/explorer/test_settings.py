@@ -151,3 +151,22 @@ def test_daphne_comes_first_so_runserver_serves_asgi():
 
     assert settings.INSTALLED_APPS[0] == "daphne"
     assert settings.ASGI_APPLICATION == "explorer.asgi.application"
+
+
+def test_a_middleware_in_its_own_mode_gives_every_connection_one_config_made_again_when_settings_change(
+    endpoint,
+):
+    """``TraceMiddleware(mode=...)``: one config for every connection (not one made per handshake), in its
+    mode, and a new one once the settings change."""
+    from consumers.async_consumer import ExplorerAsyncConsumer
+    from consumers.sync_consumer import ExplorerSyncConsumer
+    from explorer.trace import TraceMiddleware
+
+    consumer = {"sc": ExplorerSyncConsumer, "ac": ExplorerAsyncConsumer}[endpoint]
+    middleware = TraceMiddleware(consumer.as_asgi(), mode="full")
+    first = middleware.config()
+    assert first.mode == "full" and middleware.config() is first
+    with override_settings(EXPLORER_TRACE={"MAX_PAYLOAD": 17}):
+        changed = middleware.config()
+        assert (changed.mode, changed.max_payload) == ("full", 17) and middleware.config() is changed
+    assert middleware.config().max_payload == trace_config().max_payload != 17
