@@ -104,7 +104,8 @@ class RichTraceHandler(FailsOnce, logging.Handler):
             failure = failure_of(record)
             if self.plain:
                 self.write(plain(entry, failure))
-            elif self.console.legacy_windows:  # styled through the Windows API: Rich prints it all
+            elif self.console.legacy_windows or self.console.record:
+                # Styled through the Windows API, or kept for a picture: Rich prints it all.
                 for renderable in render(entry, failure, self.terminal_width()):
                     self.print(renderable)
             else:  # a terminal: the lines with their escape codes, written together too

@@ -430,3 +430,22 @@ def test_a_terminals_compact_lines_are_written_together_with_their_styles(endpoi
     assert re.sub(r"\x1b\[[0-9;]*m", "", lines[9]).endswith(
         f"{endpoint}#1   → in     websocket.receive    [MainThread] {{'text': 'hello 9'}}"
     )
+
+
+def test_a_console_that_records_for_a_picture_gets_every_line_through_rich(endpoint):
+    """A console kept for a picture (``record=True``) is printed to by Rich itself: lines written past it,
+    as a terminal's are, would be missing from what it exports."""
+    from explorer.trace.config import TraceConfig
+    from explorer.trace.connection import TraceRecord
+    from explorer.trace.entry import TraceEntry
+    from explorer.trace.handlers import RichTraceHandler
+
+    console = Console(file=io.StringIO(), width=120, force_terminal=True, record=True, markup=False)
+    sink = RichTraceHandler(console)
+    for mode in ("compact", "full"):
+        event = {"type": "websocket.receive", "text": f"hello {mode}"}
+        entry = TraceEntry(f"{endpoint}#1", "in", 0.1, event, TraceConfig(mode=mode), thread="MainThread")
+        sink.handle(TraceRecord(entry))
+    sink.flush()
+    pictured = console.export_text()
+    assert "'text': 'hello compact'" in pictured and "'text': 'hello full'" in pictured
