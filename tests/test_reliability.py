@@ -255,6 +255,7 @@ class RunserverProcess(TracedServer):
             text=True,
             errors="backslashreplace",
         )
+        self.output = self.process.stdout  # what RunningServer.read reads
         self.reader = threading.Thread(target=self.read, daemon=True)
         self.reader.start()
         self.wait_for(r"Quit the server with CONTROL-C", timeout=30)
