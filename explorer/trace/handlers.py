@@ -34,7 +34,16 @@ from explorer.trace.display import printable
 from explorer.trace.panel import PanelTraceHandler
 from explorer.trace.pauses import pauses
 from explorer.trace.recording import last_run, record_of, run_header
-from explorer.trace.render import compact_lines, dropped, exception, full_lines, plain, render, terminal_text
+from explorer.trace.render import (
+    FULL_MIN_WIDTH,
+    compact_lines,
+    dropped,
+    exception,
+    full_lines,
+    plain,
+    render,
+    terminal_text,
+)
 from explorer.trace.render import console as trace_console
 from explorer.trace.renderer import RendererProcess, as_log_record
 from explorer.trace.tracebacks import failure_of
@@ -104,8 +113,7 @@ class RichTraceHandler(FailsOnce, logging.Handler):
             failure = failure_of(record)
             if self.plain:
                 self.write(plain(entry, failure))
-            elif self.console.legacy_windows or self.console.record:
-                # Styled through the Windows API, or kept for a picture: Rich prints it all.
+            elif self.rich_prints(entry):
                 for renderable in render(entry, failure, self.terminal_width()):
                     self.print(renderable)
             else:  # a terminal: the lines with their escape codes, written together too
@@ -117,6 +125,20 @@ class RichTraceHandler(FailsOnce, logging.Handler):
                     self.print(renderable)
         except Exception as error:
             self.failed_with(error)
+
+    def rich_prints(self, entry):
+        """Whether Rich itself must print ``entry`` on this terminal console: it styles a legacy Windows
+        console through the Windows API, keeps what it prints for a picture (``record``), writes nothing
+        when ``quiet`` and adds a console-wide ``style``; and a terminal too narrow for full mode's
+        indent leaves its event no room but Rich's folding."""
+        console = self.console
+        return (
+            console.legacy_windows
+            or console.record
+            or console.quiet
+            or console.style is not None
+            or (entry.config.mode == "full" and self.terminal_width() < FULL_MIN_WIDTH)
+        )
 
     def terminal_width(self):
         """The terminal's width, asked once per batch (a system call each time): lines fit a resized

@@ -96,15 +96,16 @@ def header(entry):
     """Time since open, connection id, arrow and direction, event type, thread, as (text, style) parts."""
     event = entry.event
     event_type = event.get("type") if entry.kind in TYPED and isinstance(event, dict) else None
-    try:
+    if event_type is not None and type(event_type) is not str:
+        # A consumer's mistake, shown as it is: 1 and True are one key, NaN never finds its own.
+        named = names(entry)
+    else:
         key = (entry.connection, entry.kind, entry.outcome, event_type, entry.thread)
         named = names_made.get(key)
-    except TypeError:  # a type that cannot be a key (a consumer's mistake): shown as it is
-        key, named = None, names(entry)
-    if named is None:
-        if len(names_made) >= MAX_NAMES_MADE:
-            names_made.clear()
-        named = names_made[key] = names(entry)
+        if named is None:
+            if len(names_made) >= MAX_NAMES_MADE:
+                names_made.clear()
+            named = names_made[key] = names(entry)
     style = named[1][1]  # the arrow's, for the note too
     parts = [(f"{clock(entry, entry.config.clock)} ", DIM), *named]
     if entry.wait is not None:
@@ -243,6 +244,9 @@ def escaped(console):
     return shown
 
 
+FULL_MIN_WIDTH = len(INDENT) + 1  # a terminal narrower leaves full mode's event no room: Rich prints it
+
+
 def full_lines(entry, console, width):
     """``full``'s lines on a terminal ``width`` wide, as text with escape codes. The header and remarks as
     ``terminal_text``; the event laid out, highlighted and given indent guides as ``Pretty`` does,
@@ -252,7 +256,9 @@ def full_lines(entry, console, width):
     if entry.event is not None and entry.kind != "done":
         room = width - len(INDENT)
         layout = Text(pretty_repr(shown_body(entry), max_width=room), style="pretty")
-        layout = PRETTY_HIGHLIGHTER(layout).with_indent_guides(PRETTY_INDENT, style="repr.indent")
+        layout = PRETTY_HIGHLIGHTER(layout)
+        if console.encoding.startswith("utf"):  # as Pretty draws them: not on an ASCII-only console
+            layout = layout.with_indent_guides(PRETTY_INDENT, style="repr.indent")
         shown = escaped(console)
         for line in layout.wrap(console, room, justify="default", overflow="fold"):
             segments = line.render(console, end="")

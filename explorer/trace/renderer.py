@@ -265,6 +265,8 @@ class ShippedRecord(logging.LogRecord):
     name = "explorer.trace"
     msg = ""
     args = ()
+    pathname = __file__  # what LogRecord's repr names
+    lineno = 0
     levelno = logging.INFO
     levelname = "INFO"
     exc_info = None

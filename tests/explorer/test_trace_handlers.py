@@ -449,3 +449,31 @@ def test_a_console_that_records_for_a_picture_gets_every_line_through_rich(endpo
     sink.flush()
     pictured = console.export_text()
     assert "'text': 'hello compact'" in pictured and "'text': 'hello full'" in pictured
+
+
+def test_a_terminal_too_narrow_for_full_modes_indent_or_a_quiet_console_is_left_to_rich(endpoint):
+    """Full mode on a terminal narrower than its indent leaves the event no room: Rich prints what it can
+    (its header), as before, and the sink does not fail on it; a quiet console gets nothing written past
+    Rich; a record says what it is."""
+    from explorer.trace.config import TraceConfig
+    from explorer.trace.connection import TraceRecord
+    from explorer.trace.entry import TraceEntry
+    from explorer.trace.handlers import RichTraceHandler
+    from explorer.trace.renderer import ShippedRecord
+
+    def entry(mode):
+        event = {"type": "websocket.receive", "text": "hello"}
+        return TraceEntry(f"{endpoint}#1", "in", 0.1, event, TraceConfig(mode=mode), thread="MainThread")
+
+    narrow = Console(file=io.StringIO(), width=8, force_terminal=True, color_system=None, markup=False)
+    sink = RichTraceHandler(narrow)
+    sink.handle(TraceRecord(entry("full")))
+    sink.flush()
+    assert not sink.failed and "websocket.receive" in narrow.file.getvalue()
+    quiet = Console(file=io.StringIO(), width=120, force_terminal=True, quiet=True)
+    sink = RichTraceHandler(quiet)
+    for mode in ("compact", "full"):
+        sink.handle(TraceRecord(entry(mode)))
+    sink.flush()
+    assert quiet.file.getvalue() == ""
+    assert "explorer.trace" in repr(ShippedRecord(entry("compact")))

@@ -235,6 +235,8 @@ def test_a_lines_names_are_kept_for_the_next_line_yet_each_line_says_its_own(end
             ("done", {"type": "websocket.receive"}, "MainThread", {"outcome": "raised"}),
             ("out", {"type": ["websocket.send"]}, "MainThread", {}),
             ("out", {"type": ["websocket.send"]}, "MainThread", {}),
+            ("out", {"type": 1}, "MainThread", {}),
+            ("out", {"type": True}, "MainThread", {}),  # equal to 1, and hashed alike
         ]
     ]
     assert "→ in     websocket.receive    [MainThread] wait 1.0ms {'text': 'a'}" in lines[0]
@@ -243,6 +245,8 @@ def test_a_lines_names_are_kept_for_the_next_line_yet_each_line_says_its_own(end
     assert "websocket.receive    [ThreadPoolExecutor-0_0] {'text': 'c'}" in lines[3]
     assert "✗ failed websocket.receive    [MainThread]" in lines[4]
     assert lines[5] == lines[6] and "← out    ['websocket.send']   [MainThread]" in lines[5]
+    assert "← out    1                    [MainThread]" in lines[7]
+    assert "← out    True                 [MainThread]" in lines[8]
     assert all(line.split()[1] == name for line in lines)
 
 
@@ -299,3 +303,19 @@ def test_a_terminals_full_lines_are_what_rich_would_print(endpoint, color_system
             console.print(renderable, soft_wrap=isinstance(renderable, rich_text.Text))  # as the handler did
         printed = [line.rstrip() for line in file.getvalue().splitlines()]
         assert full_lines(each, console, width) == printed
+
+
+def test_a_full_line_on_an_ascii_only_terminal_has_no_indent_guides_as_rich_would_print(endpoint):
+    """``Pretty`` draws no indent guides where the console cannot encode them: nor does ``full_lines``."""
+    from explorer.trace.render import full, full_lines
+
+    class AsciiFile(io.StringIO):
+        encoding = "ascii"
+
+    console = Console(file=AsciiFile(), width=80, force_terminal=True, color_system="standard", markup=False)
+    event = {"type": "websocket.send", "nested": {"list": [1, {"deep": "x" * 100}]}}
+    each = entry("out", event, FULL, connection=f"{endpoint}#2", thread="MainThread")
+    for renderable in full(each, 80):
+        console.print(renderable, soft_wrap=isinstance(renderable, rich_text.Text))
+    printed = [line.rstrip() for line in console.file.getvalue().splitlines()]
+    assert full_lines(each, console, 80) == printed and "│" not in "".join(printed)
