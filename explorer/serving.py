@@ -182,18 +182,35 @@ class RunningServer:
                 **os.environ,
                 "DJANGO_SETTINGS_MODULE": "explorer.settings",
                 "PYTHONUNBUFFERED": "1",
-                **({"TERM": "xterm-256color"} if terminal else {}),
+                # A terminal's size as its programs read it: Rich reads COLUMNS before the terminal.
+                **(
+                    {
+                        "TERM": "xterm-256color",
+                        "COLUMNS": str(TERMINAL_SIZE[1]),
+                        "LINES": str(TERMINAL_SIZE[0]),
+                    }
+                    if terminal
+                    else {}
+                ),
                 **(env or {}),
             }
             command = self.kind.command(app, self.port)
             if terminal:
                 controller, follower = pty.openpty()
                 rows, columns = TERMINAL_SIZE
-                fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
                 try:
+                    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
                     self.process = subprocess.Popen(
-                        command, cwd=cwd, env=environment, stdout=follower, stderr=follower
+                        command,
+                        cwd=cwd,
+                        env=environment,
+                        stdin=subprocess.DEVNULL,  # not the bench's own terminal, whose size Rich would ask
+                        stdout=follower,
+                        stderr=follower,
                     )
+                except BaseException:
+                    os.close(controller)
+                    raise
                 finally:
                     os.close(follower)  # the server's now: the output ends when it and its children close it
                 self.output = open(controller, encoding="utf-8", errors="backslashreplace")  # noqa: SIM115
@@ -217,9 +234,14 @@ class RunningServer:
 
     def read(self):
         log = open(self.log, "a", encoding="utf-8") if self.log else open(os.devnull, "w")  # noqa: SIM115
-        # A pseudo-terminal's end reads as an error (EIO) once every process holding it has closed it.
-        with log, self.output, contextlib.suppress(OSError):
-            for line in self.output:
+        with log, self.output:
+            while True:
+                try:
+                    line = self.output.readline()
+                except OSError:  # a pseudo-terminal's end, once every process holding it has closed it
+                    return
+                if not line:
+                    return
                 self.lines.append(line.rstrip("\n"))
                 log.write(line)
 

@@ -323,7 +323,8 @@ class Command(BaseCommand):
         missing = [name for name in kinds if not SERVERS[name].installed]
         if missing:
             raise CommandError(f"not installed: {', '.join(missing)} (requirements.txt pins them)")
-        console = "terminal" if options["terminal"] else "file"
+        # A server given by --url writes its console wherever it was started: not known here.
+        console = "unknown" if options["url"] else "terminal" if options["terminal"] else "file"
         results = {"machine": machine(), "sizes": sizes, "console": console, "servers": {}}
         with scenarios.raised_file_limit(), tempfile.TemporaryDirectory() as scratch:
             if options["url"]:
@@ -612,8 +613,8 @@ class Command(BaseCommand):
             return await scenarios.scale(server, sizes["scale"], on_progress=advance)
 
     def report(self, results):
-        where = {"terminal": "a pseudo-terminal", "file": "a file"}[results.get("console", "file")]
-        self.console.print(f"The trace's console went to {where}.")
+        where = {"terminal": "a pseudo-terminal", "file": "a file", "unknown": "wherever the server sends it"}
+        self.console.print(f"The trace's console went to {where[results.get('console', 'file')]}.")
         for measured in results["servers"].values():
             self.report_server(measured, results["sizes"])
         if len(results["servers"]) > 1:
