@@ -162,6 +162,21 @@ def test_waits_and_handler_times_are_shown_and_a_slow_wait_stands_out():
     assert not reverse.search(plain)
 
 
+def terminal(width, color_system):
+    """A terminal's console on a string: ``color_system`` one of Rich's, None, or "no_color" (truecolor,
+    with the console's ``no_color``)."""
+    return Console(
+        file=io.StringIO(),
+        width=width,
+        force_terminal=True,
+        color_system="truecolor" if color_system == "no_color" else color_system,
+        no_color=color_system == "no_color",
+        markup=False,
+        emoji=False,
+        highlight=False,
+    )
+
+
 @pytest.mark.parametrize("color_system", ["truecolor", "256", "standard", None, "no_color"])
 @pytest.mark.parametrize("width", [120, 40])
 def test_a_terminals_compact_lines_are_what_rich_would_print(endpoint, color_system, width):
@@ -196,17 +211,8 @@ def test_a_terminals_compact_lines_are_what_rich_would_print(endpoint, color_sys
         ),
         entry("note", None, note="the process is ending with this connection open " * 3),
     ]
-    file = io.StringIO()
-    console = Console(
-        file=file,
-        width=width,
-        force_terminal=True,
-        color_system="truecolor" if color_system == "no_color" else color_system,
-        no_color=color_system == "no_color",
-        markup=False,
-        emoji=False,
-        highlight=False,
-    )
+    console = terminal(width, color_system)
+    file = console.file
     for each in entries:
         each = dataclasses.replace(each, connection=name)
         file.seek(0)
@@ -284,17 +290,8 @@ def test_a_terminals_full_lines_are_what_rich_would_print(endpoint, color_system
         entry("done", {"type": "websocket.receive"}, FULL, thread="MainThread", handler=0.0123),
         entry("in", ["not", "a", "dict"], FULL, notes=("a note " * 30,)),
     ]
-    file = io.StringIO()
-    console = Console(
-        file=file,
-        width=width,
-        force_terminal=True,
-        color_system="truecolor" if color_system == "no_color" else color_system,
-        no_color=color_system == "no_color",
-        markup=False,
-        emoji=False,
-        highlight=False,
-    )
+    console = terminal(width, color_system)
+    file = console.file
     for each in entries:
         each = dataclasses.replace(each, connection=f"{endpoint}#7")
         file.seek(0)
