@@ -405,6 +405,7 @@ class QueuedTraceHandler(logging.Handler):
         self.unusual = 0  # of them, how many are not an entry's values (a logging record, a scope)
         self.held = 0  # bytes the records waiting and being handed on hold
         self.counting = threading.Lock()  # records come from the loop and from worker threads
+        self.starting = threading.Lock()  # one listener starts, whichever thread finds none
         self.accepted = 0  # records taken in, all told
         self.dropped = 0  # records lost to a full queue, all told
         self.reported = 0  # of which the console has been told
@@ -424,6 +425,7 @@ class QueuedTraceHandler(logging.Handler):
         is the parent's to hand on, not the child's too. A lock another thread held at the fork stays
         held in the child: a new one."""
         self.counting = threading.Lock()
+        self.starting = threading.Lock()
         self.waiting.clear()
         self.waiting_weight = 0
         self.unusual = 0
@@ -435,11 +437,14 @@ class QueuedTraceHandler(logging.Handler):
                 target.forked()
 
     def listen(self):
-        self.listener = TraceListener(self)
-        with self.counting:  # what the listeners before it handed on (or was let go) counts as handed on
-            self.listener.handled = self.accepted - len(self.waiting)
-        self.listener.start()
-        self.listening = True
+        with self.starting:  # the event loop and a worker thread may both find it not listening
+            if self.listening:
+                return
+            self.listener = TraceListener(self)
+            with self.counting:  # what the listeners before it handed on (or was let go) counts as handed on
+                self.listener.handled = self.accepted - len(self.waiting)
+            self.listener.start()
+            self.listening = True
 
     def handle(self, record):
         # logging.Handler.handle takes the handler's lock around emit: not needed, the count has its own.

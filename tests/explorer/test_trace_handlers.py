@@ -399,6 +399,44 @@ def test_a_listener_started_again_counts_what_the_one_before_it_handed_on():
     assert [line for line in file.getvalue().splitlines() if line.startswith("record ")][-1] == "record 3"
 
 
+def test_records_from_two_threads_after_a_close_start_one_listener(monkeypatch):
+    """After a logging reconfiguration closed the handler, the next records may come from the event loop
+    and a worker thread at once: one listener starts, not one per thread (two would hand batches to the
+    same sinks at once)."""
+    from explorer.trace import handlers
+
+    handler, file = gated_handler(queue_size=100)
+    file.gate.set()
+    handler.close()  # as logging.config.dictConfig closes it: its listener stops
+    started = []
+    slow_start = handlers.TraceListener.start
+
+    def start(listener):  # a listener that takes a while to start: the other thread comes meanwhile
+        started.append(listener)
+        time.sleep(0.2)
+        slow_start(listener)
+
+    monkeypatch.setattr(handlers.TraceListener, "start", start)
+    together = threading.Barrier(2)
+
+    def send(n):
+        together.wait()
+        handler.handle(record(n))
+
+    threads = [threading.Thread(target=send, args=(n,)) for n in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    handler.flush(timeout=10)
+    handler.close()
+    assert len(started) == 1
+    assert sorted(line for line in file.getvalue().splitlines() if line.startswith("record ")) == [
+        "record 0",
+        "record 1",
+    ]
+
+
 def test_a_terminals_compact_lines_are_written_together_with_their_styles(endpoint):
     """On a terminal, a batch of compact lines goes out in one write, as a file's do (one per line, through
     Rich's print, was most of a terminal's trace), and keeps its colours."""
