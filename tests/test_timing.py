@@ -205,3 +205,24 @@ def test_only_holds_of_the_same_thread_are_blamed():
     holds.record(Hold("ac#2", ("websocket.receive", "x"), "asyncio_0", 10.0, 11.0))
     assert [h.connection for h in holds.holders(10.5, 10.6, "late#3", thread="asyncio_0")] == ["ac#2"]
     assert [h.connection for h in holds.holders(10.5, 10.6, "late#3")] == ["sc#1", "ac#2"]
+
+
+async def test_a_blamed_handlers_event_has_its_credentials_hidden(endpoint, trace):
+    """A wait's note names what each handler that held the thread was handling, the start of its text: a
+    credential in it is hidden there as on the holder's own lines (it was shown as it came)."""
+    sleeper, holder, waiter = communicator("sc"), communicator("sc"), communicator(endpoint)
+    for client in (sleeper, holder, waiter):
+        await client.connect()
+    await sleeper.send_to(text_data="/sleep 0.5")
+    await asyncio.sleep(0.1)  # the sleeper's handler is running now: the others' queue behind it
+    await holder.send_to(text_data='{"password": "hunter2", "x": 1}')
+    await asyncio.sleep(0.05)
+    await waiter.send_to(text_data="hello")
+    assert await waiter.receive_from(timeout=5) == "hello"
+    assert await holder.receive_from(timeout=5) == '{"password": "hunter2", "x": 1}'
+    holder_id = next(r["connection"] for r in trace.records() if '"x": 1' in str(r["event"].get("text")))
+    [hello] = [r for r in trace.records() if r["kind"] == "in" and r["event"].get("text") == "hello"]
+    assert f'{holder_id} (websocket.receive \'{{"password": "<redacted>", "x": 1}}\'' in hello["notes"][0]
+    assert "hunter2" not in trace.text()
+    for client in (sleeper, holder, waiter):
+        await client.disconnect()

@@ -487,6 +487,7 @@ class ConnectionTrace:
                 self.opened + handling.started,
                 self.opened + ended,
                 handling.longest_query,
+                self.config,
             )
             ledger.record(hold)
         elif steps is not None and steps.longest >= self.config.slow_wait:
@@ -496,6 +497,7 @@ class ConnectionTrace:
                 handling.thread,
                 steps.longest_started,
                 steps.longest_started + steps.longest,
+                hides=self.config,
             )
             loop_ledger.record(hold)
             notes = (held_the_loop(hold),)
@@ -572,7 +574,8 @@ class ConnectionTrace:
                         notes = (blame(holders, wait, ORM_HOP),)
                         held_by = tuple(dict.fromkeys(hold.connection for hold in blamed(holders)))
                 if took >= MIN_QUERY_HOLD:  # it held the sync thread, as a sync handler does
-                    ledger.record(Hold(self.name, gist(handling.event), thread, started, ended, (sql, took)))
+                    event = gist(handling.event)
+                    ledger.record(Hold(self.name, event, thread, started, ended, (sql, took), self.config))
         self.emit(
             "query",
             shown,

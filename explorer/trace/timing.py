@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from asgiref.sync import SyncToAsync
 
+from explorer import redaction
 from explorer.trace.display import printable
 from explorer.trace.entry import duration
 
@@ -29,23 +30,33 @@ class Hold:
     start: float
     end: float
     query: tuple[str, float] | None = None  # its longest SQL statement and that one's time, if any
+    # The holder's trace config: the credentials its text hides when a note names it, as its own lines do.
+    hides: redaction.Rules | None = None
 
     @property
     def event(self):
-        """What it was handling, short and printable: ``websocket.receive '/sleep 2'``."""
+        """What it was handling, short, printable and with its credentials hidden:
+        ``websocket.receive '/sleep 2'``."""
         event_type, text = self.handled
         event_type = printable(str(event_type))
         if text is None:
             return event_type
-        return f"{event_type} {text[:40]!r}" + ("…" if len(text) > 40 else "")
+        if self.hides is not None and not self.hides.show_credentials:
+            text = redaction.text(text, self.hides)
+        return f"{event_type} {text[:SHOWN]!r}" + ("…" if len(text) > SHOWN else "")
+
+
+SHOWN = 40  # characters of a handler's text that a note quotes
+KEPT = 256  # characters of it a Hold keeps: enough around the quoted start to find a credential's field
 
 
 def gist(event):
-    """An event's type and the start of its text: all a Hold keeps of it, made at every handler's end."""
+    """An event's type and the start of its text: all a Hold keeps of it, made at every handler's end. Its
+    credentials are hidden only if a note ever names it (``Hold.event``)."""
     if not isinstance(event, dict):
         return "?", None
     text = event.get("text")
-    return event.get("type", "?"), text[:41] if isinstance(text, str) else None
+    return event.get("type", "?"), text[:KEPT] if isinstance(text, str) else None
 
 
 class HoldLedger:
