@@ -21,8 +21,9 @@ from urllib.parse import urlparse
 from channels.security.websocket import OriginValidator, WebsocketDenier
 from django.conf import settings
 
-from explorer.redaction import without_userinfo
+from explorer.redaction import header_text
 from explorer.trace import note
+from explorer.trace.config import trace_config
 
 
 def header(scope, name):
@@ -35,9 +36,9 @@ class SameOriginValidator(OriginValidator):
         origin, host = header(scope, b"origin"), header(scope, b"host")
         if origin is None or origin in allowed_origins() or self.same_origin(origin, host):
             return await self.application(scope, receive, send)
+        shown = header_text(b"origin", origin, trace_config())  # its credentials hidden, as in the scope
         note(
-            f"origin {without_userinfo(origin)!r} is not this page's ({host!r}) nor one of "
-            "DJANGO_ALLOWED_ORIGINS: refused "
+            f"origin {shown!r} is not this page's ({host!r}) nor one of DJANGO_ALLOWED_ORIGINS: refused "
             "(set DJANGO_ALLOWED_ORIGINS to let a page from elsewhere drive the explorer)"
         )
         return await WebsocketDenier()(scope, receive, send)

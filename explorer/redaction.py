@@ -223,6 +223,14 @@ def header(pair: Any, config: Rules) -> Any:
     return pair if shown == readable else (name, shown.encode("latin-1"))
 
 
+def header_text(name: bytes, value: str, config: Rules) -> str:
+    """A header's value, as text in a note, hidden as the scope shows that header (``header``)."""
+    if config.show_credentials:
+        return value
+    shown = header((name, value.encode("latin-1")), config)[1]
+    return repr(shown) if isinstance(shown, Redacted) else shown.decode("latin-1")
+
+
 def event(value: dict[str, Any], config: Rules, depth: int = 0) -> dict[str, Any]:
     """An event with its credentials hidden: in its headers, the subprotocol an accept echoes, the fields
     of its text, bytes or close reason, and those of the channel-layer message it carries (a

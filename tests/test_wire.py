@@ -197,6 +197,20 @@ async def test_a_browser_origin_that_is_not_an_allowed_host_is_refused(server, e
         assert await ws.recv() == "allowed"
 
 
+async def test_a_refused_origins_credentials_stay_out_of_its_note(server, endpoint):
+    """The note that says which origin was refused hides its credentials as the scope's Origin header
+    does: a query's token, a URL's userinfo."""
+    url, tag = server.url_with_tag(endpoint)
+    with pytest.raises(InvalidStatus):
+        async with connect(url, origin="http://user:pw-s3cr3t@evil.example/?token=S3CR3T-o1&page=2"):
+            pass
+    records = server.records_of(server.connection_tagged(tag))
+    [note] = [r for r in records if r["kind"] == "note"]
+    assert note["note"].startswith("origin 'http://<redacted>@evil.example/?token=<redacted>&page=2' is not")
+    assert not any("s3cr3t" in line.lower() for line in server.lines)
+    assert "s3cr3t" not in server.recording.read_text().lower()
+
+
 async def test_commands_through_a_real_daphne(server, endpoint):
     async with connect(server.url(endpoint), additional_headers={"Cookie": "sessionid=wire-s3cr3t"}) as ws:
         await ws.send("/whoami")
