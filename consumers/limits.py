@@ -37,6 +37,8 @@ import weakref
 from collections import deque
 from collections.abc import Callable
 
+from explorer.unsent import PAUSED, Paused  # what a probe of the server reads while it is not writing
+
 Clock = Callable[[], float]
 SYNC_THREAD = "the sync thread"
 EVENT_LOOP = "the event loop"
@@ -262,10 +264,3 @@ class ConnectionLimits:
             )
         return None
 
-
-class Paused:
-    def __repr__(self):
-        return "PAUSED"
-
-
-PAUSED = Paused()

@@ -7,14 +7,20 @@ wait until the client reads. ``probe(send)`` finds the server behind the
 ASGI ``send`` the consumer was given (through the trace's wrapper and
 asgiref's ``async_to_sync``) and returns a function that reads its buffer
 now: bytes, ``PAUSED`` while uvicorn is not writing, or None for a server
-that does not show it (hypercorn, granian, a test harness).
+that does not show it (hypercorn, granian, a test harness). The consumers'
+limits and the trace's page panel both read it; importing it imports neither
+(the trace's server knowledge is imported when a probe is made).
 """
 
 import functools
 
-from consumers.limits import PAUSED
-from explorer.trace.servers import module_of, unwrapped
 
+class Paused:
+    def __repr__(self):
+        return "PAUSED"
+
+
+PAUSED = Paused()  # the server has stopped writing to the client until it reads
 DEPTH = 5  # wrappers looked through: async_to_sync, channels' session wrapper, the trace's
 
 
@@ -23,6 +29,8 @@ def inside(thing):
     ``awaitable``, and a wrapper object (channels' session middleware keeps
     ``real_send``) holds the callable it wraps as an attribute of the object
     its method is bound to."""
+    from explorer.trace.servers import module_of
+
     found = [thing.awaitable] if hasattr(thing, "awaitable") else []
     owner = getattr(thing, "__self__", None)
     if owner is not None and not (module_of(thing) or "").startswith(("daphne", "uvicorn")):
@@ -38,6 +46,8 @@ def vars_of(owner):
 
 
 def probe(send):
+    from explorer.trace.servers import module_of, unwrapped
+
     for thing in unwrapped(send, DEPTH, inside):
         module = module_of(thing) or ""
         if isinstance(thing, functools.partial) and module_of(thing.func) == "daphne.server":

@@ -8,7 +8,11 @@ page's own bounded buffer (``Subscriber``), and a page that falls behind
 loses records from its buffer, counted, never anyone's time. A page
 acknowledges each batch it has drawn; with ``WINDOW`` batches unacknowledged
 the panel sends no more, so a stalled page (or one that stopped reading)
-holds at most its buffer and that window, under any server.
+holds at most its buffer and that window, under any server. An
+acknowledgement is only the page's word: where the server shows what it
+still holds for the page (``explorer.unsent``: daphne, uvicorn), the panel
+also sends nothing while that is past a buffer's worth, so a client that
+acknowledges what it never read holds no more.
 
 ``TracePanel`` is the panel's WebSocket endpoint, a plain ASGI application
 (no consumer: a consumer's dispatch hops onto the sync thread before every
@@ -27,6 +31,7 @@ import threading
 from collections import deque
 
 from explorer.trace.recording import iso, record_of
+from explorer.unsent import PAUSED, probe
 
 ROUTE = "ws/trace/"  # for URLRouter
 PATH = "/" + ROUTE  # what TraceMiddleware leaves untraced, and the page connects to
@@ -42,6 +47,8 @@ MAX_PANELS = 8  # pages watching at once: each may hold its buffer
 # that they can never shut the page itself out.
 MAX_WITHOUT_ORIGIN = MAX_PANELS // 2
 MAX_ACK = 64  # characters of a page's acknowledgement; anything longer is not one
+UNREAD_BYTES = BUFFER_BYTES  # what the server may hold for a page that has not read it; then nothing more
+UNREAD_PAUSE = 0.1  # seconds between looks at what the server holds, while it holds too much
 
 
 class Subscriber:
@@ -178,6 +185,11 @@ class PanelTraceHandler(logging.Handler):
                 say(f"the page's panel could not send a record ({type(error).__name__}: {error}); it goes on")
 
 
+def unread(held):
+    """Whether what the server holds for a page (as ``explorer.unsent`` reads it) is too much to send more."""
+    return held is PAUSED or (held is not None and held > UNREAD_BYTES)
+
+
 def acknowledged(event):
     """The batch number a page's ``{"ack": N}`` acknowledges, or None for anything else."""
     text = event.get("text")
@@ -217,6 +229,7 @@ class TracePanel:
         from explorer.trace.connection import TRACE_STARTED
 
         state = {"sent": 0, "acked": 0, "gone": False}
+        unsent = probe(send)
         await send({"type": "websocket.accept"})
         hello = {
             "type": "hello",
@@ -232,6 +245,12 @@ class TracePanel:
                 await wake.wait()
                 wake.clear()
                 while not state["gone"] and state["sent"] - state["acked"] < WINDOW:
+                    if unread(
+                        unsent()
+                    ):  # acknowledged or not, the server still holds it: the page has not read it
+                        wake.set()  # look again after the pause: the records wait in the page's buffer
+                        await asyncio.sleep(UNREAD_PAUSE)
+                        break
                     lines, dropped = subscriber.take()
                     if not lines and not dropped:
                         break
