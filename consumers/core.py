@@ -241,6 +241,8 @@ class ExplorerCore:
         self.options = ConnectOptions.from_query_string(scope.get("query_string", b""))
         self.offered_subprotocols = list(scope.get("subprotocols") or [])
         self.closing = False
+        # Told it has left too much unread: until it reads, nothing more is sent to it, errors included.
+        self.told_unread = False
 
     # Events in, actions out.
 
@@ -280,6 +282,8 @@ class ExplorerCore:
         if self.closing:
             # Frames still arrive until the client answers our close: ignore them.
             return []
+        if unanswered := self.unanswered("the client's message"):
+            return unanswered
         if message.get("bytes") is not None:
             return self.reply(send_bytes(message["bytes"]), "the echo")
         text = message.get("text") or ""
@@ -390,6 +394,8 @@ class ExplorerCore:
         if self.closing:
             return []
         room, sender, text = (str(message.get(key, "?")) for key in ("room", "sender", "text"))
+        if unanswered := self.unanswered(f"{sender}'s message in {room}"):
+            return unanswered
         # One line, as /history shows it: a line break would let a speaker write a line as another.
         return self.reply(send_text(f"[{room}] {sender}: {one_line(text)}"), f"{sender}'s message in {room}")
 
@@ -405,7 +411,21 @@ class ExplorerCore:
             return [send]
         why = f"{what} not sent: {refusal}"
         # A server that has stopped writing would make the error's send wait too.
-        return refused(why) if self.limits.writable() else [actions.Note(why)]
+        if not self.limits.writable():
+            return [actions.Note(why)]
+        self.told_unread = True
+        return refused(f"{why}; nothing more is sent until it reads")
+
+    def unanswered(self, what: str) -> list[actions.Action]:
+        """Once the client has been told it left too much unread, what comes from it or for it goes
+        unanswered (noted in the trace) until it has read: an error for each would be more to hold."""
+        if not self.told_unread:
+            return []
+        refusal = self.limits.reply(0)
+        if refusal is None:
+            self.told_unread = False
+            return []
+        return [actions.Note(f"{what} not answered: {refusal}; the client was told, and has not read since")]
 
     # Commands: each takes the text after its name and returns actions.
 

@@ -447,6 +447,34 @@ def test_what_a_client_that_does_not_read_is_sent_has_a_budget(message, via):
 
 
 @pytest.mark.parametrize(
+    ("message", "via"),
+    [
+        ({"type": "websocket.receive", "text": "hello"}, "receive"),
+        ({"type": "websocket.receive", "text": "/nonsense"}, "receive"),
+        ({"type": "websocket.receive", "text": "/sleep x"}, "receive"),
+        ({"type": "room.message", "room": "lobby", "sender": "sc#2", "text": "hi"}, "room_message"),
+    ],
+)
+def test_a_client_told_it_left_too_much_unread_is_sent_nothing_more_until_it_reads(message, via):
+    """The error that says so is sent once: one per message it sends after (a byte each, never reading)
+    would make the server hold ever more for it, only in errors. Until it reads, it is sent nothing, and
+    the trace notes each message left unanswered; once it has read, it is answered again."""
+    from consumers.limits import MAX_UNSENT
+
+    unsent = [MAX_UNSENT + 1]
+    c = limited(lambda: unsent[0])
+    told = list(c.receive({"type": "websocket.receive", "text": "hello"}))
+    assert [type(action) for action in told] == [actions.Note, actions.Send]
+    assert told[1].event["text"].startswith("error: ") and "until it reads" in told[1].event["text"]
+    for _ in range(3):
+        unanswered = list(getattr(c, via)(message))
+        assert [type(action) for action in unanswered] == [actions.Note]
+        assert "not answered" in unanswered[0].text
+    unsent[0] = 0  # it has read
+    assert any(isinstance(action, actions.Send) for action in getattr(c, via)(message))
+
+
+@pytest.mark.parametrize(
     "text", ["/" + "a" * 100_000, "/sleep " + "9" * 100_000, "/close 4000 " + "r" * 100_000]
 )
 def test_an_error_reply_quotes_a_long_input_shortened(text):
