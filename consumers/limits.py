@@ -263,4 +263,3 @@ class ConnectionLimits:
                 f"{MAX_UNSENT // MIB} MiB per {HOLD_WINDOW:g} s"
             )
         return None
-

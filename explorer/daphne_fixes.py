@@ -37,9 +37,11 @@ daphne as it is.
    unbounded queue to the application, so while a handler runs (an
    AsyncConsumer's ``/sleep 30``) a client can make the server hold as much
    as it sends: 300 MiB in 1.6 s in a hostile-client review. Past
-   ``MAX_UNREAD`` bytes that the application has not read yet, the
-   connection is closed with 1008 (policy violation) and why, and what
-   comes after is dropped; what was queued is still the application's.
+   ``MAX_UNREAD`` bytes that the application has not read yet, or past
+   ``MAX_UNREAD_TOTAL`` for all connections together (many clients, each
+   under its own budget), the connection is closed with 1008 (policy
+   violation) and why, and what comes after is dropped; what was queued is
+   still the application's.
    (uvicorn stops reading from a client its application has not caught up
    with, and hypercorn's queue is bounded.)
 """
@@ -49,6 +51,7 @@ import atexit
 import contextlib
 import logging
 import threading
+import weakref
 
 import daphne
 from daphne.server import Server
@@ -67,6 +70,11 @@ POLICY_VIOLATION = 1008
 MAX_UNREAD = 16 * 1024 * 1024  # bytes a client may have sent that its application has not read yet
 UNREAD_EVENT = 200  # bytes an event holds besides its payload: many tiny messages weigh too
 UNREAD_REASON = f"more than {MAX_UNREAD // (1024 * 1024)} MiB sent that the application has not read".encode()
+MAX_UNREAD_TOTAL = 64 * 1024 * 1024  # and all clients together
+UNREAD_TOTAL_REASON = (
+    f"more than {MAX_UNREAD_TOTAL // (1024 * 1024)} MiB sent by all clients that their applications "
+    "have not read"
+).encode()
 CLOSE_TIMEOUT = 1.0  # seconds clients have to answer the server's close before their consumers are cancelled
 # Seconds a sync handler has to finish before the consumers are cancelled: longer than the
 # longest hold the explorer allows (consumers.limits), and well inside STOP_TIMEOUT.
@@ -99,15 +107,27 @@ def install():
     def applicationCreateWorked(self, application_queue):  # noqa: N802 - daphne's own name
         if type(application_queue) is asyncio.Queue:  # daphne's; its application holds its get already
             application_queue.__class__ = UnreadQueue
+            application_queue.counted = [0]
+            # What it still holds when it goes (its application never read it) is no one's any more.
+            weakref.finalize(application_queue, UnreadQueue.forget, application_queue.counted)
         return created(self, application_queue)
 
     def onMessage(self, payload, isBinary):  # noqa: N802, N803 - autobahn's own names
         queue = getattr(self, "application_queue", None)
-        if isinstance(queue, UnreadQueue) and queue.unread + len(payload) + UNREAD_EVENT > MAX_UNREAD:
-            if self.state == self.STATE_OPEN:
-                # sendCloseFrame: autobahn's sendClose takes only an application's codes.
-                self.sendCloseFrame(code=POLICY_VIOLATION, reasonUtf8=UNREAD_REASON)
-            return
+        if isinstance(queue, UnreadQueue):
+            size = len(payload) + UNREAD_EVENT
+            reason = (
+                UNREAD_REASON
+                if queue.counted[0] + size > MAX_UNREAD
+                else UNREAD_TOTAL_REASON
+                if UnreadQueue.total + size > MAX_UNREAD_TOTAL
+                else None
+            )
+            if reason is not None:
+                if self.state == self.STATE_OPEN:
+                    # sendCloseFrame: autobahn's sendClose takes only an application's codes.
+                    self.sendCloseFrame(code=POLICY_VIOLATION, reasonUtf8=reason)
+                return
         return received(self, payload, isBinary)
 
     WebSocketProtocol.applicationCreateWorked = applicationCreateWorked
@@ -133,18 +153,28 @@ running = []  # the threads running daphne's reactor in this process
 
 
 class UnreadQueue(asyncio.Queue):
-    """daphne's queue to one application, counting the bytes on it that the application has not read."""
+    """daphne's queue to one application, counting the bytes on it that the application has not read, and
+    those on every such queue. On daphne's event loop only, but for ``forget``."""
 
-    unread = 0
+    total = 0  # on every queue
+    counted: list[int]  # [on this one]: a list, which its finalizer keeps when the queue has gone
 
     def _put(self, item):
-        self.unread += weight(item)
+        held = weight(item)
+        self.counted[0] += held
+        UnreadQueue.total += held
         super()._put(item)
 
     def _get(self):
         item = super()._get()
-        self.unread -= weight(item)
+        held = weight(item)
+        self.counted[0] -= held
+        UnreadQueue.total -= held
         return item
+
+    @staticmethod
+    def forget(counted):
+        UnreadQueue.total -= counted[0]
 
 
 def weight(event):

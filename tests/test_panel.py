@@ -577,7 +577,6 @@ async def test_a_page_that_acknowledges_what_it_never_read_is_sent_no_more_than_
     """An acknowledgement is the page's word; what the server still holds for it is the server's (where it
     shows it, ``explorer.unsent``). A client that acknowledges every batch and reads none is sent nothing
     more once the server holds a buffer's worth for it, and is sent the rest once it reads."""
-    import asyncio
 
     from channels.testing import WebsocketCommunicator
 
