@@ -438,7 +438,7 @@ class QueuedTraceHandler(logging.Handler):
 
     def listen(self):
         with self.starting:  # the event loop and a worker thread may both find it not listening
-            if self.listening:
+            if self.listening and not self.listener.stopping.is_set():  # one is listening, and stays
                 return
             self.listener = TraceListener(self)
             with self.counting:  # what the listeners before it handed on (or was let go) counts as handed on
