@@ -546,8 +546,9 @@ class ExplorerCore:
 def burst(count: int, size: int, limits: ConnectionLimits) -> Iterator[actions.Action]:
     """``count`` numbered text messages of exactly ``size`` bytes, one at a time, while the budget lasts."""
     filler = "." * size
+    holding = limits.holding_as_it_goes("burst")  # it holds its handler's thread while it sends
     for number in range(1, count + 1):
-        refusal = limits.send(size)
+        refusal = limits.send(size) or holding()
         if refusal:
             why = f"/burst stopped after {number - 1:,} of {count:,} messages: {refusal}"
             # A server that has stopped writing would make the reply's send wait too.

@@ -16,7 +16,9 @@ answers with an ``error:`` instead when the budget is spent:
   ``/history`` reads hold the sync thread too (the ORM runs there): each is
   held to the same share, at what the last few took (``DatabaseCost``),
   reserved before it runs, since thousands asked for at once would all queue
-  there before the first is done.
+  there before the first is done. ``/burst`` holds its handler's thread
+  while it sends, however long that takes: past ``BURST_FREE`` it takes the
+  same share as it goes (``holding_as_it_goes``) and stops when it is spent.
 - **Bytes a client has not read.** A burst stops when this connection has
   ``MAX_UNSENT`` bytes waiting in the server for the client, or all
   connections together ``MAX_UNSENT_TOTAL``, or when the server says it is
@@ -50,6 +52,10 @@ CHECK_EVERY = 1024 * 1024  # bytes asked for between two looks at every connecti
 MAX_ROOMS = 100
 MAX_ROOMS_TOTAL = 5_000  # rooms joined, all connections together (a connection in two counts twice)
 MIB = 1024 * 1024
+# /burst holds its thread for as long as it sends: this long is not counted (a short burst), then the
+# shared budget is taken a slice at a time, as it goes.
+BURST_FREE = 0.2  # seconds
+BURST_SLICE = 0.1  # seconds
 
 
 def hold_share() -> float:
@@ -147,7 +153,8 @@ class ConnectionLimits:
         database_cost: DatabaseCost = DATABASE_COST,
     ) -> None:
         # A query holds the sync thread from either consumer: channels and Django run it there.
-        self.holding = {"sleep": sleeping, "block": blocking, "query": SYNC_THREAD}
+        # A burst holds the thread its handler runs on, as /block does.
+        self.holding = {"sleep": sleeping, "block": blocking, "query": SYNC_THREAD, "burst": blocking}
         self.unsent = unsent or (lambda: None)
         self.holds = holds
         self.clock = clock
@@ -166,15 +173,45 @@ class ConnectionLimits:
             return None
         now = self.clock()
         if now < self.rested_at:
-            return (
-                f"this connection held {resource} a moment ago; it may again in "
-                f"{self.rested_at - now:.1f} s (one long command at a time, then as long a rest)"
-            )
+            return self.resting(resource, now)
         granted, held = self.holds.grant(resource, seconds)
         if not granted:
             return self.spent(held)
         self.rested_at = now + 2 * seconds
         return None
+
+    def holding_as_it_goes(self, command: str) -> Callable[[], str | None]:
+        """For a command that holds its thread until it is done, for as long as it takes (``/burst``):
+        a check to call as it goes, None while it may go on, else why not. Past ``BURST_FREE`` it takes the
+        shared budget a ``BURST_SLICE`` at a time, and its connection then rests as long as it held."""
+        resource = self.holding[command]
+        started = self.clock()
+        if resource is None:
+            return lambda: None
+        if started < self.rested_at:
+            refusal = self.resting(resource, started)
+            return lambda: refusal
+        reserved = started + BURST_FREE
+
+        def check() -> str | None:
+            nonlocal reserved
+            now = self.clock()
+            if now < reserved:
+                return None
+            granted, held = self.holds.grant(resource, BURST_SLICE)
+            if not granted:
+                return self.spent(held)
+            reserved = now + BURST_SLICE
+            self.rested_at = reserved + (reserved - started)
+            return None
+
+        return check
+
+    def resting(self, resource: str, now: float) -> str:
+        return (
+            f"this connection held {resource} a moment ago; it may again in "
+            f"{self.rested_at - now:.1f} s (one long command at a time, then as long a rest)"
+        )
 
     def database(self) -> str | None:
         """None if a store or a read may hold the sync thread now (no rest after it: a chat's pace), else
