@@ -10,7 +10,9 @@ the same events back, in order. So a debugging session becomes a test.
   anything in a reply. A field it hid inside a message the client sent is
   sent as ``<redacted>`` (the module says so). A channel layer's channel
   name in a reply (``/whoami``'s) matches any channel name: it is new each
-  run. A reply the recording shortened must begin the same way and be as
+  run; so does the connection's own name (a room's message names its
+  sender, ``sc#37``), which the replay's connection has with a number of
+  its own. A reply the recording shortened must begin the same way and be as
   long. A message the client sent that the recording shortened cannot be
   sent again: the module is not made.
 - What the consumer sent in answer to a channel-layer message from another
@@ -67,41 +69,57 @@ CHANNEL_NAME = r"specific\.[\w.-]*![A-Za-z0-9]+"
 PER_RUN = re.compile(f"({CHANNEL_NAME}|{re.escape(REDACTED_TEXT)})")
 
 
-def like(text):
+def per_run(own=None):
+    """What is new each run in a recorded string: channel names, hidden values, and ``own``, the recorded
+    connection's name (``sc#37``), whose number the replay's connection has its own of."""
+    if not own or "#" not in own:
+        return PER_RUN
+    return re.compile(rf"({CHANNEL_NAME}|{re.escape(REDACTED_TEXT)}|{re.escape(own)}(?!\d))")
+
+
+def like(text, own=None):
     """A recorded string as a pattern: a value the recording hid in it matches anything, a channel name
-    any channel name (one cut short at the end, any start of one), the rest itself."""
-    parts = PER_RUN.split(text)
-    return "".join(
-        re.escape(part) if index % 2 == 0 else ".*?" if part == REDACTED_TEXT else CHANNEL_NAME
-        for index, part in enumerate(parts)
-    )
+    any channel name (one cut short at the end, any start of one), the connection's own name (``own``)
+    that name with any number, the rest itself."""
+
+    def pattern(part):
+        if part == REDACTED_TEXT:
+            return ".*?"
+        if part == own:
+            return re.escape(own.rpartition("#")[0]) + r"#\d+"
+        return CHANNEL_NAME
+
+    parts = per_run(own).split(text)
+    return "".join(re.escape(part) if index % 2 == 0 else pattern(part) for index, part in enumerate(parts))
 
 
-def same(got, want):
-    """Whether an event the consumer sent is the recorded one, markers matching as the module says."""
+def same(got, want, own=None):
+    """Whether an event the consumer sent is the recorded one, markers matching as the module says;
+    ``own``: the recorded connection's name."""
     if isinstance(want, (Redacted, Opaque)):
         return True
     if isinstance(want, Shortened):
         head = want.head
         if not isinstance(got, type(head)):
             return False
-        if isinstance(head, str) and PER_RUN.search(head):
-            hid = REDACTED_TEXT in head  # then the whole was longer or shorter than the recording says
-            return bool(re.match(like(head), got, re.S)) and (hid or len(got) == want.length)
+        if isinstance(head, str) and per_run(own).search(head):
+            # A hidden value or a number of its own: the whole may be longer or shorter than recorded.
+            varies = REDACTED_TEXT in head or (own is not None and own in head)
+            return bool(re.match(like(head, own), got, re.S)) and (varies or len(got) == want.length)
         return got.startswith(head) and len(got) == want.length
-    if isinstance(want, str) and isinstance(got, str) and PER_RUN.search(want):
-        return bool(re.fullmatch(like(want), got, re.S))
+    if isinstance(want, str) and isinstance(got, str) and per_run(own).search(want):
+        return bool(re.fullmatch(like(want, own), got, re.S))
     if isinstance(want, dict):
         return (
             isinstance(got, dict)
             and set(got) == set(want)
-            and all(same(got[key], item) for key, item in want.items())
+            and all(same(got[key], item, own) for key, item in want.items())
         )
     if isinstance(want, (list, tuple)):
         return (
             isinstance(got, (list, tuple))
             and len(got) == len(want)
-            and all(same(g, w) for g, w in zip(got, want, strict=True))
+            and all(same(g, w, own) for g, w in zip(got, want, strict=True))
         )
     return got == want
 
@@ -193,6 +211,7 @@ def module(records, connection, source):
         "from explorer.trace.display import REDACTED, Opaque, Shortened  # noqa: F401 - in STEPS",
         "from explorer.trace.regression import same",
         "",
+        f"CONNECTION = {connection!r}  # in a reply, its name matches the replay's, numbered its own",
         f"PATH = {path!r}",
         f"HEADERS = {pprint.pformat(headers, width=100)}",
     ]
@@ -219,7 +238,7 @@ def module(records, connection, source):
         "        await client.send_input(event)",
         "        for reply in replies:",
         "            got = await client.receive_output(TIMEOUT)",
-        '            assert same(got, reply), f"sent {got!r}, recorded {reply!r}"',
+        '            assert same(got, reply, CONNECTION), f"sent {got!r}, recorded {reply!r}"',
     ]
     if ending:
         lines.append("    await client.wait(TIMEOUT)")

@@ -219,6 +219,21 @@ async def test_a_reply_naming_a_channel_or_hiding_a_credential_replays(trace, en
     await loaded(source)["replay"]()
 
 
+@pytest.mark.usefixtures("database")
+async def test_a_reply_naming_its_own_connection_replays_under_the_replays_number(trace, endpoint):
+    """A room's message names its sender (``[lobby] sc#37: hi``), and the replay's connection has a number
+    of its own: the recorded connection's name matches it, and only it."""
+    await session(endpoint, ["/join lobby", "/say lobby hi"])
+    [connection] = connection_ids(trace)
+    source = pytest_module(trace, connection)
+    assert f"[lobby] {connection}: hi" in source
+    module = loaded(source)
+    await module["replay"]()  # the replay's connection has the next number
+    said = {"type": "websocket.send", "text": f"[lobby] {connection}: hi"}
+    other = connection.replace("#", "-other#")
+    assert not module["same"]({**said, "text": f"[lobby] {other}: hi"}, said, module["CONNECTION"])
+
+
 async def test_a_channel_name_matches_only_a_channel_name(trace, endpoint):
     await session(endpoint, ["/whoami"])
     [connection] = connection_ids(trace)
