@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import logging
 import os
 import shutil
 from io import StringIO
@@ -27,6 +28,45 @@ from explorer.trace.render import command_console
 
 def test_the_client_knows_the_subjects_the_server_serves_by_name():
     assert tuple(SUBJECTS) == SUBJECT_NAMES
+
+
+async def test_the_capture_alone_makes_every_line_and_queues_none(endpoint, monkeypatch):
+    """``explorer-KIND-capture`` runs compact's whole capture (each line made, with its rules and notes) and
+    lets the lines go: the bench's measure of what no queue or renderer can take back."""
+    from explorer.bench.app import CapturedOnly
+    from explorer.trace.connection import ConnectionTrace
+
+    handler = logging.getLogger("explorer.trace").handlers[0]
+    taken_in = handler.accepted
+    subject = f"explorer-{endpoint}-capture"
+    communicator = WebsocketCommunicator(SUBJECTS[subject], f"/bench/{subject}/")
+    assert (await communicator.connect())[0]
+    await communicator.send_to(text_data="hello")
+    assert await communicator.receive_from() == "hello"
+    await communicator.disconnect()
+    assert handler.accepted == taken_in  # not a line queued
+
+    made = []
+    monkeypatch.setattr(CapturedOnly, "deliver", staticmethod(lambda values, *_: made.append(values)))
+    communicator = WebsocketCommunicator(SUBJECTS[subject], f"/bench/{subject}/")
+    assert (await communicator.connect())[0]
+    await communicator.send_to(text_data="hello")
+    await communicator.receive_from()
+    await communicator.disconnect()
+    kinds = [(values[1], (values[3] or {}).get("type")) for values in made]
+    assert kinds == [
+        ("scope", "websocket"),
+        ("in", "websocket.connect"),
+        ("out", "websocket.accept"),
+        ("done", "websocket.connect"),
+        ("in", "websocket.receive"),
+        ("out", "websocket.send"),
+        ("done", "websocket.receive"),
+        ("in", "websocket.disconnect"),
+        ("done", "websocket.disconnect"),
+        ("exit", None),
+    ]
+    assert ConnectionTrace.deliver is not CapturedOnly.deliver  # every other trace still delivers
 
 
 def test_a_quick_run_reports_every_subject_and_scenario(tmp_path):
@@ -74,13 +114,12 @@ def test_a_quick_run_reports_every_subject_and_scenario(tmp_path):
 
     # At equal load: each endpoint's trace modes paced at one rate, a share of the slowest one's.
     paced = {row["subject"]: row for row in report["equal_load"]}
-    assert set(paced) == {
-        f"explorer-{kind}-{mode}" for kind in ("ac", "sc") for mode in ("off", "compact", "full")
-    }
+    modes = ("off", "capture", "compact", "full")
+    assert set(paced) == {f"explorer-{kind}-{mode}" for kind in ("ac", "sc") for mode in modes}
     for kind in ("ac", "sc"):
-        rows = [paced[f"explorer-{kind}-{mode}"] for mode in ("off", "compact", "full")]
-        slowest = min(echo[f"explorer-{kind}-{mode}"]["rate"] for mode in ("off", "compact", "full"))
-        assert [row["offered_rate"] for row in rows] == [pytest.approx(EQUAL_LOAD_SHARE * slowest)] * 3
+        rows = [paced[f"explorer-{kind}-{mode}"] for mode in modes]
+        slowest = min(echo[f"explorer-{kind}-{mode}"]["rate"] for mode in modes)
+        assert [row["offered_rate"] for row in rows] == [pytest.approx(EQUAL_LOAD_SHARE * slowest)] * 4
         for row in rows:
             # Paced: a client's messages are an interval apart, so none goes faster than offered.
             trips = row["messages"] / QUICK["rounds"] / QUICK["connections"]
@@ -127,6 +166,17 @@ def test_a_quick_run_reports_every_subject_and_scenario(tmp_path):
     assert all(isinstance(target["met"], bool) for target in report["targets"])
     per_event = [t for t in report["targets"] if "server CPU per traced event" in t["target"]]
     assert len(per_event) == 2 and all(t["value"] is not None for t in per_event)
+    # Beside the compact trace's figures, the same figure with its capture alone.
+    alone = {t["target"]: t["capture_alone"] for t in report["targets"] if t["capture_alone"] is not None}
+    assert set(alone) == {
+        *(f"explorer-{kind} trace compact vs trace off, msg/s" for kind in ("ac", "sc")),
+        *(f"explorer-{kind} compact p99 vs trace off p99" for kind in ("ac", "sc")),
+        *(f"explorer-{kind} compact: server CPU per traced event, at equal load" for kind in ("ac", "sc")),
+    }
+    assert alone["explorer-ac trace compact vs trace off, msg/s"] == pytest.approx(
+        echo["explorer-ac-capture"]["rate"] / echo["explorer-ac-off"]["rate"]
+    )
+    assert "capture alone" in text and "(its capture alone " in text
     assert runs["machine"]["cpus"] and "daphne" in runs["machine"]["versions"]
     assert isinstance(report["dropped_trace_records"], int)
     screen = report["screen"]  # what the trace's console said as the server stopped

@@ -3,7 +3,8 @@
 - ``raw``: an ASGI echo app in a few lines, with no channels at all.
 - ``bare-ac``, ``bare-sc``: a plain AsyncConsumer and SyncConsumer echo, no explorer code.
 - ``explorer-ac-MODE``, ``explorer-sc-MODE``: the explorer's own consumers with
-  the trace ``off``, ``compact`` or ``full`` (the bench sends the console to a file).
+  the trace ``off``, ``compact`` or ``full`` (the bench sends the console to a file),
+  or ``capture``: compact's lines made and let go, nothing queued or rendered.
 
 And the page's trace panel, which the bench watches as a page that has stalled.
 
@@ -21,8 +22,9 @@ from django.urls import path  # noqa: E402
 
 from consumers.async_consumer import ExplorerAsyncConsumer  # noqa: E402
 from consumers.sync_consumer import ExplorerSyncConsumer  # noqa: E402
-from explorer.bench import TRACE_MODES  # noqa: E402
+from explorer.bench import CAPTURE, EXPLORER_MODES  # noqa: E402
 from explorer.trace import TraceMiddleware, panel  # noqa: E402
+from explorer.trace.connection import ConnectionTrace  # noqa: E402
 
 
 async def raw_echo(scope, receive, send):
@@ -59,16 +61,35 @@ class BareSyncEcho(SyncConsumer):
         raise StopConsumer
 
 
+class CapturedOnly(ConnectionTrace):
+    """A connection's trace whose lines are made, every rule, note and wait in them, and let go: the
+    capture's cost alone, on the consumer's path, with no queue, listener or renderer after it."""
+
+    @staticmethod
+    def deliver(values, exc_info, weight):
+        pass
+
+
+class CaptureOnly(TraceMiddleware):
+    connection_trace = CapturedOnly
+
+
 def with_trace(consumer, mode):
+    if mode == CAPTURE:
+        return CaptureOnly(consumer.as_asgi(), mode="compact")
     return TraceMiddleware(consumer.as_asgi(), mode=mode)
 
 
+CONSUMERS = {"ac": ExplorerAsyncConsumer, "sc": ExplorerSyncConsumer}
 SUBJECTS = {
     "raw": raw_echo,
     "bare-ac": BareAsyncEcho.as_asgi(),
     "bare-sc": BareSyncEcho.as_asgi(),
-    **{f"explorer-ac-{mode}": with_trace(ExplorerAsyncConsumer, mode) for mode in TRACE_MODES},
-    **{f"explorer-sc-{mode}": with_trace(ExplorerSyncConsumer, mode) for mode in TRACE_MODES},
+    **{
+        f"explorer-{kind}-{mode}": with_trace(CONSUMERS[kind], mode)
+        for kind in ("ac", "sc")
+        for mode in EXPLORER_MODES
+    },
 }
 
 application = URLRouter(

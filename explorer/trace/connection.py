@@ -235,6 +235,10 @@ os.register_at_fork(after_in_child=note_this_process)
 class ConnectionTrace:
     """Traces one connection: its scope, each event in and out, its handlers, how it ended."""
 
+    # Where each line goes once made. ``manage.py bench``'s capture-only subjects let theirs go, to
+    # measure the capture alone: what no queue or renderer, however cheap, can take back.
+    deliver = staticmethod(deliver)
+
     def __init__(self, scope, config: TraceConfig, send=None):
         self.config = config
         self.enabled = config.enabled and logger.isEnabledFor(logging.INFO)
@@ -335,7 +339,7 @@ class ConnectionTrace:
             queries,
         )
         weight, self.weight = RECORD_WEIGHT + self.weight, 0
-        deliver(values, exc_info, weight)
+        self.deliver(values, exc_info, weight)
 
     # The consumer.
 

@@ -37,6 +37,8 @@ class TraceMiddleware:
     ``untraced``: paths whose connections are not traced (exact paths, as in the scope).
     """
 
+    connection_trace = ConnectionTrace  # what traces each connection
+
     def __init__(
         self, app: ASGIApp, mode: str | None = None, untraced: Iterable[str] = (PANEL_PATH,)
     ) -> None:
@@ -69,7 +71,7 @@ class TraceMiddleware:
         if scope.get("type") != "websocket" or current.get() is not None or untraced:
             # Not a WebSocket, traced further out, or not to be traced.
             return await self.app(scope, receive, send)
-        trace = ConnectionTrace(scope, self.config(), send)
+        trace = self.connection_trace(scope, self.config(), send)
         token = current.set(trace)
         try:
             if not trace.enabled:
