@@ -36,7 +36,8 @@ class SameOriginValidator(OriginValidator):
         origin, host = header(scope, b"origin"), header(scope, b"host")
         if origin is None or origin in allowed_origins() or self.same_origin(origin, host):
             return await self.application(scope, receive, send)
-        shown = header_text(b"origin", origin, trace_config())  # its credentials hidden, as in the scope
+        config = trace_config()  # the headers' credentials hidden, as in the scope
+        shown, host = header_text(b"origin", origin, config), host and header_text(b"host", host, config)
         note(
             f"origin {shown!r} is not this page's ({host!r}) nor one of DJANGO_ALLOWED_ORIGINS: refused "
             "(set DJANGO_ALLOWED_ORIGINS to let a page from elsewhere drive the explorer)"

@@ -511,8 +511,9 @@ class QueuedTraceHandler(logging.Handler):
             say(pauses.summary())
 
     def close(self):
-        if self.listening:
-            self.listening = False
+        with self.starting:  # the listener this close stops: not one a record started since
+            listener, listening, self.listening = self.listener, self.listening, False
+        if listening:
             with self.counting:
                 if self.dropped > self.reported:
                     # A last record that only carries the count, so the listener says it.
@@ -521,8 +522,8 @@ class QueuedTraceHandler(logging.Handler):
                     self.reported = self.dropped
             # The listener hands on what is waiting, then ends. If the console is
             # stuck, give up: its daemon thread ends with the process.
-            self.listener.stopping.set()
-            self.listener.join(STOP_TIMEOUT)
+            listener.stopping.set()
+            listener.join(STOP_TIMEOUT)
         for target in self.targets:
             target.close()
         super().close()
