@@ -241,7 +241,7 @@ class ExplorerCore:
         self.options = ConnectOptions.from_query_string(scope.get("query_string", b""))
         self.offered_subprotocols = list(scope.get("subprotocols") or [])
         self.closing = False
-        # Told it has left too much unread: until it reads, nothing more is sent to it, errors included.
+        # Told it has left too much unread: until it reads, what it is sent is noted in the trace alone.
         self.told_unread = False
 
     # Events in, actions out.
@@ -282,14 +282,16 @@ class ExplorerCore:
         if self.closing:
             # Frames still arrive until the client answers our close: ignore them.
             return []
-        if unanswered := self.unanswered("the client's message"):
-            return unanswered
+        match = COMMAND.fullmatch(message.get("text") or "") if message.get("bytes") is None else None
+        return self.answered(self.respond(message), f"the reply to /{match['name']}" if match else "the echo")
+
+    def respond(self, message: Event) -> Iterable[actions.Action]:
         if message.get("bytes") is not None:
-            return self.reply(send_bytes(message["bytes"]), "the echo")
+            return [send_bytes(message["bytes"])]
         text = message.get("text") or ""
         match = COMMAND.fullmatch(text)
         if match is None:
-            return self.reply(send_text(text), "the echo")
+            return [send_text(text)]
         name, args = match["name"], (match["args"] or "").strip()
         if name not in self.COMMANDS:
             return [send_text(error_text(f"unknown command /{name}; try /help"))]
@@ -394,13 +396,28 @@ class ExplorerCore:
         if self.closing:
             return []
         room, sender, text = (str(message.get(key, "?")) for key in ("room", "sender", "text"))
-        if unanswered := self.unanswered(f"{sender}'s message in {room}"):
-            return unanswered
         # One line, as /history shows it: a line break would let a speaker write a line as another.
-        return self.reply(send_text(f"[{room}] {sender}: {one_line(text)}"), f"{sender}'s message in {room}")
+        return self.answered(
+            [send_text(f"[{room}] {sender}: {one_line(text)}")], f"{sender}'s message in {room}"
+        )
+
+    def answered(self, planned: Iterable[actions.Action], what: str) -> Iterable[actions.Action]:
+        """``planned``, each message it sends the client held to what the client has left unread
+        (``reply``); the rest of it (a room joined or left, a close) as planned. A list stays a list; a
+        burst stays a generator, checked message by message as the shell sends them."""
+        if isinstance(planned, list):
+            return [each for action in planned for each in self.sent(action, what)]
+        return (each for action in planned for each in self.sent(action, what))
+
+    def sent(self, action: actions.Action, what: str) -> list[actions.Action]:
+        if isinstance(action, actions.Send) and action.event.get("type") == "websocket.send":
+            return self.reply(action, what)
+        return [action]
 
     def reply(self, send: actions.Send, what: str) -> list[actions.Action]:
-        """``send``, if this client has not left too much unread in the server; else why not."""
+        """``send``, if this client has not left too much unread in the server; else why not: in an error,
+        once, and after it in the trace alone, until the client has read (an error for each message it
+        sent meanwhile would be more for the server to hold)."""
         data = send.event.get("text")
         if isinstance(data, str):  # its UTF-8 length, without encoding a long ASCII text to learn it
             size = len(data) if data.isascii() else len(data.encode(errors="surrogatepass"))
@@ -408,24 +425,14 @@ class ExplorerCore:
             size = len(send.event.get("bytes") or b"")
         refusal = self.limits.reply(size)
         if refusal is None:
+            self.told_unread = False
             return [send]
         why = f"{what} not sent: {refusal}"
-        # A server that has stopped writing would make the error's send wait too.
-        if not self.limits.writable():
+        # Told already; or a server that has stopped writing would make the error's send wait too.
+        if self.told_unread or not self.limits.writable():
             return [actions.Note(why)]
         self.told_unread = True
-        return refused(f"{why}; nothing more is sent until it reads")
-
-    def unanswered(self, what: str) -> list[actions.Action]:
-        """Once the client has been told it left too much unread, what comes from it or for it goes
-        unanswered (noted in the trace) until it has read: an error for each would be more to hold."""
-        if not self.told_unread:
-            return []
-        refusal = self.limits.reply(0)
-        if refusal is None:
-            self.told_unread = False
-            return []
-        return [actions.Note(f"{what} not answered: {refusal}; the client was told, and has not read since")]
+        return refused(f"{why}; what it is sent is held back until it reads")
 
     # Commands: each takes the text after its name and returns actions.
 
@@ -450,7 +457,7 @@ class ExplorerCore:
         return [actions.Stats()]
 
     def command_bytes(self, args):
-        return self.reply(send_bytes(utf8(args, "/bytes TEXT")), "/bytes")
+        return [send_bytes(utf8(args, "/bytes TEXT"))]
 
     def command_burst(self, args):
         words = args.split()

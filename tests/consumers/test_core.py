@@ -451,27 +451,45 @@ def test_what_a_client_that_does_not_read_is_sent_has_a_budget(message, via):
     [
         ({"type": "websocket.receive", "text": "hello"}, "receive"),
         ({"type": "websocket.receive", "text": "/nonsense"}, "receive"),
+        ({"type": "websocket.receive", "text": "/help"}, "receive"),
         ({"type": "websocket.receive", "text": "/sleep x"}, "receive"),
         ({"type": "room.message", "room": "lobby", "sender": "sc#2", "text": "hi"}, "room_message"),
     ],
 )
 def test_a_client_told_it_left_too_much_unread_is_sent_nothing_more_until_it_reads(message, via):
-    """The error that says so is sent once: one per message it sends after (a byte each, never reading)
-    would make the server hold ever more for it, only in errors. Until it reads, it is sent nothing, and
-    the trace notes each message left unanswered; once it has read, it is answered again."""
+    """Every message the client is sent (an echo, a command's reply or error, a room's message) is held to
+    what it has left unread: past the budget, an error says so once, and after it nothing is sent (the
+    trace notes each), or the server would hold ever more for it in errors; once it has read, it is
+    answered again."""
     from consumers.limits import MAX_UNSENT
 
     unsent = [MAX_UNSENT + 1]
     c = limited(lambda: unsent[0])
-    told = list(c.receive({"type": "websocket.receive", "text": "hello"}))
+    told = list(getattr(c, via)(message))
     assert [type(action) for action in told] == [actions.Note, actions.Send]
-    assert told[1].event["text"].startswith("error: ") and "until it reads" in told[1].event["text"]
+    assert told[1].event["text"].startswith("error: ") and "held back until it reads" in told[1].event["text"]
     for _ in range(3):
-        unanswered = list(getattr(c, via)(message))
-        assert [type(action) for action in unanswered] == [actions.Note]
-        assert "not answered" in unanswered[0].text
+        held_back = list(getattr(c, via)(message))
+        assert [type(action) for action in held_back] == [actions.Note]
+        assert "not sent" in held_back[0].text
     unsent[0] = 0  # it has read
     assert any(isinstance(action, actions.Send) for action in getattr(c, via)(message))
+
+
+def test_what_a_client_that_left_too_much_unread_asks_for_is_still_done():
+    """Only what it would be sent is held back: a room it joins or leaves, and its close, still happen."""
+    from consumers.limits import MAX_UNSENT
+
+    c = limited(lambda: MAX_UNSENT + 1)
+    assert [type(a) for a in c.receive({"type": "websocket.receive", "text": "/join lobby"})] == [
+        actions.Join
+    ]
+    c.joined("lobby")
+    assert [type(a) for a in c.receive({"type": "websocket.receive", "text": "/leave lobby"})] == [
+        actions.Leave
+    ]
+    [close] = c.receive({"type": "websocket.receive", "text": "/close 4000"})
+    assert close.event == {"type": "websocket.close", "code": 4000}
 
 
 @pytest.mark.parametrize(
