@@ -554,15 +554,18 @@ def burst(count: int, size: int, limits: ConnectionLimits) -> Iterator[actions.A
     """``count`` numbered text messages of exactly ``size`` bytes, one at a time, while the budget lasts."""
     filler = "." * size
     holding = limits.holding_as_it_goes("burst")  # it holds its handler's thread while it sends
-    for number in range(1, count + 1):
-        refusal = limits.send(size) or holding()
-        if refusal:
-            why = f"/burst stopped after {number - 1:,} of {count:,} messages: {refusal}"
-            # A server that has stopped writing would make the reply's send wait too.
-            yield from refused(why) if limits.writable() else [actions.Note(why)]
-            return
-        label = f"{number}/{count} "
-        yield send_text((label + filler)[:size])
+    try:
+        for number in range(1, count + 1):
+            refusal = limits.send(size) or holding.check()
+            if refusal:
+                why = f"/burst stopped after {number - 1:,} of {count:,} messages: {refusal}"
+                # A server that has stopped writing would make the reply's send wait too.
+                yield from refused(why) if limits.writable() else [actions.Note(why)]
+                return
+            label = f"{number}/{count} "
+            yield send_text((label + filler)[:size])
+    finally:
+        holding.done()
 
 
 MAX_ERROR = 300  # characters of an error reply: one quoting a client's long input says its length instead

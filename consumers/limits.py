@@ -17,8 +17,8 @@ answers with an ``error:`` instead when the budget is spent:
   held to the same share, at what the last few took (``DatabaseCost``),
   reserved before it runs, since thousands asked for at once would all queue
   there before the first is done. ``/burst`` holds its handler's thread
-  while it sends, however long that takes: past ``BURST_FREE`` it takes the
-  same share as it goes (``holding_as_it_goes``) and stops when it is spent.
+  while it sends, however long that takes: it counts against the same share
+  as it goes (``Holding``) and stops when it is spent.
 - **Bytes a client has not read.** A burst stops when this connection has
   ``MAX_UNSENT`` bytes waiting in the server for the client, or all
   connections together ``MAX_UNSENT_TOTAL``, or when the server says it is
@@ -92,6 +92,11 @@ class Holds:
             self.spans[resource].append((now, now + seconds))
             return True, held
 
+    def record(self, resource: str, start: float, end: float) -> None:
+        """A hold that has happened: counted from now on, though it asked for nothing beforehand."""
+        with self.lock:
+            self.spans.setdefault(resource, deque()).append((start, end))
+
 
 HOLDS = Holds()
 
@@ -133,6 +138,53 @@ class Asked:
 ASKED = Asked()
 # The connections whose unsent bytes the server shows, for the total.
 WATCHED: "weakref.WeakSet[ConnectionLimits]" = weakref.WeakSet()
+
+
+class Holding:
+    """A hold as long as its command takes (``/burst``), checked as it goes (``check``: None while it may
+    go on, else why not) and counted when it is done (``done``).
+
+    Refused at once when the shared budget is spent. Its first ``BURST_FREE``
+    is asked for by nothing (a short burst, as most are, is not refused for a
+    rest it owes) but counted at its end, so that short bursts back to back
+    spend the budget too; past that, it takes the budget a ``BURST_SLICE``
+    at a time, owes a rest as long as it held, and first pays any rest it
+    owed from before.
+    """
+
+    def __init__(self, limits: "ConnectionLimits", resource: str | None) -> None:
+        self.limits = limits
+        self.resource = resource
+        self.started = self.granted_to = limits.clock()
+        self.owed = limits.rested_at  # the rest a hold before this one asked for
+        self.looked = False
+
+    def check(self) -> str | None:
+        limits, resource = self.limits, self.resource
+        if resource is None:
+            return None
+        now = limits.clock()
+        if not self.looked:
+            self.looked = True
+            granted, held = limits.holds.grant(resource, 0.0)
+            if not granted:
+                return limits.spent(held)
+        if now < self.started + BURST_FREE or now < self.granted_to:
+            return None
+        if now < self.owed:
+            return limits.resting(resource, now)
+        granted, held = limits.holds.grant(resource, BURST_SLICE)
+        if not granted:
+            return limits.spent(held)
+        self.granted_to = now + BURST_SLICE
+        limits.rested_at = self.granted_to + (self.granted_to - self.started)
+        return None
+
+    def done(self) -> None:
+        """Its free stretch, counted now that it has held it."""
+        if self.resource is not None:
+            end = min(self.limits.clock(), self.started + BURST_FREE)
+            self.limits.holds.record(self.resource, self.started, end)
 
 
 class ConnectionLimits:
@@ -180,32 +232,9 @@ class ConnectionLimits:
         self.rested_at = now + 2 * seconds
         return None
 
-    def holding_as_it_goes(self, command: str) -> Callable[[], str | None]:
-        """For a command that holds its thread until it is done, for as long as it takes (``/burst``):
-        a check to call as it goes, None while it may go on, else why not. Past ``BURST_FREE`` it takes the
-        shared budget a ``BURST_SLICE`` at a time, and its connection then rests as long as it held."""
-        resource = self.holding[command]
-        started = self.clock()
-        if resource is None:
-            return lambda: None
-        if started < self.rested_at:
-            refusal = self.resting(resource, started)
-            return lambda: refusal
-        reserved = started + BURST_FREE
-
-        def check() -> str | None:
-            nonlocal reserved
-            now = self.clock()
-            if now < reserved:
-                return None
-            granted, held = self.holds.grant(resource, BURST_SLICE)
-            if not granted:
-                return self.spent(held)
-            reserved = now + BURST_SLICE
-            self.rested_at = reserved + (reserved - started)
-            return None
-
-        return check
+    def holding_as_it_goes(self, command: str) -> "Holding":
+        """For a command that holds its thread until it is done, for as long as it takes (``/burst``)."""
+        return Holding(self, self.holding[command])
 
     def resting(self, resource: str, now: float) -> str:
         return (

@@ -257,8 +257,40 @@ def test_a_long_burst_holds_its_thread_within_the_shared_budget_then_rests():
     held = sent * 0.001
     share = budget.hold_share()
     assert share - budget.BURST_SLICE <= held - budget.BURST_FREE <= share + budget.BURST_SLICE
-    again = list(core.receive({"type": "websocket.receive", "text": "/burst 100 1"}))
-    assert "a moment ago" in again[-1].event["text"]  # it rests
-    clock.now += 2 * held
+    spent = list(core.receive({"type": "websocket.receive", "text": "/burst 100 1"}))
+    assert "have been held" in spent[-1].event["text"]  # the budget is spent: not even a short one
+    clock.now += budget.HOLD_WINDOW + 2 * held  # the budget is back, and its rest is over
+
+
+def test_a_short_burst_owes_no_rest_and_a_long_one_pays_it_after_its_free_stretch():
+    clock = Clock()
+    core = ExplorerCore({"type": "websocket", "query_string": b""}, limits=limited(clock))
+    list(core.receive({"type": "websocket.receive", "text": "/sleep 1"}))  # a hold, and a rest owed after
     short = list(core.receive({"type": "websocket.receive", "text": "/burst 100 1"}))
     assert len(short) == 100 and all(not a.event["text"].startswith("error") for a in short)
+    sent = []
+    for action in core.receive({"type": "websocket.receive", "text": "/burst 10000 1"}):
+        sent.append(action)
+        clock.now += 0.001
+    assert "a moment ago" in sent[-1].event["text"]
+    messages = len([a for a in sent if isinstance(a, Send)]) - 1  # less the error
+    assert abs(messages - budget.BURST_FREE / 0.001) <= 2  # its free stretch, a millisecond each
+
+
+def test_short_bursts_back_to_back_spend_the_budget_too():
+    """Each burst's first BURST_FREE asks for nothing, but is counted at its end: bursts just under it,
+    one after another, stop once the shared budget is spent."""
+    clock = Clock()
+    core = ExplorerCore({"type": "websocket", "query_string": b""}, limits=limited(clock))
+    sent = 0
+    for _ in range(100):
+        for action in core.receive({"type": "websocket.receive", "text": "/burst 199 1"}):
+            if not isinstance(action, Send):
+                continue
+            if action.event["text"].startswith("error: "):
+                assert "have been held" in action.event["text"]
+                break
+            sent += 1
+            clock.now += 0.001
+    held = sent * 0.001
+    assert held <= budget.hold_share() + budget.BURST_FREE
