@@ -10,9 +10,9 @@ the same events back, in order. So a debugging session becomes a test.
   anything in a reply. A field it hid inside a message the client sent is
   sent as ``<redacted>`` (the module says so). A channel layer's channel
   name in a reply (``/whoami``'s) matches any channel name: it is new each
-  run; so does the connection's own name (a room's message names its
-  sender, ``sc#37``), which the replay's connection has with a number of
-  its own. A reply the recording shortened must begin the same way and be as
+  run; the connection's own name (a room's message names its sender,
+  ``sc#37``) matches the replay's connection's, whose number is its own,
+  the same in every reply. A reply the recording shortened must begin the same way and be as
   long. A message the client sent that the recording shortened cannot be
   sent again: the module is not made.
 - What the consumer sent in answer to a channel-layer message from another
@@ -69,33 +69,71 @@ CHANNEL_NAME = r"specific\.[\w.-]*![A-Za-z0-9]+"
 PER_RUN = re.compile(f"({CHANNEL_NAME}|{re.escape(REDACTED_TEXT)})")
 
 
+class OwnName:
+    """The replayed connection's name as recorded (``sc#37``) and, once a reply has shown it, as the
+    replay's connection has it (``sc#38``): every later reply must name that one."""
+
+    def __init__(self, recorded):
+        self.recorded = recorded if "#" in recorded else None
+        self.replayed = None
+
+    def __repr__(self):
+        return f"OwnName({self.recorded!r})"
+
+    def pattern(self, first):
+        if self.replayed is not None:
+            return re.escape(self.replayed)
+        name = re.escape(self.recorded.rpartition("#")[0])
+        return f"(?P<own>{name}#\\d+)" if first else "(?P=own)"
+
+    def learned(self, match):
+        if self.replayed is None and match.groupdict().get("own"):
+            self.replayed = match["own"]
+
+    def grown(self, head):
+        """How much longer a text is in the replay for each time ``head`` names the connection."""
+        if self.recorded is None or self.replayed is None:
+            return 0
+        return head.count(self.recorded) * (len(self.replayed) - len(self.recorded))
+
+
 def per_run(own=None):
-    """What is new each run in a recorded string: channel names, hidden values, and ``own``, the recorded
-    connection's name (``sc#37``), whose number the replay's connection has its own of."""
-    if not own or "#" not in own:
+    """What is new each run in a recorded string: channel names, hidden values, and the connection's
+    own name (``own``), which the replay's connection has with a number of its own."""
+    if own is None or own.recorded is None:
         return PER_RUN
-    return re.compile(rf"({CHANNEL_NAME}|{re.escape(REDACTED_TEXT)}|{re.escape(own)}(?!\d))")
+    return re.compile(rf"({CHANNEL_NAME}|{re.escape(REDACTED_TEXT)}|{re.escape(own.recorded)}(?!\d))")
 
 
 def like(text, own=None):
     """A recorded string as a pattern: a value the recording hid in it matches anything, a channel name
-    any channel name (one cut short at the end, any start of one), the connection's own name (``own``)
-    that name with any number, the rest itself."""
+    any channel name (one cut short at the end, any start of one), the connection's own name the
+    replay's (``OwnName``), the rest itself."""
+    named = False
 
     def pattern(part):
+        nonlocal named
         if part == REDACTED_TEXT:
             return ".*?"
-        if part == own:
-            return re.escape(own.rpartition("#")[0]) + r"#\d+"
+        if own is not None and part == own.recorded:
+            named, first = True, not named
+            return own.pattern(first)
         return CHANNEL_NAME
 
     parts = per_run(own).split(text)
     return "".join(re.escape(part) if index % 2 == 0 else pattern(part) for index, part in enumerate(parts))
 
 
+def matched(pattern, got, own, whole):
+    match = (re.fullmatch if whole else re.match)(pattern, got, re.S)
+    if match and own is not None:
+        own.learned(match)
+    return match is not None
+
+
 def same(got, want, own=None):
     """Whether an event the consumer sent is the recorded one, markers matching as the module says;
-    ``own``: the recorded connection's name."""
+    ``own``: the connection's own name (``OwnName``)."""
     if isinstance(want, (Redacted, Opaque)):
         return True
     if isinstance(want, Shortened):
@@ -103,12 +141,13 @@ def same(got, want, own=None):
         if not isinstance(got, type(head)):
             return False
         if isinstance(head, str) and per_run(own).search(head):
-            # A hidden value or a number of its own: the whole may be longer or shorter than recorded.
-            varies = REDACTED_TEXT in head or (own is not None and own in head)
-            return bool(re.match(like(head, own), got, re.S)) and (varies or len(got) == want.length)
+            if not matched(like(head, own), got, own, whole=False):
+                return False
+            # A hidden value: the whole may be of any length; the replay's own name, of its own length.
+            return REDACTED_TEXT in head or len(got) == want.length + (own.grown(head) if own else 0)
         return got.startswith(head) and len(got) == want.length
     if isinstance(want, str) and isinstance(got, str) and per_run(own).search(want):
-        return bool(re.fullmatch(like(want, own), got, re.S))
+        return matched(like(want, own), got, own, whole=True)
     if isinstance(want, dict):
         return (
             isinstance(got, dict)
@@ -209,9 +248,9 @@ def module(records, connection, source):
         "from django.utils.module_loading import import_string",
         "",
         "from explorer.trace.display import REDACTED, Opaque, Shortened  # noqa: F401 - in STEPS",
-        "from explorer.trace.regression import same",
+        "from explorer.trace.regression import OwnName, same",
         "",
-        f"CONNECTION = {connection!r}  # in a reply, its name matches the replay's, numbered its own",
+        f"CONNECTION = OwnName({connection!r})  # in a reply, the replay's own name, numbered its own",
         f"PATH = {path!r}",
         f"HEADERS = {pprint.pformat(headers, width=100)}",
     ]

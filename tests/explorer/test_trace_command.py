@@ -229,9 +229,25 @@ async def test_a_reply_naming_its_own_connection_replays_under_the_replays_numbe
     assert f"[lobby] {connection}: hi" in source
     module = loaded(source)
     await module["replay"]()  # the replay's connection has the next number
+    replayed = module["CONNECTION"].replayed
+    assert replayed != connection and replayed.startswith(connection.rpartition("#")[0] + "#")
     said = {"type": "websocket.send", "text": f"[lobby] {connection}: hi"}
-    other = connection.replace("#", "-other#")
-    assert not module["same"]({**said, "text": f"[lobby] {other}: hi"}, said, module["CONNECTION"])
+    name = connection.rpartition("#")[0]
+    for other in (f"{name}-other#1", f"{name}#{int(replayed.rpartition('#')[2]) + 1}"):
+        # Another name, or the same with another number than the replay's: not the replay's own.
+        assert not module["same"]({**said, "text": f"[lobby] {other}: hi"}, said, module["CONNECTION"])
+    assert module["same"]({**said, "text": f"[lobby] {replayed}: hi"}, said, module["CONNECTION"])
+
+
+def test_a_shortened_reply_naming_its_own_connection_is_as_long_as_the_replays_name_makes_it():
+    from explorer.trace.display import Shortened
+    from explorer.trace.regression import OwnName, same
+
+    own = OwnName("sc#7")
+    recorded = Shortened("[lobby] sc#7: hello, this is a long", 1000)
+    assert same("[lobby] sc#12: hello, this is a long" + "x" * 965, recorded, own)  # one digit longer
+    assert own.replayed == "sc#12"
+    assert not same("[lobby] sc#12: hello, this is a long" + "x" * 40, recorded, own)  # not as long
 
 
 async def test_a_channel_name_matches_only_a_channel_name(trace, endpoint):
