@@ -37,11 +37,13 @@ daphne as it is.
    unbounded queue to the application, so while a handler runs (an
    AsyncConsumer's ``/sleep 30``) a client can make the server hold as much
    as it sends: 300 MiB in 1.6 s in a hostile-client review. Past
-   ``MAX_UNREAD`` bytes that the application has not read yet, or past
+   ``MAX_UNREAD`` bytes that the application has not read yet, the
+   connection is closed with 1008 (policy violation) and why, and what
+   comes after is dropped; what was queued is still the application's. Past
    ``MAX_UNREAD_TOTAL`` for all connections together (many clients, each
-   under its own budget), the connection is closed with 1008 (policy
-   violation) and why, and what comes after is dropped; what was queued is
-   still the application's.
+   under its own budget), daphne reads nothing more from a client that
+   sends, until the applications have read enough: those clients wait, as
+   uvicorn makes them wait, and none is closed for what others sent.
    (uvicorn stops reading from a client its application has not caught up
    with, and hypercorn's queue is bounded.)
 """
@@ -70,11 +72,7 @@ POLICY_VIOLATION = 1008
 MAX_UNREAD = 16 * 1024 * 1024  # bytes a client may have sent that its application has not read yet
 UNREAD_EVENT = 200  # bytes an event holds besides its payload: many tiny messages weigh too
 UNREAD_REASON = f"more than {MAX_UNREAD // (1024 * 1024)} MiB sent that the application has not read".encode()
-MAX_UNREAD_TOTAL = 64 * 1024 * 1024  # and all clients together
-UNREAD_TOTAL_REASON = (
-    f"more than {MAX_UNREAD_TOTAL // (1024 * 1024)} MiB sent by all clients that their applications "
-    "have not read"
-).encode()
+MAX_UNREAD_TOTAL = 64 * 1024 * 1024  # all clients together; past it, the senders are read no more for now
 CLOSE_TIMEOUT = 1.0  # seconds clients have to answer the server's close before their consumers are cancelled
 # Seconds a sync handler has to finish before the consumers are cancelled: longer than the
 # longest hold the explorer allows (consumers.limits), and well inside STOP_TIMEOUT.
@@ -106,29 +104,23 @@ def install():
 
     def applicationCreateWorked(self, application_queue):  # noqa: N802 - daphne's own name
         if type(application_queue) is asyncio.Queue:  # daphne's; its application holds its get already
-            application_queue.__class__ = UnreadQueue
-            application_queue.counted = [0]
-            # What it still holds when it goes (its application never read it) is no one's any more.
-            weakref.finalize(application_queue, UnreadQueue.forget, application_queue.counted)
+            counted = UnreadQueue.counting(application_queue)
+            ending = self.server.connections.get(self, {}).get("application_instance")
+            if ending is not None:  # what it still holds when its application has ended is no one's
+                ending.add_done_callback(lambda _: UnreadQueue.forget(counted))
         return created(self, application_queue)
 
     def onMessage(self, payload, isBinary):  # noqa: N802, N803 - autobahn's own names
         queue = getattr(self, "application_queue", None)
-        if isinstance(queue, UnreadQueue):
-            size = len(payload) + UNREAD_EVENT
-            reason = (
-                UNREAD_REASON
-                if queue.counted[0] + size > MAX_UNREAD
-                else UNREAD_TOTAL_REASON
-                if UnreadQueue.total + size > MAX_UNREAD_TOTAL
-                else None
-            )
-            if reason is not None:
-                if self.state == self.STATE_OPEN:
-                    # sendCloseFrame: autobahn's sendClose takes only an application's codes.
-                    self.sendCloseFrame(code=POLICY_VIOLATION, reasonUtf8=reason)
-                return
-        return received(self, payload, isBinary)
+        if isinstance(queue, UnreadQueue) and queue.counted[0] + len(payload) + UNREAD_EVENT > MAX_UNREAD:
+            if self.state == self.STATE_OPEN:
+                # sendCloseFrame: autobahn's sendClose takes only an application's codes.
+                self.sendCloseFrame(code=POLICY_VIOLATION, reasonUtf8=UNREAD_REASON)
+            return
+        handled = received(self, payload, isBinary)
+        if isinstance(queue, UnreadQueue) and UnreadQueue.total > MAX_UNREAD_TOTAL:
+            UnreadQueue.hold_back(self)
+        return handled
 
     WebSocketProtocol.applicationCreateWorked = applicationCreateWorked
     WebSocketProtocol.onMessage = onMessage
@@ -154,10 +146,12 @@ running = []  # the threads running daphne's reactor in this process
 
 class UnreadQueue(asyncio.Queue):
     """daphne's queue to one application, counting the bytes on it that the application has not read, and
-    those on every such queue. On daphne's event loop only, but for ``forget``."""
+    those on every such queue. On daphne's event loop only (``forget`` runs there too, but for a queue
+    collected elsewhere, which holds nothing by then unless its application never ended)."""
 
     total = 0  # on every queue
-    counted: list[int]  # [on this one]: a list, which its finalizer keeps when the queue has gone
+    counted: list[int]  # [on this one]: a list, which outlives the queue for its finalizer
+    held_back: "weakref.WeakSet[WebSocketProtocol]" = weakref.WeakSet()  # clients not read for now
 
     def _put(self, item):
         held = weight(item)
@@ -170,11 +164,39 @@ class UnreadQueue(asyncio.Queue):
         held = weight(item)
         self.counted[0] -= held
         UnreadQueue.total -= held
+        UnreadQueue.read_again()
         return item
 
     @staticmethod
+    def counting(queue):
+        """daphne's ``queue``, counted from now on (and what it holds forgotten when it goes)."""
+        queue.__class__ = UnreadQueue
+        queue.counted = [0]
+        weakref.finalize(queue, UnreadQueue.forget, queue.counted)
+        return queue.counted
+
+    @staticmethod
     def forget(counted):
+        """A queue whose application has ended: what it holds will never be read."""
         UnreadQueue.total -= counted[0]
+        counted[0] = 0
+        UnreadQueue.read_again()
+
+    @staticmethod
+    def hold_back(protocol):
+        """Read nothing more from this client for now (its socket's buffers fill, and it waits)."""
+        if protocol not in UnreadQueue.held_back and protocol.transport is not None:
+            UnreadQueue.held_back.add(protocol)
+            protocol.transport.pauseProducing()
+
+    @staticmethod
+    def read_again():
+        if UnreadQueue.held_back and UnreadQueue.total <= MAX_UNREAD_TOTAL:
+            waiting = list(UnreadQueue.held_back)
+            UnreadQueue.held_back.clear()
+            for protocol in waiting:
+                with contextlib.suppress(Exception):  # a client gone meanwhile
+                    protocol.transport.resumeProducing()
 
 
 def weight(event):
