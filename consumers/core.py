@@ -397,9 +397,7 @@ class ExplorerCore:
             return []
         room, sender, text = (str(message.get(key, "?")) for key in ("room", "sender", "text"))
         # One line, as /history shows it: a line break would let a speaker write a line as another.
-        return self.answered(
-            [send_text(f"[{room}] {sender}: {one_line(text)}")], f"{sender}'s message in {room}"
-        )
+        return self.reply(send_text(f"[{room}] {sender}: {one_line(text)}"), f"{sender}'s message in {room}")
 
     def answered(self, planned: Iterable[actions.Action], what: str) -> Iterable[actions.Action]:
         """``planned``, each message it sends the client held to what the client has left unread
