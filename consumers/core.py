@@ -430,7 +430,12 @@ class ExplorerCore:
         if self.told_unread or not self.limits.writable():
             return [actions.Note(why)]
         self.told_unread = True
-        return refused(f"{why}; what it is sent is held back until it reads")
+        held_back = "what it is sent is held back until it reads"
+        text = send.event.get("text")
+        if isinstance(text, str) and text.startswith("error: "):  # the core's own error (a /burst's): it goes
+            said = f"{text}; {held_back}" if refusal in text else f"{text} (and {refusal}: {held_back})"
+            return [actions.Note(why), send_text(said)]
+        return refused(f"{why}; {held_back}")
 
     # Commands: each takes the text after its name and returns actions.
 

@@ -476,6 +476,23 @@ def test_a_client_told_it_left_too_much_unread_is_sent_nothing_more_until_it_rea
     assert any(isinstance(action, actions.Send) for action in getattr(c, via)(message))
 
 
+def test_a_bursts_own_error_is_what_a_client_that_left_too_much_unread_is_told():
+    """A /burst stopped by the client's unread bytes says after how many messages, once."""
+    from consumers.limits import MAX_UNSENT
+
+    unsent = [0]
+    c = limited(lambda: unsent[0])
+    said = []
+    for action in c.receive({"type": "websocket.receive", "text": "/burst 100 8"}):
+        if isinstance(action, actions.Send):
+            said.append(action.event["text"])
+            if len(said) == 3:
+                unsent[0] = MAX_UNSENT + 1  # it stopped reading after three
+    assert len(said) == 4 and said[-1].startswith("error: /burst stopped after 3 of 100 messages: ")
+    assert said[-1].endswith("; what it is sent is held back until it reads")
+    assert [type(a) for a in c.receive({"type": "websocket.receive", "text": "/nope"})] == [actions.Note]
+
+
 def test_what_a_client_that_left_too_much_unread_asks_for_is_still_done():
     """Only what it would be sent is held back: a room it joins or leaves, and its close, still happen."""
     from consumers.limits import MAX_UNSENT
