@@ -200,7 +200,10 @@ class UnreadQueue(asyncio.Queue):
 
 
 def weight(event):
+    """What an event holds, in the bytes its client sent (UTF-8, for a text) and the event's own."""
     payload = event.get("bytes") or event.get("text") or b""
+    if isinstance(payload, str) and not payload.isascii():
+        return len(payload.encode(errors="surrogatepass")) + UNREAD_EVENT
     return len(payload) + UNREAD_EVENT
 
 

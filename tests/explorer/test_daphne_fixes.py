@@ -82,3 +82,18 @@ def test_past_what_all_applications_may_leave_unread_the_client_that_sends_is_re
     assert not late.transport.reading
     unread.forget(early.application_queue.counted)  # its application has ended, four messages unread
     assert late.transport.reading and unread.total == 4 * (1000 + daphne_fixes.UNREAD_EVENT) + 2200
+
+
+def test_a_text_message_weighs_its_utf8_bytes_as_the_client_sent_them():
+    """The budget is in the bytes a client sent: a text of characters past ASCII weighs up to four bytes
+    each, not one (it was counted in characters, a quarter of what a client could hold)."""
+    event = {"type": "websocket.receive", "text": "é" * 1000}
+    assert daphne_fixes.weight(event) == 2000 + daphne_fixes.UNREAD_EVENT
+    assert (
+        daphne_fixes.weight({"type": "websocket.receive", "text": "e" * 1000})
+        == 1000 + daphne_fixes.UNREAD_EVENT
+    )
+    assert (
+        daphne_fixes.weight({"type": "websocket.receive", "bytes": b"\xff" * 10})
+        == 10 + daphne_fixes.UNREAD_EVENT
+    )
