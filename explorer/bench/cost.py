@@ -220,7 +220,7 @@ async def timed_parts(count, trace, traced_receive, traced_send, timed, clock, h
     from explorer.trace.connection import logging_record
 
     def let_go():  # unrendered: the listener's work is the echo's figure
-        queued, _, _ = handler.taken()
+        queued = handler.taken().items
         handler.released(handler.held)
         return sum(len(logging_record(item).trace.violations) for item in queued)
 
@@ -271,12 +271,12 @@ async def queued_records(subject, echoes):
             if len(handler.waiting) >= echoes * RECORDS_PER_ECHO:
                 break
             await asyncio.sleep(0.01)
-        queued, weight, _ = handler.taken()
-        handler.released(weight)
+        batch = handler.taken()
+        handler.released(batch.weight)
     finally:
         handler.listen()
     await communicator.disconnect()
-    return list(queued)
+    return list(batch.items)
 
 
 def rendering(rounds, echoes):

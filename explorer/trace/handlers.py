@@ -25,6 +25,7 @@ import sys
 import threading
 import time
 import weakref
+from typing import NamedTuple
 
 from rich.text import Text
 
@@ -343,28 +344,37 @@ class TraceListener(threading.Thread):
                 return
 
     def take(self):
-        queued, weight, plain = self.handler.taken()
+        batch = self.handler.taken()
         # A sink with ``take`` takes the batch as it was queued (entries, mostly); the others
         # take logging records, made once for all of them.
         takers = [target for target in self.handler.targets if hasattr(target, "take")]
         for target in takers:
-            target.take(queued, plain)
+            target.take(batch)
         if len(takers) < len(self.handler.targets):
-            for record in map(logging_record, queued):
+            for record in map(logging_record, batch.items):
                 for target in self.handler.targets:
                     if target not in takers and record.levelno >= target.level:
                         target.handle(record)
         for target in self.handler.targets:
             target.flush()
-        self.handler.released(weight)
+        self.handler.released(batch.weight)
         with self.done:
-            self.handled += len(queued)
+            self.handled += len(batch.items)
             self.done.notify_all()
 
     def wait_for(self, count, timeout=None):
         """Until ``count`` records have been handed on (or ``timeout``): whether they have."""
         with self.done:
             return self.done.wait_for(lambda: self.handled >= count, timeout)
+
+
+class Batch(NamedTuple):
+    """What the listener takes from the queue at once, in the order it was queued."""
+
+    items: collections.deque  # logging records, and entries' values (``connection.deliver``)
+    weights: collections.deque  # about how many bytes each holds, as the queue counted them
+    weight: int  # all of them together
+    plain: bool  # every item is an entry's values the renderer can take as it is
 
 
 class QueuedTraceHandler(logging.Handler):
@@ -401,7 +411,8 @@ class QueuedTraceHandler(logging.Handler):
         self.queue_size = queue_size
         self.queue_bytes = queue_bytes
         self.waiting = collections.deque()  # records the listener has not taken yet
-        self.waiting_weight = 0  # what they hold, all told
+        self.weights = collections.deque()  # what each of them holds
+        self.waiting_weight = 0  # and all told
         self.unusual = 0  # of them, how many are not an entry's values (a logging record, a scope)
         self.held = 0  # bytes the records waiting and being handed on hold
         self.counting = threading.Lock()  # records come from the loop and from worker threads
@@ -427,6 +438,7 @@ class QueuedTraceHandler(logging.Handler):
         self.counting = threading.Lock()
         self.starting = threading.Lock()
         self.waiting.clear()
+        self.weights.clear()
         self.waiting_weight = 0
         self.unusual = 0
         self.held = 0
@@ -479,15 +491,16 @@ class QueuedTraceHandler(logging.Handler):
             self.accepted += 1
             self.waiting_weight += weight
             self.waiting.append(item)
+            self.weights.append(weight)
 
     def taken(self):
-        """Every record waiting, for the listener: the records, what they hold, and whether all of them
-        are entries' values that the renderer can take as they are. Swapped out whole: no step per record."""
+        """Every record waiting, for the listener, as a ``Batch``. Swapped out whole: no step per record."""
         with self.counting:
             waiting, self.waiting = self.waiting, collections.deque()
+            weights, self.weights = self.weights, collections.deque()
             weight, self.waiting_weight = self.waiting_weight, 0
             usual, self.unusual = not self.unusual, 0
-        return waiting, weight, usual
+        return Batch(waiting, weights, weight, usual)
 
     def released(self, weight):
         """The listener is done with records that held ``weight``: it is free again."""
@@ -518,6 +531,7 @@ class QueuedTraceHandler(logging.Handler):
                 if self.dropped > self.reported:
                     # A last record that only carries the count, so the listener says it.
                     self.waiting.append(as_log_record("message", "", self.dropped - self.reported))
+                    self.weights.append(0)
                     self.unusual += 1
                     self.reported = self.dropped
             # The listener hands on what is waiting, then ends. If the console is

@@ -2,9 +2,10 @@
 
 Another sink of the trace's listener (``PanelTraceHandler``), beside the
 console and the recording, and fed the same records: ``record_of`` each, the
-entry as shown, so redacted and shortened alike. Off the consumers' path
-twice over: the listener thread only appends each record to every watching
-page's own bounded buffer (``Subscriber``), and a page that falls behind
+entry as shown, so redacted and shortened alike, but only while a page
+watches (``Hub``). Off the consumers' path twice over: the listener thread
+only appends each record to every watching page's own bounded buffer
+(``Subscriber``), and a page that falls behind
 loses records from its buffer, counted, never anyone's time. A page
 acknowledges each batch it has drawn; with ``WINDOW`` batches unacknowledged
 the panel sends no more, so a stalled page (or one that stopped reading)
@@ -24,7 +25,6 @@ connection's traffic to whoever opens it.
 
 import asyncio
 import contextlib
-import itertools
 import json
 import logging
 import threading
@@ -41,7 +41,7 @@ BATCH_RECORDS = 200  # records sent in one message
 BATCH_BYTES = 256 * 1024
 WINDOW = 4  # batches a page may leave unacknowledged before the panel waits for it
 RECENT_RECORDS = 500  # records a page gets when it opens, the last ones before it came
-RECENT_BYTES = 1024 * 1024
+RECENT_BYTES = 1024 * 1024  # and what they may hold, as the trace's queue weighs them
 MAX_PANELS = 8  # pages watching at once: each may hold its buffer
 # Of those, clients with no Origin (not a page: a script, a command-line client) may hold this many, so
 # that they can never shut the page itself out.
@@ -109,80 +109,100 @@ class Subscriber:
 
 
 class Hub:
-    """The pages watching this process's trace, and the last few records for a page that opens."""
+    """The pages watching this process's trace, and its last records, for a page that opens.
+
+    The last records are kept as the queue held them, numbered, and made into
+    a page's lines (``record_of``, then JSON: some 30 µs a record, on the
+    listener's thread, which shares the GIL with the event loop) only while
+    a page watches: a process whose panel nobody watches, or has stopped
+    watching, pays a deque's append a record.
+    """
 
     def __init__(self):
         self.lock = threading.Lock()
         self.subscribers = set()
-        self.recent = deque()
-        self.recent_held = 0
-        # Nothing is built until a page has watched: a process never shown a panel pays nothing.
-        self.watched = False
-        self.numbers = itertools.count(1)
+        self.joining = []  # pages that opened since the listener's last batch: the recent records first
+        self.recent = deque()  # (number, record as queued, its weight) of the last records
+        self.recent_weight = 0
+        self.numbered = 0  # records numbered so far: one order for every page, the listener's
+        self.said = False  # that a record could not be made into a line: once
 
-    def publish(self, data):
-        """Called on the listener thread with a record's JSON-ready dict."""
+    def keep(self, items, weights):
+        """Called on the listener thread with each batch (records as queued, and what each holds): kept
+        among the recent records, and made into lines for the pages watching."""
         with self.lock:
-            data["seq"] = next(self.numbers)  # one order for every page: the listener's
-            line = json.dumps(data, ensure_ascii=True)
-            self.recent.append(line)
-            self.recent_held += len(line)
-            while len(self.recent) > RECENT_RECORDS or self.recent_held > RECENT_BYTES:
-                self.recent_held -= len(self.recent.popleft())
-            for subscriber in self.subscribers:
-                subscriber.offer(line)
+            first, self.numbered = self.numbered + 1, self.numbered + len(items)
+            numbered = list(zip(range(first, self.numbered + 1), items, weights, strict=True))
+            if self.joining:  # what came before them, then what comes now
+                lines = [line for line in map(self.line, self.recent) if line]
+                for subscriber in self.joining:
+                    for line in lines:
+                        subscriber.offer(line)
+                self.subscribers.update(self.joining)
+                self.joining = []
+            self.recent.extend(numbered)
+            self.recent_weight += sum(weights)
+            while len(self.recent) > RECENT_RECORDS or self.recent_weight > RECENT_BYTES:
+                self.recent_weight -= self.recent.popleft()[2]
+            if self.subscribers:
+                for line in map(self.line, numbered):
+                    for subscriber in self.subscribers if line else ():
+                        subscriber.offer(line)
 
-    def subscribe(self, loop, wake, page=True):
-        """A page begins to watch (``page``: its handshake had an Origin): its buffer, holding the recent
-        records; None when too many watch, or too many that are not pages."""
-        with self.lock:
-            without_origin = sum(not each.page for each in self.subscribers)
-            if len(self.subscribers) >= MAX_PANELS or (not page and without_origin >= MAX_WITHOUT_ORIGIN):
-                return None
-            self.watched = True
-            subscriber = Subscriber(loop, wake, page)
-            for line in self.recent:
-                subscriber.offer(line)
-            self.subscribers.add(subscriber)
-            return subscriber
-
-    def unsubscribe(self, subscriber):
-        with self.lock:
-            self.subscribers.discard(subscriber)
-
-
-hub = Hub()
-
-
-class PanelTraceHandler(logging.Handler):
-    """Hands each trace record to the watching pages. Runs on the listener thread, like the console."""
-
-    said = False
-
-    def take(self, queued, plain=False):
-        """The listener's batch as it was queued: logging records are made only while a page watches."""
-        if not hub.watched:
-            return
+    def line(self, numbered):
+        """A numbered record as a page's line (its JSON), or None when it holds nothing to show."""
         from explorer.trace.connection import logging_record
 
-        for record in map(logging_record, queued):
-            self.handle(record)
-
-    def emit(self, record):
-        if not hub.watched:
-            return
+        number, item, _ = numbered
         try:
-            data = record_of(record)
+            data = record_of(logging_record(item))
             if data.keys() == {"dropped"}:  # only a count of what the trace's own full queue dropped
                 data = {"kind": "message", "text": "", **data}
-            if data:
-                hub.publish(data)
+            if not data:
+                return None
+            data["seq"] = number
+            return json.dumps(data, ensure_ascii=True)
         except Exception as error:  # a record the panel cannot send: the others still go
             if not self.said:
                 self.said = True
                 from explorer.trace.handlers import say
 
                 say(f"the page's panel could not send a record ({type(error).__name__}: {error}); it goes on")
+            return None
+
+    def subscribe(self, loop, wake, page=True):
+        """A page begins to watch (``page``: its handshake had an Origin): its buffer, which the listener
+        gives the recent records with its next batch; None when too many watch, or too many that are not
+        pages."""
+        with self.lock:
+            watching = [*self.subscribers, *self.joining]
+            without_origin = sum(not each.page for each in watching)
+            if len(watching) >= MAX_PANELS or (not page and without_origin >= MAX_WITHOUT_ORIGIN):
+                return None
+            subscriber = Subscriber(loop, wake, page)
+            self.joining.append(subscriber)
+            return subscriber
+
+    def unsubscribe(self, subscriber):
+        with self.lock:
+            self.subscribers.discard(subscriber)
+            if subscriber in self.joining:
+                self.joining.remove(subscriber)
+
+
+hub = Hub()
+
+
+class PanelTraceHandler(logging.Handler):
+    """Hands the trace's records to the page's panel (``hub``). Runs on the listener thread, like the
+    console."""
+
+    def take(self, batch):
+        """The listener's batch as it was queued (``handlers.Batch``): made into lines only for a page."""
+        hub.keep(batch.items, batch.weights)
+
+    def emit(self, record):
+        hub.keep([record], [getattr(record, "trace_weight", 0)])
 
 
 def unread(held):

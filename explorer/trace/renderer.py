@@ -91,15 +91,15 @@ class RendererProcess(logging.Handler):
         self.starting = threading.Lock()
         self.items = []
 
-    def take(self, queued, plain=False):
-        """The listener's batch as it was queued: most of it entries, which go out with no logging record;
-        ``plain``: all of them are (the queue counted what else it holds), and go out as they are."""
+    def take(self, batch):
+        """The listener's batch as it was queued (``handlers.Batch``): most of it entries, which go out with
+        no logging record; all of them as they are when the queue counted nothing else in it."""
         if self.local is None:
-            self.items.extend(queued if plain else map(item, queued))
+            self.items.extend(batch.items if batch.plain else map(item, batch.items))
             return
         from explorer.trace.connection import logging_record
 
-        for record in map(logging_record, queued):
+        for record in map(logging_record, batch.items):
             self.handle(record)
 
     def handle(self, record):  # the listener's thread only: no lock needed

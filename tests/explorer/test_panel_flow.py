@@ -5,16 +5,111 @@ the test's thread, where an async test cannot run.
 """
 
 import json
+import logging
 
+import pytest
+from channels.testing import WebsocketCommunicator
+
+from explorer.asgi import application
 from explorer.trace import panel
+from explorer.trace.renderer import as_log_record
+
+
+@pytest.fixture
+def fresh_hub(monkeypatch):
+    """The panel's hub of a process that no page has watched yet."""
+    hub = panel.Hub()
+    monkeypatch.setattr(panel, "hub", hub)
+    return hub
+
+
+def trace_flushed():
+    """Every record traced so far handed to the trace's sinks, the panel among them."""
+    for handler in logging.getLogger("explorer.trace").handlers:
+        handler.flush()
+
+
+async def echoed(endpoint, text):
+    """``text`` echoed once on ``endpoint``, the connection closed, and its records handed on."""
+    client = WebsocketCommunicator(application, f"/ws/{endpoint}/")
+    assert (await client.connect())[0]
+    await client.send_to(text_data=text)
+    assert await client.receive_from() == text
+    await client.disconnect()
+    trace_flushed()
+
+
+async def opened_page():
+    page = WebsocketCommunicator(panel.TracePanel(), panel.PATH, headers=[(b"origin", b"http://x")])
+    assert (await page.connect())[0]
+    assert json.loads(await page.receive_from())["type"] == "hello"
+    return page
+
+
+async def records_until(page, text):
+    """The records of each batch, each acknowledged, until one holds the message ``text`` echoed."""
+    records = []
+    while True:
+        batch = json.loads(await page.receive_from(timeout=5))
+        await page.send_to(text_data=json.dumps({"ack": batch["batch"]}))
+        records += batch["records"]
+        if any(text in json.dumps(record) for record in batch["records"]):
+            return records
+
+
+async def test_the_first_page_a_process_shows_gets_the_records_from_before_it(fresh_hub, endpoint):
+    """A page opened after a connection's echo shows that echo: its recent records, though no page had
+    watched before it (the panel once kept them only from the first page on)."""
+    await echoed(endpoint, "before any page")
+    page = await opened_page()
+    trace_flushed()  # the listener's next batch gives the page the records from before it
+    records = await records_until(page, "before any page")
+    assert [record["seq"] for record in records] == sorted({record["seq"] for record in records})
+    assert {"scope", "in", "out", "exit"} <= {record["kind"] for record in records}
+    await page.disconnect()
+
+
+async def test_records_are_made_into_lines_only_while_a_page_watches(fresh_hub, endpoint, monkeypatch):
+    """Making a record a page's line costs the listener's thread about 30 µs, beside the event loop:
+    once the last page has gone, the trace's records are kept as they were queued, not made into lines
+    (the panel once made every record into JSON for good once a page had watched)."""
+    made = []
+
+    def record_of(log_record, record_of=panel.record_of):
+        made.append(log_record)
+        return record_of(log_record)
+
+    monkeypatch.setattr(panel, "record_of", record_of)
+    page = await opened_page()
+    await echoed(endpoint, "while the page watches")
+    await records_until(page, "while the page watches")
+    await page.disconnect()
+    assert made
+    made.clear()
+    await echoed(endpoint, "after the page went")
+    assert made == []
+    later = await opened_page()  # and a page that opens again gets them
+    trace_flushed()
+    await records_until(later, "after the page went")
+    await later.disconnect()
+
+
+def test_the_recent_records_are_bounded_in_count_and_in_weight(fresh_hub):
+    """What the hub keeps for a page that opens is the last RECENT_RECORDS records, and no more than
+    RECENT_BYTES of what they hold, as the queue weighs them."""
+    message = as_log_record("message", "x", 0)
+    fresh_hub.keep([message] * (panel.RECENT_RECORDS + 100), [1] * (panel.RECENT_RECORDS + 100))
+    assert len(fresh_hub.recent) == panel.RECENT_RECORDS
+    assert fresh_hub.recent[-1][0] == panel.RECENT_RECORDS + 100  # the last ones, by their numbers
+    tenth = panel.RECENT_BYTES // 10
+    fresh_hub.keep([message] * 20, [tenth] * 20)
+    assert len(fresh_hub.recent) == 10 and fresh_hub.recent_weight <= panel.RECENT_BYTES
 
 
 async def test_a_page_that_acknowledges_what_it_never_read_is_sent_no_more_than_the_server_holds(monkeypatch):
     """An acknowledgement is the page's word; what the server still holds for it is the server's (where it
     shows it, ``explorer.unsent``). A client that acknowledges every batch and reads none is sent nothing
     more once the server holds a buffer's worth for it, and is sent the rest once it reads."""
-
-    from channels.testing import WebsocketCommunicator
 
     unsent = [0]  # bytes the server holds for the page, as the probe reads them
     monkeypatch.setattr(panel, "probe", lambda send: lambda: unsent[0])
@@ -23,15 +118,15 @@ async def test_a_page_that_acknowledges_what_it_never_read_is_sent_no_more_than_
     assert json.loads(await page.receive_from())["type"] == "hello"
 
     def publish(text):
-        panel.hub.publish({"kind": "note", "note": text})
+        panel.hub.keep([as_log_record("message", text, 0)], [len(text)])
 
-    async def until(note):
-        """Batches, each acknowledged, until one holds ``note`` (the recent records the page gets as it
-        opens come first: earlier tests' records, in a whole run)."""
+    async def until(text):
+        """Batches, each acknowledged, until one holds the message ``text`` (the recent records the page
+        gets as it opens come first: earlier tests' records, in a whole run)."""
         while True:
             batch = json.loads(await page.receive_from(timeout=5))
             await page.send_to(text_data=json.dumps({"ack": batch["batch"]}))
-            if any(record.get("note") == note for record in batch["records"]):
+            if any(record.get("text") == text for record in batch["records"]):
                 return batch
 
     publish("first")

@@ -335,23 +335,28 @@ def test_a_batch_of_entries_alone_goes_to_the_renderer_as_queued_and_anything_el
 
     handler.enqueue(message, 10, usual=True)
     handler.enqueue(message, 20, usual=True)
-    queued, weight, usual = handler.taken()
-    assert (list(queued), weight, usual) == ([message, message], 30, True)
+    batch = handler.taken()
+    assert (list(batch.items), list(batch.weights), batch.weight, batch.plain) == (
+        [message, message],
+        [10, 20],
+        30,
+        True,
+    )
     shipper = RendererProcess(None, list)
-    shipper.take(queued, usual)
+    shipper.take(batch)
     assert shipper.items == [message, message] and not laid_out  # the very tuples queued, untouched
 
     handler.enqueue(message, 10, usual=True)
     handler.enqueue(scope, 10)  # as connection.deliver queues a scope
     handler.handle(record(1))
-    queued, _, usual = handler.taken()
-    assert not usual
+    batch = handler.taken()
+    assert not batch.plain
     shipper = RendererProcess(None, list)
-    shipper.take(queued, usual)
+    shipper.take(batch)
     assert len(laid_out) == 3 and shipper.items[0] is message
     assert shipper.items[1][0] == "record" and shipper.items[1][1].recorded  # laid out in this process
     assert shipper.items[2][0] == "message"
-    assert handler.taken()[2]  # an empty batch: nothing unusual left counted
+    assert handler.taken().plain  # an empty batch: nothing unusual left counted
     handler.listening = False
     handler.close()
 
