@@ -208,6 +208,34 @@ def budgets_of_their_own():
     loop_ledger.holds.clear()
 
 
+def trace_as_served():
+    """pytest attaches its log capture to every logger that does not propagate, the trace's too, and with
+    handlers besides its own the trace goes through ``logging`` (``connection.deliver``): in-process tests
+    would never take the path a server takes. The trace's logger keeps only its own handlers."""
+    trace = logging.getLogger("explorer.trace")
+    for handler in [handler for handler in trace.handlers if type(handler).__module__ == "_pytest.logging"]:
+        trace.removeHandler(handler)
+
+
+# Inside pytest's own wrappers of each phase, which attach the capture as they begin.
+@pytest.hookimpl(wrapper=True, trylast=True)
+def pytest_runtest_setup(item):
+    trace_as_served()
+    return (yield)
+
+
+@pytest.hookimpl(wrapper=True, trylast=True)
+def pytest_runtest_call(item):
+    trace_as_served()
+    return (yield)
+
+
+@pytest.hookimpl(wrapper=True, trylast=True)
+def pytest_runtest_teardown(item):
+    trace_as_served()
+    return (yield)
+
+
 @contextlib.contextmanager
 def daphne_serving(tmp_path_factory, application="explorer.asgi:application", kind="daphne"):
     """A server for a fixture, recording its trace in a fresh directory, stopped at the end."""

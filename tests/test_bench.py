@@ -35,6 +35,7 @@ async def test_the_capture_alone_makes_every_line_and_queues_none(endpoint, monk
     lets the lines go: the bench's measure of what no queue or renderer can take back."""
     from explorer.bench.app import CapturedOnly
     from explorer.trace.connection import ConnectionTrace
+    from explorer.trace.entry import entry_of
     from tests.explorer.test_any_consumer import ECHO_STEPS
 
     handler = logging.getLogger("explorer.trace").handlers[0]
@@ -54,7 +55,7 @@ async def test_the_capture_alone_makes_every_line_and_queues_none(endpoint, monk
     await communicator.send_to(text_data="hello")
     await communicator.receive_from()
     await communicator.disconnect()
-    assert [(values[1], (values[3] or {}).get("type")) for values in made] == ECHO_STEPS
+    assert [(entry.kind, (entry.event or {}).get("type")) for entry in map(entry_of, made)] == ECHO_STEPS
     assert ConnectionTrace.deliver is not CapturedOnly.deliver  # every other trace still delivers
 
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from explorer.trace import queries
 from explorer.trace.config import TraceConfig
 from explorer.trace.display import MIN_KEY_LIMIT, Shortened, printable
-from explorer.trace.entry import TraceEntry
+from explorer.trace.entry import config_number, entry_of
 from explorer.trace.rules import WebSocketRules, event_type_of
 from explorer.trace.server_notes import notes_for
 from explorer.trace.servers import identify
@@ -170,7 +170,7 @@ def deliver(values, exc_info, weight):
         ):
             handler.enqueue(values, weight, values[1] != "scope")  # a scope may hold objects to lay out
             return
-    logger.handle(TraceRecord(TraceEntry(*values), exc_info, weight))
+    logger.handle(TraceRecord(entry_of(values), exc_info, weight))
 
 
 class TraceRecord(logging.LogRecord):
@@ -217,7 +217,7 @@ class TraceRecord(logging.LogRecord):
 def logging_record(queued):
     """What the queue holds (``deliver``: a record, or an entry's values), as the logging record a sink
     takes."""
-    return queued if isinstance(queued, logging.LogRecord) else TraceRecord(TraceEntry(*queued))
+    return queued if isinstance(queued, logging.LogRecord) else TraceRecord(entry_of(queued))
 
 
 this_process: dict[str, object] = {}
@@ -241,6 +241,7 @@ class ConnectionTrace:
 
     def __init__(self, scope, config: TraceConfig, send=None):
         self.config = config
+        self.config_number = config_number(config)
         self.enabled = config.enabled and logger.isEnabledFor(logging.INFO)
         self.number = next(connection_numbers)
         path = scope.get("path") if isinstance(scope, dict) else None
@@ -312,12 +313,17 @@ class ConnectionTrace:
             return
         if self.ended and kind not in ("exit", "error"):
             notes = (f"after the consumer ended ({self.ended}): a handler still ran", *notes)
+        # Plain values only, for the queue (entry.CONFIGS): a dict event's keys and values after the fields.
+        number, items = self.config_number, None
+        if type(event) is dict:
+            items = tuple(itertools.chain.from_iterable(event.items()))
+            event, number = None, -1 - number
         values = (
             self.name if label is None else label,
             kind,
             seconds,
             event,
-            self.config,
+            number,
             thread,
             note,
             wait,
@@ -338,6 +344,8 @@ class ConnectionTrace:
             took,
             queries,
         )
+        if items:
+            values += items
         weight, self.weight = RECORD_WEIGHT + self.weight, 0
         self.deliver(values, exc_info, weight)
 

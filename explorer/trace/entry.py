@@ -6,6 +6,7 @@ The consumer's side (``connection``) makes entries; the listener's side
 
 import functools
 import operator
+import threading
 import time
 from dataclasses import dataclass, fields
 from typing import Any
@@ -74,6 +75,46 @@ class TraceEntry:
 
 FIELDS = tuple(field.name for field in fields(TraceEntry))
 values_of = operator.attrgetter(*FIELDS)  # an entry's fields as a tuple, in order
+EVENT, CONFIG = FIELDS.index("event"), FIELDS.index("config")
+
+# The consumer's path queues an entry's values (``connection.ConnectionTrace.emit``) holding plain values,
+# nothing the garbage collector follows: not its config (it goes by its number in ``CONFIGS``, every config
+# this process's trace has made lines with), nor its event, a dict, nor a tuple of the event's items (a
+# collection lets go of a tuple only once it has let go of the tuples in it, and it comes to those last).
+# A dict event's keys and values go after the fields, in turn, and the config's number is then
+# ``-1 - number``. A line waits for the listener's next batch long enough to be carried into the oldest
+# generation if the collector follows it, and each line so carried brought the process's next full
+# collection (tens of milliseconds, every thread stopped) that much closer.
+CONFIGS: list[TraceConfig] = []
+numbers: dict[TraceConfig, int] = {}
+numbering = threading.Lock()
+
+
+def config_number(config: TraceConfig) -> int:
+    """``config``'s number in ``CONFIGS``: asked once per connection."""
+    with numbering:
+        if config not in numbers:
+            numbers[config] = len(CONFIGS)
+            CONFIGS.append(config)
+        return numbers[config]
+
+
+def known_configs(first: int, configs: list[TraceConfig]) -> None:
+    """Configs numbered from ``first`` in another process (the server's, for its renderer process)."""
+    with numbering:
+        CONFIGS[first : first + len(configs)] = configs
+
+
+def entry_of(values: tuple) -> TraceEntry:
+    """An entry from its values as the consumer's path queued them, or as ``values_of`` gives them."""
+    number = values[CONFIG]
+    if type(number) is not int:
+        return TraceEntry(*values)
+    event = values[EVENT]
+    if number < 0:
+        items = values[len(FIELDS) :]
+        event, number = dict(zip(items[::2], items[1::2], strict=True)), -1 - number
+    return TraceEntry(*(*values[:EVENT], event, CONFIGS[number], *values[CONFIG + 1 : len(FIELDS)]))
 
 
 def clock(entry: "TraceEntry", which: str) -> str:

@@ -10,8 +10,10 @@ stderr, which it inherits, and writes the recording.
 
 A frame on the pipe is a 4-byte length and a pickled list of items: an
 entry's fields in order, as a tuple, just as the consumer's path queued
-them (most items), or a list for anything else: ``["record", entry,
-failure, dropped]``, ``["message", text, dropped]``.
+them (most items; the config by its number, ``entry.CONFIGS``), or a list
+for anything else: ``["record", entry, failure, dropped]``, ``["message",
+text, dropped]``, and ``["configs", first, configs]`` before the first
+entry that names a config by a number the renderer has not been sent.
 The renderer ends at end of input, having written everything. It runs in a
 process group of its own, so a terminal's Ctrl-C or a signal to the
 server's group reaches the server alone, and ignores SIGINT and SIGTERM
@@ -33,7 +35,7 @@ import subprocess
 import sys
 import threading
 
-from explorer.trace.entry import TraceEntry
+from explorer.trace.entry import CONFIGS, entry_of, known_configs
 from explorer.trace.render import shown_body
 from explorer.trace.tracebacks import failure_of
 
@@ -60,6 +62,7 @@ class RendererProcess(logging.Handler):
         self.process = None
         self.starting = threading.Lock()  # warm_up (the server's thread) and flush (the listener's)
         self.items = []
+        self.configs_sent = 0  # of ``entry.CONFIGS``, how many the renderer process has been sent
 
     def warm_up(self):
         """Starts the renderer now, before there is anything to render: a server builds its application
@@ -90,6 +93,7 @@ class RendererProcess(logging.Handler):
             self.parents = process  # kept, not collected: its finalizer writes to /dev/null at exit
         self.starting = threading.Lock()
         self.items = []
+        self.configs_sent = 0
 
     def take(self, batch):
         """The listener's batch as it was queued (``handlers.Batch``): most of it entries, which go out with
@@ -120,14 +124,18 @@ class RendererProcess(logging.Handler):
         items, self.items = self.items, []
         # Frames of a bounded size: a server killed mid-write loses only the frame it was writing.
         for start in range(0, len(items), FRAME_ITEMS):
+            frame = items[start : start + FRAME_ITEMS]
+            # The configs numbered since the last frame, first: the entries name theirs by number.
+            configs = CONFIGS[self.configs_sent :]
             try:
-                data = pickled(items[start : start + FRAME_ITEMS])
+                data = pickled([["configs", self.configs_sent, configs], *frame] if configs else frame)
                 process = self.process or self.started()
                 process.stdin.write(HEADER.pack(len(data)) + data)
                 process.stdin.flush()
             except Exception as error:  # not started, or gone: render here from now on
                 self.fail(error, items[start:])
                 return
+            self.configs_sent += len(configs)
 
     def start(self):
         from explorer.trace.connection import TRACE_STARTED
@@ -185,10 +193,11 @@ class RendererProcess(logging.Handler):
 def item(record):
     """What the renderer needs of a logging record, or of an entry's values (``connection.deliver``)."""
     if type(record) is tuple:
-        if record[1] != "scope" or only_data(record[3]):  # its kind and its event
+        entry = entry_of(record) if record[1] == "scope" else None  # its kind
+        if entry is None or only_data(entry.event):
             # A tuple of plain values, which pickle takes without calling back into Python.
             return record
-        entry, failure, dropped = TraceEntry(*record), None, 0
+        failure, dropped = None, 0
     else:
         dropped = getattr(record, "trace_dropped", 0)
         entry = getattr(record, "trace", None)
@@ -233,7 +242,7 @@ def pickled(items):
     except Exception:
         safe = []
         for each in items:
-            kind, *rest = ["record", TraceEntry(*each), None, 0] if type(each) is tuple else each
+            kind, *rest = ["record", entry_of(each), None, 0] if type(each) is tuple else each
             if kind == "record" and not rest[0].recorded:
                 rest[0] = as_shown(rest[0])
             safe.append([kind, *rest])
@@ -249,7 +258,7 @@ def shipped_record(each):
 def as_log_record(kind, *rest):
     """An item back as the logging record the sinks take."""
     if kind == "entry":
-        return ShippedRecord(TraceEntry(*rest[0]))
+        return ShippedRecord(entry_of(rest[0]))
     if kind == "record":
         return ShippedRecord(*rest)
     record = logging.makeLogRecord({"name": "explorer.trace", "msg": rest[0], "levelno": logging.INFO})
@@ -319,6 +328,9 @@ def render_frames(batches, sinks):
     renderer's whole work (``bench --cost`` times it on a compact echo's records)."""
     for batch in batches:
         for each in batch:
+            if type(each) is list and each[0] == "configs":  # numbered in the server's process
+                known_configs(*each[1:])
+                continue
             record = shipped_record(each)
             for sink in sinks:
                 sink.handle(record)

@@ -520,3 +520,28 @@ def test_a_terminal_too_narrow_for_full_modes_indent_or_a_quiet_console_is_left_
     sink.flush()
     assert quiet.file.getvalue() == ""
     assert "explorer.trace" in repr(ShippedRecord(entry("compact")))
+
+
+async def test_a_queued_line_is_not_one_the_garbage_collector_follows(endpoint):
+    """A line waits in the queue for the listener's next batch, long enough for a young collection or two
+    to carry it into the oldest generation if the collector follows it: each line so carried brought the
+    process's next full collection (tens of milliseconds, every thread stopped) that much closer. An echo's
+    lines hold plain values only (``entry.CONFIGS``), so one collection lets them all go, and they are the
+    same lines."""
+    import gc
+
+    from explorer.bench.cost import queued_records
+    from explorer.trace.connection import logging_record
+
+    queued = await queued_records(f"explorer-{endpoint}-compact", 5)
+    gc.collect()  # one collection, which comes to a tuple's tuples after the tuple itself
+    followed = [item for item in queued if gc.is_tracked(item)]
+    assert followed == []
+    entries = [logging_record(item).trace for item in queued]
+    assert [entry.kind for entry in entries].count("done") == 5
+    received, sent = (
+        {"type": "websocket.receive", "text": "hello"},
+        {"type": "websocket.send", "text": "hello"},
+    )
+    assert [entry.event for entry in entries if entry.kind in ("in", "out")] == [received, sent] * 5
+    assert {entry.config.mode for entry in entries} == {"compact"}
