@@ -318,8 +318,17 @@ def test_the_trace_cost_in_one_process_is_measured_for_both_endpoints(tmp_path):
     for rendered in figures["renderer"].values():
         assert rendered["records"] == figures["echoes"] * RECORDS_PER_ECHO
         assert rendered["us_per_record_to_file"] > 0 and rendered["us_per_record_to_terminal"] > 0
+    # Full collections, where lines wait as in a server: counted for the async echo off, captured, compact.
+    assert figures["full_collections_echoes"] == figures["echoes"] * 100
+    assert set(figures["full_collections_per_10000"]) == {
+        "explorer-ac-off",
+        "explorer-ac-capture",
+        "explorer-ac-compact",
+    }
+    assert all(count >= 0 for count in figures["full_collections_per_10000"].values())
     assert figures["machine"]["cpus"]
     text = out.getvalue()
+    assert "Full garbage collections, in one process" in text
     assert "The trace's own cost, in one process" in text and "handler started" in text
     assert "The renderer process's work" in text
     assert "explorer-sc-compact" in text

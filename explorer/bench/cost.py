@@ -29,6 +29,10 @@ in frames as the server's side ships them, read back and rendered by the
 renderer's own loop, to a file (what the bench's servers write to) and to a
 terminal (what a developer watches), both Rich consoles here on /dev/null.
 
+Then the full garbage collections each async subject's echo sets off, with
+20 connections echoing at once so that lines wait in the queue as in a
+server: a full collection stops every thread for tens of milliseconds.
+
 Run by ``manage.py bench --cost`` as ``python -m explorer.bench.cost``, in a
 process of its own, whose trace console goes to a file: this prints JSON.
 """
@@ -99,6 +103,43 @@ async def echoes_per_subject(rounds, echoes):
 
 def collections():
     return sum(generation["collections"] for generation in gc.get_stats())
+
+
+FULL_COLLECTION_SUBJECTS = ("explorer-ac-off", "explorer-ac-capture", "explorer-ac-compact")
+FULL_COLLECTION_CONNECTIONS = 20  # echoing at once, as the bench's echo does, so lines wait in the queue
+
+
+async def full_collections(echoes):
+    """Full garbage collections (the oldest generation: every thread stopped, tens of ms on this machine) per
+    10,000 echoes of each of ``FULL_COLLECTION_SUBJECTS``, ``echoes`` each, over 20 connections at once.
+
+    What a line costs the collector shows only where lines wait, as they do in a server: each object
+    still alive as a young collection runs is carried toward the oldest generation, whose full
+    collection comes once a quarter as many objects as it holds have been carried into it."""
+    from channels.testing import WebsocketCommunicator
+
+    from explorer.bench.app import SUBJECTS
+
+    figures = {}
+    for subject in FULL_COLLECTION_SUBJECTS:
+        communicators = [
+            WebsocketCommunicator(SUBJECTS[subject], f"/bench/{subject}/")
+            for _ in range(FULL_COLLECTION_CONNECTIONS)
+        ]
+        for communicator in communicators:
+            assert (await communicator.connect())[0], subject
+        gc.collect()  # each subject starts from the same count
+        before = gc.get_stats()[-1]["collections"]
+        for _ in range(max(1, echoes // FULL_COLLECTION_CONNECTIONS)):
+            for communicator in communicators:
+                await communicator.send_to(text_data="hello")
+            for communicator in communicators:
+                await communicator.receive_from()
+        full = gc.get_stats()[-1]["collections"] - before
+        figures[subject] = full / echoes * 10_000
+        for communicator in communicators:
+            await communicator.disconnect()
+    return figures
 
 
 async def handshake_cpu(subject, count, handler):
@@ -323,6 +364,8 @@ def measure(rounds, echoes, handshakes):
     figures["per_handshake"] = per_handshake(figures["handshakes"])
     figures["parts_us"], figures["parts_violations"] = asyncio.run(parts(echoes * 5))
     figures["renderer"] = rendering(rounds, echoes)
+    figures["full_collections_echoes"] = echoes * 100
+    figures["full_collections_per_10000"] = asyncio.run(full_collections(figures["full_collections_echoes"]))
     return figures
 
 

@@ -523,6 +523,16 @@ class Command(BaseCommand):
             "the records read from their frames and rendered by the renderer's own loop: CPU a server's "
             "machine spends beside the server (a file is what the bench's servers write to)"
         )
+        self.print_table(
+            f"Full garbage collections, in one process: {figures['full_collections_echoes']:,} echoes per "
+            f"subject, {cost.FULL_COLLECTION_CONNECTIONS} connections at once",
+            ("subject", "full collections per 10,000 echoes"),
+            [(subject, number(each, 1)) for subject, each in figures["full_collections_per_10000"].items()],
+        )
+        self.console.print(
+            "each stops every thread of the process (tens of ms here); objects alive as young collections "
+            "run bring the next one closer, and lines waiting in the trace's queue are alive then"
+        )
 
     @staticmethod
     def equal_load_rates(echo_rounds):
