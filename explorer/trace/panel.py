@@ -64,6 +64,7 @@ class Subscriber:
         self.dropped = 0  # records lost since the page was last told
         self.before_gap = 0  # of the lines waiting, how many came before the first of those losses
         self.signalled = False  # a wake is on its way: one per batch, not per record
+        self.gone = False  # it stopped watching: nothing more is offered to it
 
     def offer(self, line):
         """Called on the listener thread: keep ``line`` if there is room, else count it. Never waits."""
@@ -111,18 +112,26 @@ class Subscriber:
 class Hub:
     """The pages watching this process's trace, and its last records, for a page that opens.
 
-    The last records are kept as the queue held them, numbered, and made into
-    a page's lines (``record_of``, then JSON: some 30 µs a record, on the
-    listener's thread, which shares the GIL with the event loop) only while
-    a page watches: a process whose panel nobody watches, or has stopped
-    watching, pays a deque's append a record.
+    Making a record a page's line (``record_of``, then JSON) costs some 30 µs
+    of the listener's thread, which shares the GIL with the event loop, so it
+    is done only while a page watches, and once per record: a line made is
+    kept, for the next page that opens. The last records are otherwise kept
+    as the queue held them, a tuple of plain values each, except those that
+    may hold an application's objects (a scope, a logging record with its
+    traceback), made into lines at once: the recent records keep no
+    consumer, user or traceback alive.
+
+    The pages are the event loop's (subscribe, unsubscribe) and the
+    listener's: ``lock`` guards them, never while lines are made. The recent
+    records are the listener's alone (``making``).
     """
 
     def __init__(self):
         self.lock = threading.Lock()
+        self.making = threading.Lock()
         self.subscribers = set()
         self.joining = []  # pages that opened since the listener's last batch: the recent records first
-        self.recent = deque()  # (number, record as queued, its weight) of the last records
+        self.recent = deque()  # (number, the record as queued or its line, weight) of the last records
         self.recent_weight = 0
         self.numbered = 0  # records numbered so far: one order for every page, the listener's
         self.said = False  # that a record could not be made into a line: once
@@ -130,30 +139,45 @@ class Hub:
     def keep(self, items, weights):
         """Called on the listener thread with each batch (records as queued, and what each holds): kept
         among the recent records, and made into lines for the pages watching."""
-        with self.lock:
+        with self.making:
+            with self.lock:
+                joining, self.joining = self.joining, []
+                watching = bool(self.subscribers or joining)
             first, self.numbered = self.numbered + 1, self.numbered + len(items)
-            numbered = list(zip(range(first, self.numbered + 1), items, weights, strict=True))
-            if self.joining:  # what came before them, then what comes now
-                lines = [line for line in map(self.line, self.recent) if line]
-                for subscriber in self.joining:
-                    for line in lines:
-                        subscriber.offer(line)
-                self.subscribers.update(self.joining)
-                self.joining = []
-            self.recent.extend(numbered)
-            self.recent_weight += sum(weights)
+            numbered = zip(range(first, self.numbered + 1), items, weights, strict=True)
+            new = [self.made(each) if watching or not plain(each[1]) else each for each in numbered]
+            if joining:
+                self.recent = deque(map(self.made, self.recent))
+                self.recent_weight = sum(weight for _, _, weight in self.recent)
+            self.recent.extend(new)
+            self.recent_weight += sum(weight for _, _, weight in new)
             while len(self.recent) > RECENT_RECORDS or self.recent_weight > RECENT_BYTES:
                 self.recent_weight -= self.recent.popleft()[2]
-            if self.subscribers:
-                for line in map(self.line, numbered):
-                    for subscriber in self.subscribers if line else ():
+            with self.lock:
+                watchers = list(self.subscribers)
+                for subscriber in joining:  # what came before them, this batch's too
+                    if not subscriber.gone:
+                        for _, line, _ in self.recent:
+                            if line:
+                                subscriber.offer(line)
+                        self.subscribers.add(subscriber)
+                for _, line, _ in new if watchers else ():
+                    for subscriber in watchers if line else ():
                         subscriber.offer(line)
 
-    def line(self, numbered):
-        """A numbered record as a page's line (its JSON), or None when it holds nothing to show."""
+    def made(self, numbered):
+        """A numbered record with its line in place of the record, and the line's length as its weight
+        when it is more; as it is when it is a line already (or had nothing to show)."""
+        number, item, weight = numbered
+        if item is None or type(item) is str:
+            return numbered
+        line = self.line(number, item)
+        return number, line, max(weight, len(line)) if line else 0
+
+    def line(self, number, item):
+        """A record as a page's line (its JSON), or None when it holds nothing to show."""
         from explorer.trace.connection import logging_record
 
-        number, item, _ = numbered
         try:
             data = record_of(logging_record(item))
             if data.keys() == {"dropped"}:  # only a count of what the trace's own full queue dropped
@@ -185,9 +209,16 @@ class Hub:
 
     def unsubscribe(self, subscriber):
         with self.lock:
+            subscriber.gone = True  # a batch under way gives it nothing more
             self.subscribers.discard(subscriber)
             if subscriber in self.joining:
                 self.joining.remove(subscriber)
+
+
+def plain(item):
+    """Whether a record as queued holds plain values only, cut to what the trace shows: an entry's values
+    (``connection.deliver``), but a scope's, which may hold the application's objects."""
+    return type(item) is tuple and item[1] != "scope"
 
 
 hub = Hub()
