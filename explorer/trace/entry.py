@@ -6,6 +6,7 @@ The consumer's side (``connection``) makes entries; the listener's side
 
 import functools
 import operator
+import os
 import threading
 import time
 from dataclasses import dataclass, fields
@@ -100,9 +101,21 @@ def config_number(config: TraceConfig) -> int:
 
 
 def known_configs(first: int, configs: list[TraceConfig]) -> None:
-    """Configs numbered from ``first`` in another process (the server's, for its renderer process)."""
+    """Configs numbered from ``first`` in another process (the server's, for its renderer process), which
+    sends each once, in order, to the process it started."""
     with numbering:
+        if first > len(CONFIGS):
+            raise ValueError(f"configs from number {first} sent, but only {len(CONFIGS)} known before them")
         CONFIGS[first : first + len(configs)] = configs
+
+
+def forked() -> None:
+    """A lock another thread held at a fork stays held in the child: a new one."""
+    global numbering
+    numbering = threading.Lock()
+
+
+os.register_at_fork(after_in_child=forked)
 
 
 def entry_of(values: tuple) -> TraceEntry:

@@ -9,11 +9,12 @@ each batch of records and writes it to this program's stdin; this program,
 stderr, which it inherits, and writes the recording.
 
 A frame on the pipe is a 4-byte length and a pickled list of items: an
-entry's fields in order, as a tuple, just as the consumer's path queued
-them (most items; the config by its number, ``entry.CONFIGS``), or a list
-for anything else: ``["record", entry, failure, dropped]``, ``["message",
-text, dropped]``, and ``["configs", first, configs]`` before the first
-entry that names a config by a number the renderer has not been sent.
+entry's values as a tuple, just as the consumer's path queued them (most
+items: plain values only, its config by number and a dict event's keys and
+values after the fields, ``entry.CONFIGS``), or a list for anything else:
+``["record", entry, failure, dropped]``, ``["message", text, dropped]``,
+and ``["configs", first, configs]`` before the first entry that names a
+config by a number the renderer has not been sent.
 The renderer ends at end of input, having written everything. It runs in a
 process group of its own, so a terminal's Ctrl-C or a signal to the
 server's group reaches the server alone, and ignores SIGINT and SIGTERM
@@ -76,6 +77,7 @@ class RendererProcess(logging.Handler):
         with self.starting:
             if self.process is None and self.local is None:
                 self.process = self.start()
+                self.configs_sent = 0  # a new process knows none
             return self.process
 
     def forked(self):
@@ -125,11 +127,11 @@ class RendererProcess(logging.Handler):
         # Frames of a bounded size: a server killed mid-write loses only the frame it was writing.
         for start in range(0, len(items), FRAME_ITEMS):
             frame = items[start : start + FRAME_ITEMS]
-            # The configs numbered since the last frame, first: the entries name theirs by number.
-            configs = CONFIGS[self.configs_sent :]
             try:
-                data = pickled([["configs", self.configs_sent, configs], *frame] if configs else frame)
                 process = self.process or self.started()
+                # The configs numbered since this process was last sent any, first: entries name theirs.
+                configs = CONFIGS[self.configs_sent :]
+                data = pickled([["configs", self.configs_sent, configs], *frame] if configs else frame)
                 process.stdin.write(HEADER.pack(len(data)) + data)
                 process.stdin.flush()
             except Exception as error:  # not started, or gone: render here from now on

@@ -256,3 +256,25 @@ def test_a_server_starts_its_renderer_as_it_builds_its_application_and_a_fork_ge
     received = [line for line in lines if "→ in" in line and "websocket.receive" in line]
     for said in ("said in the child", "said in the parent"):
         assert sum(f"'{said}'" in line for line in received) == 1, done.stderr[-3000:]
+
+
+async def test_a_renderer_started_again_is_sent_the_configs_its_lines_name(tmp_path, capfd, endpoint):
+    """The consumer's path queues a line's config by its number (``entry.CONFIGS``), and each renderer
+    process is sent the configs before the first line that names one. A renderer stopped (the handler
+    closed by a logging reconfiguration) and started again is a new process that knows none: it is sent
+    them again (the first renderer's were taken as sent, and the second died on the first line)."""
+    from explorer.bench.cost import queued_records
+    from explorer.trace.handlers import Batch
+
+    recording = tmp_path / "trace.jsonl"
+    queued = await queued_records(f"explorer-{endpoint}-compact", 2)
+    shipper = RendererProcess(recording, list)
+    for _ in range(2):
+        shipper.take(Batch(queued, [0] * len(queued), 0, True))
+        shipper.flush()
+        shipper.stop()  # the renderer writes out what it was sent, and ends
+    assert shipper.local is None  # never failed over to rendering here
+    records = [json.loads(line) for line in recording.read_text().splitlines()]
+    assert len([record for record in records if record.get("kind") == "in"]) == 2 * 2  # both renderers'
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "failed" not in err
