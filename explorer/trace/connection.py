@@ -607,7 +607,8 @@ class ConnectionTrace:
 
     def layer_call(self, operation, fields):
         """A call the consumer makes on the channel layer: group_add, group_discard, group_send, send."""
-        self.emit("layer", {"type": operation, **fields}, thread=self.thread())
+        # Cut and weighed as any event: a message may hold whatever the application put in it.
+        self.emit("layer", self.captured({"type": operation, **fields}), thread=self.thread())
 
     def remark(self, note):
         """Something worth saying about the connection, on a line of its own."""

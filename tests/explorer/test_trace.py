@@ -333,6 +333,32 @@ async def test_credentials_inside_a_room_message_stay_out_of_the_trace(endpoint,
     assert layer and '{"token": "<redacted>"}' in str(layer[0]["event"]["message"])
 
 
+@pytest.mark.usefixtures("database")  # /say keeps what it says, for /history
+async def test_a_room_message_is_cut_and_weighed_as_it_is_traced_like_any_event(endpoint, monkeypatch):
+    """What a consumer sends through the channel layer is whatever the application put in it: its line
+    holds it cut to what the trace shows, and the queue counts what that holds (the layer's lines once
+    held the whole message, counted as nothing, in the queue and the page's recent records)."""
+    from explorer.trace.config import trace_config
+    from explorer.trace.connection import ConnectionTrace
+    from explorer.trace.entry import entry_of
+
+    delivered = []
+    monkeypatch.setattr(
+        ConnectionTrace, "deliver", staticmethod(lambda values, _, weight: delivered.append((values, weight)))
+    )
+    said = "x" * 4000
+    await session(endpoint, "/join lobby", f"/say lobby {said}")
+    [(values, weight)] = [
+        (values, weight)
+        for values, weight in delivered
+        if (entry := entry_of(values)).kind == "layer" and entry.event["type"] == "group_send"
+    ]
+    text = entry_of(values).event["message"]["text"]  # a Shortened: its start, and how long it was
+    limit = trace_config().max_payload
+    assert (text.head, text.length) == (said[:limit], len(said))
+    assert weight >= limit
+
+
 async def test_password_names_and_query_separators_that_hide_a_credential_too(endpoint, trace):
     await session(
         endpoint,
