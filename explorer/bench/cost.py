@@ -130,13 +130,14 @@ async def full_collections(echoes):
             assert (await communicator.connect())[0], subject
         gc.collect()  # each subject starts from the same count
         before = gc.get_stats()[-1]["collections"]
-        for _ in range(max(1, echoes // FULL_COLLECTION_CONNECTIONS)):
+        rounds = max(1, echoes // FULL_COLLECTION_CONNECTIONS)
+        for _ in range(rounds):
             for communicator in communicators:
                 await communicator.send_to(text_data="hello")
             for communicator in communicators:
                 await communicator.receive_from()
         full = gc.get_stats()[-1]["collections"] - before
-        figures[subject] = full / echoes * 10_000
+        figures[subject] = full / (rounds * FULL_COLLECTION_CONNECTIONS) * 10_000
         for communicator in communicators:
             await communicator.disconnect()
     return figures
