@@ -130,6 +130,29 @@ def entry_of(values: tuple) -> TraceEntry:
     return TraceEntry(*(*values[:EVENT], event, CONFIGS[number], *values[CONFIG + 1 : len(FIELDS)]))
 
 
+DATA = frozenset({str, bytes, int, float, bool, type(None)})
+
+
+def only_data(value, depth=0):
+    """Whether ``value`` holds nothing but Python's own data types, so it crosses the pipe as it is and
+    the renderer lays it out; a scope that holds the application's objects (a user, a session) is laid
+    out here instead, as they are now. (Asked of each scope line's values: a plain value is checked
+    where it is found, with no call of its own.)"""
+    kind = type(value)
+    if kind in DATA:
+        return True
+    if depth > 3:
+        return False
+    if kind is dict:
+        for key, each in value.items():
+            if type(key) is not str or (type(each) not in DATA and not only_data(each, depth + 1)):
+                return False
+        return True
+    if kind is list or kind is tuple:
+        return all(type(each) in DATA or only_data(each, depth + 1) for each in value)
+    return False
+
+
 def clock(entry: "TraceEntry", which: str) -> str:
     """The time column of a line: since the process's trace started (lines from every connection in
     one order), since the connection arrived, or the wall clock."""

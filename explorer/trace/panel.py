@@ -30,6 +30,7 @@ import logging
 import threading
 from collections import deque
 
+from explorer.trace.entry import only_data
 from explorer.trace.recording import iso, record_of
 from explorer.unsent import PAUSED, probe
 
@@ -217,8 +218,8 @@ class Hub:
 
 def plain(item):
     """Whether a record as queued holds plain values only, cut to what the trace shows: an entry's values
-    (``connection.deliver``), but a scope's, which may hold the application's objects."""
-    return type(item) is tuple and item[1] != "scope"
+    (``connection.deliver``), a scope's when it holds none of the application's objects."""
+    return type(item) is tuple and (item[1] != "scope" or only_data(item))
 
 
 hub = Hub()

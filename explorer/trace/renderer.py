@@ -36,7 +36,7 @@ import subprocess
 import sys
 import threading
 
-from explorer.trace.entry import CONFIGS, entry_of, known_configs
+from explorer.trace.entry import CONFIGS, entry_of, known_configs, only_data
 from explorer.trace.render import shown_body
 from explorer.trace.tracebacks import failure_of
 
@@ -195,11 +195,10 @@ class RendererProcess(logging.Handler):
 def item(record):
     """What the renderer needs of a logging record, or of an entry's values (``connection.deliver``)."""
     if type(record) is tuple:
-        entry = entry_of(record) if record[1] == "scope" else None  # its kind
-        if entry is None or only_data(entry.event):
+        if record[1] != "scope" or only_data(record):  # its kind; a scope's values, its event's among them
             # A tuple of plain values, which pickle takes without calling back into Python.
             return record
-        failure, dropped = None, 0
+        entry, failure, dropped = entry_of(record), None, 0
     else:
         dropped = getattr(record, "trace_dropped", 0)
         entry = getattr(record, "trace", None)
@@ -210,25 +209,6 @@ def item(record):
         # A scope holds the application's objects (a user, a session): shown here, as they are.
         entry = as_shown(entry)
     return ["record", entry, failure, dropped]
-
-
-DATA = (str, bytes, int, float, bool, type(None))
-
-
-def only_data(value, depth=0):
-    """Whether ``value`` holds nothing but Python's own data types, so it crosses the pipe as it is and
-    the renderer lays it out; a scope that holds the application's objects (a user, a session) is laid
-    out here instead, as they are now."""
-    kind = type(value)
-    if kind in DATA:
-        return True
-    if depth > 3:
-        return False
-    if kind is dict:
-        return all(type(key) is str and only_data(item, depth + 1) for key, item in value.items())
-    if kind is list or kind is tuple:
-        return all(only_data(item, depth + 1) for item in value)
-    return False
 
 
 def as_shown(entry):

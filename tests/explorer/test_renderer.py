@@ -136,7 +136,7 @@ def test_a_scope_of_plain_data_is_shown_by_the_renderer_exactly_as_the_server_wo
 
     plain = TraceEntry("ac#1", "scope", 0.0, SECRET_SCOPE, COMPACT)
     visited = TraceEntry("ac#2", "scope", 0.0, {**SECRET_SCOPE, "user": Visitor()}, COMPACT)
-    queued = [values_of(entry) for entry in (plain, visited)]  # as the consumer's path queues them
+    queued = [as_queued(entry) for entry in (plain, visited)]
     shipped = [shipped_record(pickled_back(item(values))) for values in queued]
     assert item(queued[0]) is queued[0] and item(queued[1])[0] == "record"
     for entry, record in zip((plain, visited), shipped, strict=True):
@@ -144,6 +144,25 @@ def test_a_scope_of_plain_data_is_shown_by_the_renderer_exactly_as_the_server_wo
         assert record_of(record) == expected
         assert "s3cr3t" not in json.dumps(expected) and "<redacted>" in json.dumps(expected)
     assert "<Visitor>" in json.dumps(record_of(shipped[1]))
+
+
+def as_queued(entry):
+    """An entry's values as the consumer's path queues them (``entry.CONFIGS``): its config by number, and
+    its event's keys and values after the fields."""
+    import itertools
+
+    from explorer.trace.entry import CONFIG, EVENT, FIELDS, config_number, entry_of
+
+    values = values_of(entry)
+    queued = (
+        *values[:EVENT],
+        None,
+        -1 - config_number(entry.config),
+        *values[CONFIG + 1 : len(FIELDS)],
+        *itertools.chain.from_iterable(entry.event.items()),
+    )
+    assert entry_of(queued) == entry
+    return queued
 
 
 def pickled_back(shipped):
