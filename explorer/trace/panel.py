@@ -67,13 +67,16 @@ class Subscriber:
         self.signalled = False  # a wake is on its way: one per batch, not per record
         self.gone = False  # it stopped watching: nothing more is offered to it
 
+    def full(self):
+        """Whether it has no room for another line: read without the lock, a guess the listener acts on
+        for a whole batch (``offer`` looks again)."""
+        return len(self.lines) >= BUFFER_RECORDS or self.held >= BUFFER_BYTES
+
     def offer(self, line):
         """Called on the listener thread: keep ``line`` if there is room, else count it. Never waits."""
         with self.lock:
             if len(self.lines) >= BUFFER_RECORDS or self.held + len(line) > BUFFER_BYTES:
-                if not self.dropped:
-                    self.before_gap = len(self.lines)
-                self.dropped += 1
+                self.lost(1)
                 return
             self.lines.append(line)
             self.held += len(line)
@@ -82,6 +85,17 @@ class Subscriber:
             self.signalled = True
         with contextlib.suppress(RuntimeError):  # the page's loop has closed: it is going anyway
             self.loop.call_soon_threadsafe(self.wake.set)
+
+    def missed(self, count):
+        """Called on the listener thread: ``count`` records came that were not made lines, as it had no
+        room for them (``full``)."""
+        with self.lock:
+            self.lost(count)
+
+    def lost(self, count):
+        if not self.dropped:
+            self.before_gap = len(self.lines)
+        self.dropped += count
 
     def take(self):
         """A batch of lines, and how many were lost just before them; on the page's loop.
@@ -115,8 +129,9 @@ class Hub:
 
     Making a record a page's line (``record_of``, then JSON) costs some 30 µs
     of the listener's thread, which shares the GIL with the event loop, so it
-    is done only while a page watches, and once per record: a line made is
-    kept, for the next page that opens. The last records are otherwise kept
+    is done only while a page watches and has room for it (a page that stopped
+    reading is only told how many it lost), and once per record: a line made
+    is kept, for the next page that opens. The last records are otherwise kept
     as the queue held them, a tuple of plain values each, except those that
     may hold an application's objects (a scope, a logging record with its
     traceback), made into lines at once: the recent records keep no
@@ -143,10 +158,11 @@ class Hub:
         with self.making:
             with self.lock:
                 joining, self.joining = self.joining, []
-                watching = bool(self.subscribers or joining)
+                # A page with no room loses this batch whole: it is told how many, and no line is made.
+                wanted = bool(joining) or not all(each.full() for each in self.subscribers)
             first, self.numbered = self.numbered + 1, self.numbered + len(items)
             numbered = zip(range(first, self.numbered + 1), items, weights, strict=True)
-            new = [self.made(each) if watching or not plain(each[1]) else each for each in numbered]
+            new = [self.made(each) if wanted or not plain(each[1]) else each for each in numbered]
             if joining:
                 self.recent = deque(map(self.made, self.recent))
                 self.recent_weight = sum(weight for _, _, weight in self.recent)
@@ -162,9 +178,8 @@ class Hub:
                             if line:
                                 subscriber.offer(line)
                         self.subscribers.add(subscriber)
-                for _, line, _ in new if watchers else ():
-                    for subscriber in watchers if line else ():
-                        subscriber.offer(line)
+                if watchers:
+                    handed(new, watchers)
 
     def made(self, numbered):
         """A numbered record with its line in place of the record, and the line's length as its weight
@@ -214,6 +229,23 @@ class Hub:
             self.subscribers.discard(subscriber)
             if subscriber in self.joining:
                 self.joining.remove(subscriber)
+
+
+def handed(new, watchers):
+    """Each of the new records offered to the pages watching as its line, in order; those kept as queued,
+    not made lines (no page had room), counted as lost to each, in their place."""
+    missed = 0
+    for _, line, _ in new:
+        if type(line) is not str:
+            missed += line is not None  # None: a record with nothing to show
+            continue
+        for subscriber in watchers:
+            if missed:
+                subscriber.missed(missed)
+            subscriber.offer(line)
+        missed = 0
+    for subscriber in watchers if missed else ():
+        subscriber.missed(missed)
 
 
 def plain(item):
