@@ -15,13 +15,11 @@ values after the fields, ``entry.CONFIGS``), or a list for anything else:
 ``["record", entry, failure, dropped]``, ``["message", text, dropped]``,
 and ``["configs", first, configs]`` before the first entry that names a
 config by a number the renderer has not been sent.
-The renderer ends at end of input, having written everything. It runs at a
-lower priority than its server (``NICENESS``: on busy cores the server comes
-first, and the lines come in the gaps), in a process group of its own, so a
-terminal's Ctrl-C or a signal to the server's group reaches the server
-alone, and ignores SIGINT and SIGTERM besides: its server still has records
-to send as it stops. If it cannot be started or dies, the trace says so once
-and renders in the server's process again.
+The renderer ends at end of input, having written everything. It runs in a
+process group of its own, so a terminal's Ctrl-C or a signal to the
+server's group reaches the server alone, and ignores SIGINT and SIGTERM
+besides: its server still has records to send as it stops. If it cannot be started or dies,
+the trace says so once and renders in the server's process again.
 """
 
 import argparse
@@ -48,10 +46,6 @@ STOP_TIMEOUT = 10  # seconds the server waits for the renderer to write out and 
 FRAME_ITEMS = 200  # records in one frame at most
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)  # Linux's; Python has the name from 3.10 on Linux
 PIPE_BYTES = 1024 * 1024  # the pipe's size, where the system allows it (Linux's unprivileged maximum)
-# Below its server's priority: on a machine whose cores are all busy, the server's work comes first and the
-# console's lines come in the gaps (the pipe and the server's queue hold them meanwhile). Competing as an
-# equal, the renderer cost an async echo under uvicorn a fifth of its rate.
-NICENESS = 10
 
 
 class RendererProcess(logging.Handler):
@@ -301,8 +295,6 @@ def main(argv=None):
     # SIGTTOU too: in a process group of its own, it is a background job to a terminal with tostop set.
     for stop in (signal.SIGINT, signal.SIGTERM, signal.SIGTTOU):
         signal.signal(stop, signal.SIG_IGN)
-    with contextlib.suppress(OSError):  # where the system refuses, at the server's own priority
-        os.nice(NICENESS)
     sinks = [RichTraceHandler()]
     if options.file:  # first: a slow or closed console never holds the recording back
         sinks.insert(0, JsonLinesTraceHandler(options.file, origin=json.loads(options.origin)))

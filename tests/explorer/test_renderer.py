@@ -297,28 +297,3 @@ async def test_a_renderer_started_again_is_sent_the_configs_its_lines_name(tmp_p
     assert len([record for record in records if record.get("kind") == "in"]) == 2 * 2  # both renderers'
     err = capfd.readouterr().err
     assert "Traceback" not in err and "failed" not in err
-
-
-async def test_the_renderer_yields_the_cpu_to_the_server_it_traces(tmp_path, endpoint):
-    """On a machine whose cores are busy (a load test beside the server), the renderer's work competed with
-    the server's own and slowed it: an async echo under uvicorn kept 65% of its trace-off rate, 82% with
-    the renderer behind it. The renderer runs at a lower priority than its server (``NICENESS``): its
-    lines come in the gaps, and all of them still come."""
-    from explorer.bench.cost import queued_records
-    from explorer.trace.handlers import Batch
-    from explorer.trace.renderer import NICENESS
-
-    recording = tmp_path / "trace.jsonl"
-    queued = await queued_records(f"explorer-{endpoint}-compact", 2)
-    shipper = RendererProcess(recording, list)
-    shipper.take(Batch(queued, [0] * len(queued), 0, True))
-    shipper.flush()
-    pid = shipper.process.pid
-    ours = os.getpriority(os.PRIO_PROCESS, 0)
-    deadline = time.monotonic() + 60  # it lowers its own priority as it starts, after its imports
-    while os.getpriority(os.PRIO_PROCESS, pid) == ours and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert os.getpriority(os.PRIO_PROCESS, pid) == min(ours + NICENESS, 19)
-    shipper.stop()
-    records = [json.loads(line) for line in recording.read_text().splitlines()]
-    assert len([record for record in records if record.get("kind") == "in"]) == 2
