@@ -66,11 +66,13 @@ class Subscriber:
         self.before_gap = 0  # of the lines waiting, how many came before the first of those losses
         self.signalled = False  # a wake is on its way: one per batch, not per record
         self.gone = False  # it stopped watching: nothing more is offered to it
+        self.refused = False  # a record was lost to it for want of room, and it has not taken any since
 
     def full(self):
-        """Whether it has no room for another line: read without the lock, a guess the listener acts on
-        for a whole batch (``offer`` looks again)."""
-        return len(self.lines) >= BUFFER_RECORDS or self.held >= BUFFER_BYTES
+        """Whether it has no room for more lines: read without the lock, a guess the listener acts on for a
+        whole batch. A line is refused at either bound (``offer``), and a page that has refused one has no
+        room until it takes some: one that takes some just after the guess loses that batch, counted."""
+        return self.refused or len(self.lines) >= BUFFER_RECORDS
 
     def offer(self, line):
         """Called on the listener thread: keep ``line`` if there is room, else count it. Never waits."""
@@ -80,22 +82,31 @@ class Subscriber:
                 return
             self.lines.append(line)
             self.held += len(line)
-            if self.signalled:
-                return
+            already = self.signalled  # a wake is on its way: one per batch
             self.signalled = True
-        with contextlib.suppress(RuntimeError):  # the page's loop has closed: it is going anyway
-            self.loop.call_soon_threadsafe(self.wake.set)
+        if not already:
+            self.wake_page()
 
     def missed(self, count):
         """Called on the listener thread: ``count`` records came that were not made lines, as it had no
-        room for them (``full``)."""
+        room for them (``full``). The page is woken to be told, though no line waits: it may have taken
+        every one since."""
         with self.lock:
             self.lost(count)
+            already = self.signalled  # a wake is on its way: one per batch
+            self.signalled = True
+        if not already:
+            self.wake_page()
+
+    def wake_page(self):
+        with contextlib.suppress(RuntimeError):  # the page's loop has closed: it is going anyway
+            self.loop.call_soon_threadsafe(self.wake.set)
 
     def lost(self, count):
         if not self.dropped:
             self.before_gap = len(self.lines)
         self.dropped += count
+        self.refused = True
 
     def take(self):
         """A batch of lines, and how many were lost just before them; on the page's loop.
@@ -118,6 +129,8 @@ class Subscriber:
                 batch.append(line)
                 size += len(line)
             self.held -= size
+            if batch or not self.lines:  # room again (a line larger than the whole buffer is refused alone)
+                self.refused = False
             if self.dropped:
                 self.before_gap -= len(batch)
             self.signalled = bool(self.lines) or bool(self.dropped)
@@ -158,7 +171,8 @@ class Hub:
         with self.making:
             with self.lock:
                 joining, self.joining = self.joining, []
-                # A page with no room loses this batch whole: it is told how many, and no line is made.
+                # A page with no room loses this batch whole, told how many: only the lines that are made
+                # at once anyway (``plain``: no) are made for it.
                 wanted = bool(joining) or not all(each.full() for each in self.subscribers)
             first, self.numbered = self.numbered + 1, self.numbered + len(items)
             numbered = zip(range(first, self.numbered + 1), items, weights, strict=True)

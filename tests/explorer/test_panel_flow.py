@@ -4,6 +4,7 @@ Apart from ``tests/test_panel.py``, whose browser (Playwright's sync API) keeps 
 the test's thread, where an async test cannot run.
 """
 
+import asyncio
 import json
 import logging
 
@@ -12,7 +13,11 @@ from channels.testing import WebsocketCommunicator
 
 from explorer.asgi import application
 from explorer.trace import panel
+from explorer.trace.config import TraceConfig
+from explorer.trace.entry import TraceEntry, values_of
 from explorer.trace.renderer import as_log_record
+
+COMPACT = TraceConfig(mode="compact")
 
 
 @pytest.fixture
@@ -127,7 +132,7 @@ async def test_no_line_is_made_for_a_page_that_has_no_room_for_it(fresh_hub, end
     30 µs a record, beside the event loop, for as long as the page stayed open. While no page has room,
     records are kept as queued, counted as lost to each page, in their place; a page that reads again is
     told how many, then gets the records after them."""
-    monkeypatch.setattr(panel, "BUFFER_RECORDS", 10)
+    monkeypatch.setattr(panel, "BUFFER_RECORDS", 3)
     monkeypatch.setattr(panel, "WINDOW", 1)
     made = []
 
@@ -140,6 +145,8 @@ async def test_no_line_is_made_for_a_page_that_has_no_room_for_it(fresh_hub, end
     await echoed(endpoint, "fills its buffer")
     first = json.loads(await page.receive_from(timeout=5))  # its window: then it stops acknowledging
     await echoed(endpoint, "fills its buffer")  # whatever room the first batch left, now gone
+    [subscriber] = fresh_hub.subscribers
+    assert subscriber.full()
     made.clear()
     for _ in range(3):
         await echoed(endpoint, "while it stalls")
@@ -152,11 +159,71 @@ async def test_no_line_is_made_for_a_page_that_has_no_room_for_it(fresh_hub, end
         await page.send_to(text_data=json.dumps({"ack": batches[-1]["batch"]}))
     lost = batches[-1]["dropped"]
     assert lost >= 3 * 4  # at least each stalled echo's receive, send, handler done and exit
+    monkeypatch.setattr(panel, "BUFFER_RECORDS", 1000)  # room for a whole echo's records
     await echoed(endpoint, "after it reads again")
     records = await records_until(page, "after it reads again")
     seqs = [record["seq"] for each in batches for record in each["records"]] + [r["seq"] for r in records]
     assert seqs == sorted(seqs)
     await page.disconnect()
+
+
+def received(*texts):
+    """Entries' values as the consumer's path queues them: plain, kept unmade while no page has room."""
+    return [
+        values_of(TraceEntry("ac#1", "in", 0.5, {"type": "websocket.receive", "text": text}, COMPACT))
+        for text in texts
+    ]
+
+
+def texts(lines):
+    return [json.loads(line)["event"]["text"] for line in lines]
+
+
+async def test_a_full_page_is_told_exactly_how_many_records_it_missed_and_where(fresh_hub, monkeypatch):
+    monkeypatch.setattr(panel, "BUFFER_RECORDS", 3)
+    page = fresh_hub.subscribe(asyncio.get_running_loop(), asyncio.Event())
+    fresh_hub.keep(received("1", "2", "3", "4"), [10] * 4)  # it opened: made, and the fourth refused
+    assert page.full()
+    fresh_hub.keep(received("5", "6"), [10] * 2)  # no room: kept as queued, counted
+    assert [type(item) for _, item, _ in fresh_hub.recent][-2:] == [tuple, tuple]
+    lines, dropped = page.take()
+    assert (texts(lines), dropped) == (["1", "2", "3"], 0)
+    assert page.take() == ([], 3)  # 4, 5 and 6, told after the lines before them
+    fresh_hub.keep(received("7"), [10])
+    lines, dropped = page.take()
+    assert (texts(lines), dropped) == (["7"], 0)
+
+
+async def test_a_page_full_by_its_bytes_has_no_lines_made_for_it(fresh_hub, monkeypatch):
+    """A page's buffer is bounded in bytes too: a page stopped there, just under the bound, is full (it was
+    only full at the bound exactly, and every record was made into a line that it then refused)."""
+    made = []
+
+    def line(number, item, line=fresh_hub.line):
+        made.append(number)
+        return line(number, item)
+
+    monkeypatch.setattr(fresh_hub, "line", line)
+    page = fresh_hub.subscribe(asyncio.get_running_loop(), asyncio.Event())
+    fresh_hub.keep(received("1"), [10])
+    monkeypatch.setattr(panel, "BUFFER_BYTES", int(len(page.lines[0]) * 2.5))
+    fresh_hub.keep(received("2", "3"), [10] * 2)  # the third line does not fit
+    assert len(page.lines) == 2 and page.full()
+    made.clear()
+    fresh_hub.keep(received("4", "5"), [10] * 2)
+    assert made == []
+    assert page.take()[0] and page.take() == ([], 3)
+    assert not page.full()  # it has taken them, and been told: room again
+
+
+async def test_a_page_with_nothing_waiting_is_woken_to_be_told_what_it_missed():
+    """Records lost to a page as the listener found it full, when it has since taken every line it had:
+    nothing else would wake it, and on a server gone quiet it would never hear of them."""
+    wake = asyncio.Event()
+    page = panel.Subscriber(asyncio.get_running_loop(), wake)
+    page.missed(5)
+    await asyncio.wait_for(wake.wait(), 5)
+    assert page.take() == ([], 5)
 
 
 def test_the_recent_records_are_bounded_in_count_and_in_weight(fresh_hub):
