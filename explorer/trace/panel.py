@@ -30,8 +30,8 @@ import logging
 import threading
 from collections import deque
 
-from explorer.trace.entry import only_data
-from explorer.trace.recording import iso, record_of
+from explorer.trace.entry import entry_of, only_data
+from explorer.trace.recording import entry_record, iso, record_of
 from explorer.unsent import PAUSED, probe
 
 ROUTE = "ws/trace/"  # for URLRouter
@@ -206,10 +206,9 @@ class Hub:
 
     def line(self, number, item):
         """A record as a page's line (its JSON), or None when it holds nothing to show."""
-        from explorer.trace.connection import logging_record
-
         try:
-            data = record_of(logging_record(item))
+            # An entry's values (``connection.deliver``), made into no logging record on the way.
+            data = entry_record(entry_of(item)) if type(item) is tuple else record_of(item)
             if data.keys() == {"dropped"}:  # only a count of what the trace's own full queue dropped
                 data = {"kind": "message", "text": "", **data}
             if not data:

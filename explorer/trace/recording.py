@@ -127,12 +127,17 @@ def as_record(entry, shown_event, failure=None):
     return record
 
 
+def entry_record(entry, failure=None):
+    """A trace entry as a JSON-ready dict, its event as the trace shows it."""
+    return as_record(entry, shown_body(entry), failure)
+
+
 def record_of(log_record):
     """A logging record of the trace's as a JSON-ready dict, for the recording and the page's panel:
     its entry, a message, or only a drop count (``{"dropped": N}``); {} when it holds none of these."""
     entry = getattr(log_record, "trace", None)
     if entry is not None:
-        data = as_record(entry, shown_body(entry), failure_of(log_record))
+        data = entry_record(entry, failure_of(log_record))
     elif log_record.msg:
         data = {"kind": "message", "text": log_record.getMessage()}
     else:

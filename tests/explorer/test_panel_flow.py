@@ -14,7 +14,7 @@ from channels.testing import WebsocketCommunicator
 from explorer.asgi import application
 from explorer.trace import panel
 from explorer.trace.config import TraceConfig
-from explorer.trace.entry import TraceEntry, values_of
+from explorer.trace.entry import TraceEntry, entry_of, values_of
 from explorer.trace.renderer import as_log_record
 
 COMPACT = TraceConfig(mode="compact")
@@ -78,13 +78,14 @@ async def test_records_are_made_into_lines_only_while_a_page_watches(fresh_hub, 
     """Making a record a page's line costs the listener's thread about 30 µs, beside the event loop:
     once the last page has gone, the trace's records are kept as they were queued, not made into lines
     (the panel once made every record into JSON for good once a page had watched)."""
-    made = []
+    made = []  # (connection, kind) of each record made into a line
 
-    def record_of(log_record, record_of=panel.record_of):
-        made.append(log_record)
-        return record_of(log_record)
+    def line(number, item, line=fresh_hub.line):
+        entry = entry_of(item) if type(item) is tuple else item.trace
+        made.append((entry.connection, entry.kind))
+        return line(number, item)
 
-    monkeypatch.setattr(panel, "record_of", record_of)
+    monkeypatch.setattr(fresh_hub, "line", line)
     page = await opened_page()
     await echoed(endpoint, "while the page watches")
     await records_until(page, "while the page watches")
@@ -93,7 +94,7 @@ async def test_records_are_made_into_lines_only_while_a_page_watches(fresh_hub, 
     made.clear()
     await echoed(endpoint, "after the page went")
     # Only the scope, which may hold the application's objects: the recent records keep none alive.
-    assert [record.trace.kind for record in made] == ["scope"]
+    assert [kind for _, kind in made] == ["scope"]
     assert all(panel.plain(item) or type(item) is str for _, item, _ in fresh_hub.recent)
     made.clear()
     later = await opened_page()  # and a page that opens again gets them
@@ -101,8 +102,8 @@ async def test_records_are_made_into_lines_only_while_a_page_watches(fresh_hub, 
     await records_until(later, "after the page went")
     await later.disconnect()
     # Each line made once, and kept: only the second echo's records not made yet (all but its scope).
-    assert made and "scope" not in [record.trace.kind for record in made]
-    assert len({record.trace.connection for record in made}) == 1
+    assert made and "scope" not in [kind for _, kind in made]
+    assert len({connection for connection, _ in made}) == 1
 
 
 async def test_a_page_that_opens_or_leaves_never_waits_for_lines_to_be_made(fresh_hub, endpoint, monkeypatch):
@@ -224,6 +225,18 @@ async def test_a_page_with_nothing_waiting_is_woken_to_be_told_what_it_missed():
     page.missed(5)
     await asyncio.wait_for(wake.wait(), 5)
     assert page.take() == ([], 5)
+
+
+async def test_a_record_is_the_same_line_as_queued_and_as_a_logging_record(fresh_hub, endpoint):
+    """The panel makes a queued entry's line with no logging record on the way (a quarter of a line's
+    cost): the line is the one its logging record makes, for every kind of an echo's records."""
+    from explorer.bench.cost import queued_records
+    from explorer.trace.connection import logging_record
+
+    queued = await queued_records(f"explorer-{endpoint}-compact", 2)
+    assert {"in", "out", "done"} <= {item[1] for item in queued}
+    for number, item in enumerate(queued):
+        assert fresh_hub.line(number, item) == fresh_hub.line(number, logging_record(item))
 
 
 def test_the_recent_records_are_bounded_in_count_and_in_weight(fresh_hub):
