@@ -221,7 +221,11 @@ def test_the_cross_stall_shows_with_its_explanation_and_a_wait_linked_to_the_syn
             )
         )
         # The timeline: the wait, linked to the handler that held the thread, on the sync thread's lane.
-        wait_bar = window.locator(f'svg.timeline rect.wait.slow[data-connection="{waiter_name}"]')
+        # Its own bar: on a busy machine the connection's handshake may have waited long enough to show.
+        seq = waited.get_attribute("data-seq")
+        wait_bar = window.locator(
+            f'svg.timeline rect.wait.slow[data-connection="{waiter_name}"][data-seq="{seq}"]'
+        )
         expect(wait_bar).to_have_attribute("data-held-by", sleeper_name)
         link = window.locator(f'svg.timeline path.link[data-connection="{waiter_name}"]')
         expect(link).to_have_count(1)
