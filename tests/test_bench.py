@@ -318,6 +318,10 @@ def test_the_trace_cost_in_one_process_is_measured_for_both_endpoints(tmp_path):
     for rendered in figures["renderer"].values():
         assert rendered["records"] == figures["echoes"] * RECORDS_PER_ECHO
         assert rendered["us_per_record_to_file"] > 0 and rendered["us_per_record_to_terminal"] > 0
+    # A watching page's lines, on each endpoint's echo records: every record made into one.
+    assert set(figures["panel"]) == {"explorer-ac-compact", "explorer-sc-compact"}
+    for lines in figures["panel"].values():
+        assert lines["records"] == figures["echoes"] * RECORDS_PER_ECHO and lines["us_per_line"] > 0
     # Full collections, where lines wait as in a server: counted for the async echo off, captured, compact.
     assert figures["full_collections_echoes"] == figures["echoes"] * 100
     assert set(figures["full_collections_per_10000"]) == {
@@ -330,7 +334,7 @@ def test_the_trace_cost_in_one_process_is_measured_for_both_endpoints(tmp_path):
     text = out.getvalue()
     assert "Full garbage collections, in one process" in text
     assert "The trace's own cost, in one process" in text and "handler started" in text
-    assert "The renderer process's work" in text
+    assert "The renderer process's work" in text and "A watching page's lines" in text
     assert "explorer-sc-compact" in text
     assert "Handshakes, in one process" in text and "bare-sc" in text
 

@@ -29,6 +29,10 @@ in frames as the server's side ships them, read back and rendered by the
 renderer's own loop, to a file (what the bench's servers write to) and to a
 terminal (what a developer watches), both Rich consoles here on /dev/null.
 
+Then what a page watching the trace's panel costs per record: each compact
+echo's records made into the page's lines, as the listener thread makes them
+beside the event loop while a page watches and has room.
+
 Then the full garbage collections each async subject's echo sets off, with
 20 connections echoing at once so that lines wait in the queue as in a
 server: a full collection stops every thread for tens of milliseconds.
@@ -352,6 +356,28 @@ def rendering(rounds, echoes):
     return figures
 
 
+PANEL_SUBJECTS = ("explorer-ac-compact", "explorer-sc-compact")
+
+
+def panel_lines(rounds, echoes):
+    """What a watching page costs the listener's thread (beside the event loop, on its GIL) per record:
+    each compact echo's records made into the page's lines (``panel.Hub.line``: the record as shown, in
+    JSON), ``rounds`` times; the median."""
+    from explorer.trace.panel import Hub
+
+    figures = {}
+    for subject in PANEL_SUBJECTS:
+        records = asyncio.run(queued_records(subject, echoes))
+        hub, runs = Hub(), []
+        for _ in range(rounds):
+            started = time.process_time()
+            for number, each in enumerate(records):
+                hub.line(number, each)
+            runs.append((time.process_time() - started) / len(records))
+        figures[subject] = {"records": len(records), "us_per_line": statistics.median(runs) * 1e6}
+    return figures
+
+
 def measure(rounds, echoes, handshakes):
     echoed = asyncio.run(echoes_per_subject(rounds, echoes))
     figures = {
@@ -365,6 +391,7 @@ def measure(rounds, echoes, handshakes):
     figures["per_handshake"] = per_handshake(figures["handshakes"])
     figures["parts_us"], figures["parts_violations"] = asyncio.run(parts(echoes * 5))
     figures["renderer"] = rendering(rounds, echoes)
+    figures["panel"] = panel_lines(rounds, echoes)
     figures["full_collections_echoes"] = echoes * 100
     figures["full_collections_per_10000"] = asyncio.run(full_collections(figures["full_collections_echoes"]))
     return figures

@@ -524,6 +524,16 @@ class Command(BaseCommand):
             "machine spends beside the server (a file is what the bench's servers write to)"
         )
         self.print_table(
+            f"A watching page's lines, in one process: median of {figures['rounds']} rounds over "
+            f"{figures['echoes']} echoes' records",
+            ("subject", "µs per record"),
+            [(subject, number(each["us_per_line"], 1)) for subject, each in figures["panel"].items()],
+        )
+        self.console.print(
+            "each record made into the page panel's line (as shown, in JSON) on the listener's thread, which "
+            "shares the GIL with the event loop: only while a page watches and has room"
+        )
+        self.print_table(
             f"Full garbage collections, in one process: {figures['full_collections_echoes']:,} echoes per "
             f"subject, {cost.FULL_COLLECTION_CONNECTIONS} connections at once",
             ("subject", "full collections per 10,000 echoes"),
