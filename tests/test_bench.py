@@ -322,6 +322,7 @@ def test_the_trace_cost_in_one_process_is_measured_for_both_endpoints(tmp_path):
     assert set(figures["panel"]) == {"explorer-ac-compact", "explorer-sc-compact"}
     for lines in figures["panel"].values():
         assert lines["records"] == figures["echoes"] * RECORDS_PER_ECHO and lines["us_per_line"] > 0
+        assert lines["lines"] == lines["records"]  # every one made, none failed
     # Full collections, where lines wait as in a server: counted for the async echo off, captured, compact.
     assert figures["full_collections_echoes"] == figures["echoes"] * 100
     assert set(figures["full_collections_per_10000"]) == {

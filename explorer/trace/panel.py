@@ -140,8 +140,8 @@ class Subscriber:
 class Hub:
     """The pages watching this process's trace, and its last records, for a page that opens.
 
-    Making a record a page's line (``record_of``, then JSON) costs some 30 µs
-    of the listener's thread, which shares the GIL with the event loop, so it
+    Making a record a page's line (``entry_record``, then JSON) costs some
+    20 µs of the listener's thread (``bench --cost``), which shares the GIL with the event loop, so it
     is done only while a page watches and has room for it (a page that stopped
     reading is only told how many it lost), and once per record: a line made
     is kept, for the next page that opens. The last records are otherwise kept

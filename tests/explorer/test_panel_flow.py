@@ -227,16 +227,29 @@ async def test_a_page_with_nothing_waiting_is_woken_to_be_told_what_it_missed():
     assert page.take() == ([], 5)
 
 
-async def test_a_record_is_the_same_line_as_queued_and_as_a_logging_record(fresh_hub, endpoint):
+async def test_a_record_is_the_same_line_as_queued_and_as_a_logging_record(fresh_hub, endpoint, monkeypatch):
     """The panel makes a queued entry's line with no logging record on the way (a quarter of a line's
-    cost): the line is the one its logging record makes, for every kind of an echo's records."""
-    from explorer.bench.cost import queued_records
+    cost): the line is the one its logging record made, for every record of a connection, its scope
+    (with the application's user and session) among them."""
     from explorer.trace.connection import logging_record
+    from explorer.trace.recording import record_of
 
-    queued = await queued_records(f"explorer-{endpoint}-compact", 2)
-    assert {"in", "out", "done"} <= {item[1] for item in queued}
+    kept = []
+
+    def keep(items, weights, keep=fresh_hub.keep):
+        kept.extend(items)
+        return keep(items, weights)
+
+    monkeypatch.setattr(fresh_hub, "keep", keep)
+    await echoed(endpoint, "one line each")
+    queued = [item for item in kept if type(item) is tuple]
+    assert {"scope", "in", "out", "done", "exit"} <= {item[1] for item in queued}
     for number, item in enumerate(queued):
-        assert fresh_hub.line(number, item) == fresh_hub.line(number, logging_record(item))
+        line = fresh_hub.line(number, item)
+        assert line is not None
+        through_logging = {**record_of(logging_record(item)), "seq": number}
+        assert json.loads(line) == through_logging
+        assert line == json.dumps(through_logging, ensure_ascii=True)
 
 
 def test_the_recent_records_are_bounded_in_count_and_in_weight(fresh_hub):
