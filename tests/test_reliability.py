@@ -5,6 +5,7 @@ The heavy tests are marked ``heavy``: ``pytest -m heavy`` runs them apart,
 """
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -127,6 +128,18 @@ async def test_a_client_that_stops_reading_does_not_stall_the_others(server, end
         reset(stuck)
 
 
+@contextlib.contextmanager
+def started_as_from_a_terminal():
+    """SIGINT at its default for the processes started inside, as a terminal's shell starts them. A test
+    run that ignores it (a non-interactive shell's background job does) passes that on to the server,
+    whose Python and Twisted then leave Ctrl-C ignored: the server never stops."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
 @pytest.mark.parametrize("command", ["daphne", "make run"])
 async def test_stopping_with_connections_open_is_clean_and_the_recording_complete(tmp_path, stop, command):
@@ -136,7 +149,8 @@ async def test_stopping_with_connections_open_is_clean_and_the_recording_complet
     process group.
     """
     recording = tmp_path / "trace.jsonl"
-    server = DaphneServer(recording, **WIRE_ENV) if command == "daphne" else RunserverProcess(recording)
+    with started_as_from_a_terminal():
+        server = DaphneServer(recording, **WIRE_ENV) if command == "daphne" else RunserverProcess(recording)
     closes = []
     try:
         async with connect(server.url("ac")) as first, connect(server.url("sc")) as second:
