@@ -1,6 +1,7 @@
 """Property tests: whatever a client (or a consumer) sends, nothing raises out of the core, the
 rule checks or the trace, and client text reaches the console only literally."""
 
+import datetime
 import io
 import json
 import os
@@ -14,7 +15,7 @@ from consumers.core import ExplorerCore
 from explorer import redaction
 from explorer.trace.config import TraceConfig
 from explorer.trace.entry import TraceEntry, Violation
-from explorer.trace.recording import decode, encode
+from explorer.trace.recording import decode, encode, iso
 from explorer.trace.render import compact, plain, render
 from explorer.trace.rules import WebSocketRules, broke
 
@@ -204,3 +205,15 @@ def test_a_credential_field_never_shows_its_value(value):
         for cut in (len(message), len(message) - 1):
             shown = redaction.payload(message[:cut], config)
             assert "s3" not in shown and "<redacted>" in shown  # "s3" begins the secret alone
+
+
+@PROPERTIES
+@given(moment=st.floats(min_value=0, max_value=2**33))
+@example(moment=1_700_000_000.9999995)  # rounds up into the next second
+@example(moment=5e-07)  # half a microsecond, exactly: to even, as datetime rounds
+@example(moment=1_700_000_000.0000015)
+def test_a_recorded_moment_is_written_as_datetime_writes_it(moment):
+    """The recording's clock (made with each second's part kept) says what ``datetime`` would, digit for
+    digit, its rounding included."""
+    written = datetime.datetime.fromtimestamp(moment, datetime.UTC).isoformat(timespec="microseconds")
+    assert iso(moment) == written
