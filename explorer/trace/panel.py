@@ -75,28 +75,33 @@ class Subscriber:
         return self.refused or len(self.lines) >= BUFFER_RECORDS
 
     def offer(self, line):
-        """Called on the listener thread: keep ``line`` if there is room, else count it. Never waits."""
+        """Called on the listener thread: keep ``line`` if there is room, else count it. Never waits; the
+        page is woken once the listener's whole batch is offered (``signal``)."""
         with self.lock:
             if len(self.lines) >= BUFFER_RECORDS or self.held + len(line) > BUFFER_BYTES:
                 self.lost(1)
                 return
             self.lines.append(line)
             self.held += len(line)
-            already = self.signalled  # a wake is on its way: one per batch
-            self.signalled = True
-        if not already:
-            self.wake_page()
 
     def missed(self, count):
         """Called on the listener thread: ``count`` records came that were not made lines, as it had no
-        room for them (``full``). The page is woken to be told, though no line waits: it may have taken
-        every one since."""
+        room for them (``full``)."""
         with self.lock:
             self.lost(count)
-            already = self.signalled  # a wake is on its way: one per batch
-            self.signalled = True
-        if not already:
-            self.wake_page()
+
+    def signal(self):
+        """Called on the listener thread once its batch is offered: the page is woken, once, to take what
+        waits, lines or only a count of those it lost (it may have taken every line since).
+
+        Not at the first line: waking the page writes its loop's self-pipe, which hands the loop the GIL,
+        and a page woken so took the listener's batch a line at a time, a message and an acknowledgement
+        each."""
+        with self.lock:
+            if self.signalled or not (self.lines or self.dropped):
+                return
+            self.signalled = True  # a wake is on its way: one per batch
+        self.wake_page()
 
     def wake_page(self):
         with contextlib.suppress(RuntimeError):  # the page's loop has closed: it is going anyway
@@ -194,6 +199,8 @@ class Hub:
                         self.subscribers.add(subscriber)
                 if watchers:
                     handed(new, watchers)
+            for subscriber in (*watchers, *joining):
+                subscriber.signal()
 
     def made(self, numbered):
         """A numbered record with its line in place of the record, and the line's length as its weight

@@ -217,12 +217,36 @@ async def test_a_page_full_by_its_bytes_has_no_lines_made_for_it(fresh_hub, monk
     assert not page.full()  # it has taken them, and been told: room again
 
 
+async def test_a_page_is_woken_once_the_listeners_whole_batch_is_offered(fresh_hub, endpoint, monkeypatch):
+    """A page's task takes what waits as soon as it is woken, and waking it hands its loop the GIL (the
+    loop's self-pipe is written). Woken at the first line, it took the listener's batch a line at a time,
+    a message and an acknowledgement each: a page opening on a busy machine got its recent records one
+    per batch. It is woken once, when the batch is offered whole."""
+    taken = []
+
+    def take_at_once(page):
+        lines, dropped = page.take()
+        taken.append((len(lines), dropped))
+
+    monkeypatch.setattr(panel.Subscriber, "wake_page", take_at_once)
+    await echoed(endpoint, "before any page")
+    page = fresh_hub.subscribe(asyncio.get_running_loop(), asyncio.Event())
+    fresh_hub.keep([], [])  # the listener's next batch: the records from before it
+    assert taken == [(len(fresh_hub.recent), 0)] and len(fresh_hub.recent) >= 7
+    fresh_hub.keep(received("1", "2", "3"), [10] * 3)
+    assert taken[1:] == [(3, 0)]
+    page.missed(2)  # counted, not said: the listener's batch is not over (and the page has refused one)
+    fresh_hub.keep(received("4"), [10])  # no room: counted too
+    assert taken[2:] == [(0, 3)] and page.take() == ([], 0)  # said once, when the batch was over
+
+
 async def test_a_page_with_nothing_waiting_is_woken_to_be_told_what_it_missed():
     """Records lost to a page as the listener found it full, when it has since taken every line it had:
     nothing else would wake it, and on a server gone quiet it would never hear of them."""
     wake = asyncio.Event()
     page = panel.Subscriber(asyncio.get_running_loop(), wake)
     page.missed(5)
+    page.signal()  # the listener's batch is offered
     await asyncio.wait_for(wake.wait(), 5)
     assert page.take() == ([], 5)
 
