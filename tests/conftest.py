@@ -1,6 +1,8 @@
 """Fixtures shared by the tests: the endpoints, a trace capture, and a real daphne server."""
 
+import asyncio
 import contextlib
+import datetime
 import io
 import itertools
 import logging
@@ -59,6 +61,17 @@ def notes_of(records):
     return [note for record in records for note in record.get("notes", ())]
 
 
+# Notes a busy machine adds: an event that waited for its handler, one that arrived as a handler let go
+# of the event loop, a handler step that held the loop (a garbage collection, a preempted process). A
+# test of anything else leaves them out.
+TIMING_NOTES = ("waited ", "arrived as ", "held the event loop")
+
+
+def untimed(notes):
+    """``notes`` without those a busy machine adds (``TIMING_NOTES``)."""
+    return [note for note in notes if not note.startswith(TIMING_NOTES)]
+
+
 class TraceCapture:
     """The trace as rendered, through the real queue and listener, into a string and a recording."""
 
@@ -85,6 +98,22 @@ class TraceCapture:
 
     def parsed(self, connection=None):
         return parse(self.lines(), connection)
+
+    async def handler_started(self, text, timeout=10):
+        """The ``in`` record of the message ``text``, once a handler has started for it (the record is made
+        as it starts): a test that needs a handler running waits for that, not for a guessed time."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [r for r in self.records() if r["kind"] == "in" and r["event"].get("text") == text]
+            if found:
+                return found[0]
+            assert time.monotonic() < deadline, f"no handler started for {text!r} in {timeout} s"
+            await asyncio.sleep(0.01)
+
+
+def moment(record):
+    """When a record's ``seconds`` was, on the wall clock (its ``at``): comparable across connections."""
+    return datetime.datetime.fromisoformat(record["at"]).timestamp()
 
 
 @pytest.fixture

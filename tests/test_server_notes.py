@@ -18,7 +18,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidMessage, InvalidStatus
 
 from explorer.trace.server_notes import NOTES
-from tests.conftest import read_records
+from tests.conftest import read_records, untimed
 
 D, U, UW, UL, H, G = "daphne", "uvicorn", "uvicorn-wsproto", "uvicorn-websockets", "hypercorn", "granian"
 SERVERS = (D, U, UW, UL, H, G)
@@ -359,7 +359,7 @@ async def test_what_the_application_hears_of_the_clients_close(served, endpoint,
     records = server.records_of(server.connection_tagged(tag))
     [disconnect] = [r for r in records if r["kind"] == "in" and r["event"]["type"] == "websocket.disconnect"]
     assert disconnect["event"] == {"type": "websocket.disconnect", **told}
-    notes = disconnect.get("notes", [])
+    notes = untimed(disconnect.get("notes", []))  # the server's, not the machine's load
     assert any(note in n for n in notes) if note else notes == []
 
 
@@ -379,7 +379,7 @@ async def test_an_ordinary_end_gets_no_note_on_its_disconnect(server, endpoint):
             r for r in records if r["kind"] == "in" and r["event"]["type"] == "websocket.disconnect"
         ]
         assert disconnect["event"]["code"] == code
-        assert disconnect.get("notes", []) == []
+        assert untimed(disconnect.get("notes", [])) == []
 
 
 async def test_a_handshake_open_past_daphnes_timeout_is_dropped(rule_breaker_server, server, endpoint):
@@ -434,7 +434,7 @@ async def test_a_message_over_the_servers_limit(served, endpoint, kind):
     assert disconnect["event"]["code"] == app_code
     # The server's notes: on a busy machine the disconnect may also have waited for its handler, and
     # the trace says so (CI saw it under granian); that note is about timing, not the server.
-    notes = [n for n in disconnect.get("notes", []) if not n.startswith(("waited ", "arrived as "))]
+    notes = untimed(disconnect.get("notes", []))
     assert any(note in n for n in notes) if note else notes == []
     assert not [r for r in records if r["kind"] == "in" and r["event"]["type"] == "websocket.receive"]
 

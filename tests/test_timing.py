@@ -17,7 +17,7 @@ from websockets.asyncio.client import connect
 
 from explorer.asgi import application
 from explorer.trace.timing import Hold, HoldLedger, Steps
-from tests.conftest import daphne_serving
+from tests.conftest import daphne_serving, moment, untimed
 
 
 def communicator(endpoint):
@@ -74,14 +74,15 @@ async def test_a_wait_is_blamed_on_the_sync_handler_that_held_the_thread(endpoin
     await sleeper.connect()
     await waiter.connect()
     await sleeper.send_to(text_data="/sleep 0.5")
-    await asyncio.sleep(0.1)  # the sleeper's handler is running now
+    sleeper_id = (await trace.handler_started("/sleep 0.5"))["connection"]
     await waiter.send_to(text_data="hello")
     assert await waiter.receive_from(timeout=5) == "hello"
     assert await sleeper.receive_from(timeout=5) == "slept 0.5 s"
-    sleeper_id = next(r["connection"] for r in trace.records() if r["event"].get("text") == "/sleep 0.5")
     [hello] = [r for r in trace.records() if r["kind"] == "in" and r["event"].get("text") == "hello"]
+    [slept] = [r for r in trace.records(sleeper_id) if r["kind"] == "done" and r["handler"] >= 0.5]
     assert hello["slow"]
-    assert hello["wait"] >= 0.3  # it cannot start before the 0.5 s sleep, begun 0.1 s before, ends
+    # Its handler could not start before the sleep ended (on the wall clock, give or take its rounding).
+    assert moment(hello) + hello["wait"] >= moment(slept) - 1e-3
     assert f"held by {sleeper_id} (websocket.receive '/sleep 0.5'" in hello["notes"][0]
     mechanism = "aclose_old_connections()" if endpoint == "ac" else "take turns on that one thread"
     assert mechanism in hello["notes"][0]
@@ -94,11 +95,13 @@ async def test_an_async_sleep_holds_nothing(trace):
     await sleeper.connect()
     await other.connect()
     await sleeper.send_to(text_data="/sleep 0.5")
-    await asyncio.sleep(0.1)
+    sleeper_id = (await trace.handler_started("/sleep 0.5"))["connection"]
     await other.send_to(text_data="hello")
     assert await other.receive_from(timeout=5) == "hello"
     [hello] = [r for r in trace.records() if r["kind"] == "in" and r["event"].get("text") == "hello"]
-    assert not hello.get("slow")
+    # Not held up by the sleeper (a busy machine may slow its hop, and the trace then says by whom).
+    assert sleeper_id not in (hello.get("held_by") or []) and hello["wait"] < 0.3
+    assert not any(sleeper_id in note for note in hello.get("notes", []))
     await sleeper.receive_from(timeout=5)
     await sleeper.disconnect()
     await other.disconnect()
@@ -181,7 +184,10 @@ async def test_an_async_sleep_holds_nothing_and_says_nothing(stall_server):
         assert await sleeper.recv() == "slept 0.5 s"
         connection = stall_server.connection_of(sleeper.local_address[1])
     [done] = [r for r in stall_server.records_of(connection) if r["kind"] == "done" and r["handler"] >= 0.5]
-    assert "notes" not in done  # 0.5 s in the handler, none of it holding the loop
+    # 0.5 s in the handler, none of it holding the loop: a step a busy machine slowed (a collection)
+    # may be noted as a hold, never the sleep.
+    assert untimed(done.get("notes", [])) == []
+    assert done.get("held_loop") is None or done["held_loop"][1] < 0.25
 
 
 async def test_a_hop_asked_for_in_the_step_under_way_counts_from_that_step():
@@ -214,7 +220,7 @@ async def test_a_blamed_handlers_event_has_its_credentials_hidden(endpoint, trac
     for client in (sleeper, holder, waiter):
         await client.connect()
     await sleeper.send_to(text_data="/sleep 0.5")
-    await asyncio.sleep(0.1)  # the sleeper's handler is running now: the others' queue behind it
+    await trace.handler_started("/sleep 0.5")  # the others queue behind it
     await holder.send_to(text_data='{"password": "hunter2", "x": 1}')
     await asyncio.sleep(0.05)
     await waiter.send_to(text_data="hello")

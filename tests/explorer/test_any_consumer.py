@@ -1,7 +1,6 @@
 """The trace of consumers the explorer did not write: channels' generic consumers, a user's own
 subclasses and a plain ASGI application, each unchanged behind ``TraceMiddleware``."""
 
-import asyncio
 import re
 import threading
 
@@ -21,6 +20,7 @@ from django.urls import path
 
 from explorer.bench.app import raw_echo
 from explorer.trace import TraceMiddleware
+from tests.conftest import moment
 
 
 class Echo(WebsocketConsumer):
@@ -338,7 +338,7 @@ async def test_a_connect_that_waited_for_the_sync_thread_says_whose_handler_held
     slow = WebsocketCommunicator(served(Slow), "/ws/thing/")
     await slow.connect()
     await slow.send_to(text_data="work")
-    await asyncio.sleep(0.2)  # the sync thread is held now
+    await trace.handler_started("work")  # the sync thread is held now
     late = WebsocketCommunicator(served(consumer_of("raw", flavour)), "/ws/thing/")
     await late.connect(timeout=10)
     assert await slow.receive_from(timeout=10) == "done"
@@ -353,7 +353,11 @@ async def test_a_connect_that_waited_for_the_sync_thread_says_whose_handler_held
         and r["event"]["type"] == "websocket.connect"
         and r["connection"].startswith("Raw")
     ]
-    assert connect["wait"] >= 0.2
+    [worked] = [
+        r for r in records if r["connection"] == slow_name and r["kind"] == "done" and r["handler"] >= 0.6
+    ]
+    # Its handler could not start before the held thread was free (on the wall clock, give or take rounding).
+    assert moment(connect) + connect["wait"] >= moment(worked) - 1e-3
     assert connect["slow"] is True
     [why] = connect["notes"]
     assert f"held by {slow_name} (websocket.receive 'work'" in why
