@@ -100,8 +100,9 @@ class TraceCapture:
         return parse(self.lines(), connection)
 
     async def handler_started(self, text, timeout=10):
-        """The ``in`` record of the message ``text``, once a handler has started for it (the record is made
-        as it starts): a test that needs a handler running waits for that, not for a guessed time."""
+        """The ``in`` record of the message ``text``, once a consumer's handler has started for it (the record
+        is made as it starts; a plain ASGI application's, as it receives it): a test that needs a handler
+        running waits for that, not for a guessed time."""
         deadline = time.monotonic() + timeout
         while True:
             found = [r for r in self.records() if r["kind"] == "in" and r["event"].get("text") == text]
@@ -114,6 +115,13 @@ class TraceCapture:
 def moment(record):
     """When a record's ``seconds`` was, on the wall clock (its ``at``): comparable across connections."""
     return datetime.datetime.fromisoformat(record["at"]).timestamp()
+
+
+# Two connections' moments differ by as much as each one's anchor on the wall clock (read just after its
+# own clock as it opens: a busy machine can come between the two reads).
+CLOCKS = 0.05
+# An event sent from a test arrives on the same event loop: at its next turn, unless the process pauses.
+ARRIVED = 0.1
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from websockets.asyncio.client import connect
 
 from explorer.asgi import application
 from explorer.trace.timing import Hold, HoldLedger, Steps
-from tests.conftest import daphne_serving, moment, untimed
+from tests.conftest import ARRIVED, CLOCKS, daphne_serving, moment, untimed
 
 
 def communicator(endpoint):
@@ -75,14 +75,17 @@ async def test_a_wait_is_blamed_on_the_sync_handler_that_held_the_thread(endpoin
     await waiter.connect()
     await sleeper.send_to(text_data="/sleep 0.5")
     sleeper_id = (await trace.handler_started("/sleep 0.5"))["connection"]
+    sent = time.time()
     await waiter.send_to(text_data="hello")
     assert await waiter.receive_from(timeout=5) == "hello"
     assert await sleeper.receive_from(timeout=5) == "slept 0.5 s"
     [hello] = [r for r in trace.records() if r["kind"] == "in" and r["event"].get("text") == "hello"]
     [slept] = [r for r in trace.records(sleeper_id) if r["kind"] == "done" and r["handler"] >= 0.5]
     assert hello["slow"]
-    # Its handler could not start before the sleep ended (on the wall clock, give or take its rounding).
-    assert moment(hello) + hello["wait"] >= moment(slept) - 1e-3
+    # It arrived as it was sent, and its handler could not start before the sleep ended: its wait is
+    # the time between (on the wall clock, each connection's anchored on it as it opened: give or take).
+    assert sent - CLOCKS <= moment(hello) <= sent + ARRIVED
+    assert moment(hello) + hello["wait"] >= moment(slept) - CLOCKS
     assert f"held by {sleeper_id} (websocket.receive '/sleep 0.5'" in hello["notes"][0]
     mechanism = "aclose_old_connections()" if endpoint == "ac" else "take turns on that one thread"
     assert mechanism in hello["notes"][0]

@@ -104,7 +104,7 @@ def iso(moment):
 
 @functools.lru_cache(maxsize=4)
 def whole_second(second):
-    return datetime.datetime.fromtimestamp(second, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return datetime.datetime.fromtimestamp(second, datetime.UTC).replace(tzinfo=None).isoformat()
 
 
 def as_record(entry, shown_event, failure=None):

@@ -3,6 +3,7 @@ subclasses and a plain ASGI application, each unchanged behind ``TraceMiddleware
 
 import re
 import threading
+import time
 
 import pytest
 from channels.consumer import AsyncConsumer, SyncConsumer
@@ -20,7 +21,7 @@ from django.urls import path
 
 from explorer.bench.app import raw_echo
 from explorer.trace import TraceMiddleware
-from tests.conftest import moment
+from tests.conftest import ARRIVED, CLOCKS, moment
 
 
 class Echo(WebsocketConsumer):
@@ -340,6 +341,7 @@ async def test_a_connect_that_waited_for_the_sync_thread_says_whose_handler_held
     await slow.send_to(text_data="work")
     await trace.handler_started("work")  # the sync thread is held now
     late = WebsocketCommunicator(served(consumer_of("raw", flavour)), "/ws/thing/")
+    sent = time.time()
     await late.connect(timeout=10)
     assert await slow.receive_from(timeout=10) == "done"
     await late.disconnect()
@@ -356,8 +358,10 @@ async def test_a_connect_that_waited_for_the_sync_thread_says_whose_handler_held
     [worked] = [
         r for r in records if r["connection"] == slow_name and r["kind"] == "done" and r["handler"] >= 0.6
     ]
-    # Its handler could not start before the held thread was free (on the wall clock, give or take rounding).
-    assert moment(connect) + connect["wait"] >= moment(worked) - 1e-3
+    # It arrived as it was sent, and its handler could not start before the held thread was free: its wait
+    # is the time between (on the wall clock, each connection's anchored on it as it opened: give or take).
+    assert sent - CLOCKS <= moment(connect) <= sent + ARRIVED
+    assert moment(connect) + connect["wait"] >= moment(worked) - CLOCKS
     assert connect["slow"] is True
     [why] = connect["notes"]
     assert f"held by {slow_name} (websocket.receive 'work'" in why
